@@ -205,6 +205,10 @@ class IndexedRecordWriter:
         self.count += 1
         return pos
 
+    def tell(self) -> int:
+        """Bytes written to the ``.rec`` so far."""
+        return self._rec.tell()
+
     def close(self) -> None:
         self._rec.close()
         self._idx.close()

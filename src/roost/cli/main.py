@@ -1,0 +1,113 @@
+"""The ``roost`` command."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from roost import __version__
+from roost.cli import ui
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="roost")
+def cli() -> None:
+    """Roost: SageMaker's built-in Image Classification workflow on your own machine.
+
+    Pack images into MXNet RecordIO, explore data sets, train and serve models
+    with SageMaker's hyperparameters, files and APIs.
+    """
+
+
+@cli.command(
+    "im2rec",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def im2rec_cmd(args: tuple[str, ...]) -> None:
+    """Make .lst image lists and pack them into .rec files (MXNet's im2rec.py, same options)."""
+    from roost.cli.im2rec import main
+
+    sys.exit(main(list(args)))
+
+
+@cli.command("pack")
+@click.argument("images", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--val-ratio", default=0.2, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Share of each class's images that goes to val.rec.")
+@click.option("--test-ratio", default=0.0, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Share of each class's images that goes to test.rec (none by default).")
+@click.option("--resize", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Resize the shorter side to this many pixels (0 keeps the size).")
+@click.option("--center-crop", is_flag=True, help="Crop the centre square before resizing.")
+@click.option("--quality", default=95, show_default=True, type=click.IntRange(1, 100), help="JPEG quality.")
+@click.option("--encoding", default=".jpg", show_default=True, type=click.Choice([".jpg", ".png"]))
+@click.option("--color", default=1, show_default=True, type=click.Choice(["-1", "0", "1"]),
+              help="1 colour, 0 greyscale, -1 unchanged (as im2rec --color).")
+@click.option("--pass-through", is_flag=True, help="Store the original file bytes, no re-encoding.")
+@click.option("--num-thread", "num_workers", default=None, type=click.IntRange(min=1),
+              help="Worker processes (default: every core).")
+@click.option("--seed", default=100, show_default=True, help="Seed of the shuffle and split.")
+def pack_cmd(images: Path, out_dir: Path, val_ratio, test_ratio, resize, center_crop, quality, encoding, color,
+             pass_through, num_workers, seed) -> None:
+    """One step from a folder of class folders to train/val .rec files and classes.json.
+
+    IMAGES holds one sub-folder per class (images may sit at any depth below
+    it; hidden files are ignored). OUT_DIR receives train.lst/.rec/.idx,
+    val.lst/.rec/.idx (and test.* with --test-ratio) and classes.json, the
+    class names by id. The split is stratified: every class gives the same
+    share of its images to validation.
+    """
+    from roost.data import im2rec as core
+    from roost.formats.lst import write_list
+
+    ui.setup_logging()
+    try:
+        split = core.split_class_folders(images, val_ratio=val_ratio, test_ratio=test_ratio, seed=seed)
+    except (core.DatasetLayoutError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for label, name in enumerate(split.classes):
+        click.echo(f"{name} {label}")
+    core.write_classes(out_dir / "classes.json", split.classes)
+    opts = core.EncodeOptions(pass_through=pass_through, resize=resize, center_crop=center_crop, quality=quality,
+                              color=int(color), encoding=encoding)
+    workers = num_workers or core.available_cores()
+    total_skipped = train_written = 0
+    for part, entries in (("train", split.train), ("val", split.val), ("test", split.test)):
+        if not entries:
+            continue
+        lst = out_dir / f"{part}.lst"
+        write_list(lst, entries)
+        with ui.progress() as bar:
+            task = bar.add_task(f"{part}.rec", total=len(entries))
+            summary = core.pack_list(
+                lst, images, opts, num_workers=workers,
+                on_progress=lambda done, total: bar.update(task, completed=done),
+                on_skip=lambda path, reason: bar.console.print(f"[yellow]skipped[/] {reason}"),
+            )
+        total_skipped += len(summary.skipped)
+        if part == "train":
+            train_written = summary.written
+        ui.err.print(
+            f"{os.path.relpath(summary.rec)}: {summary.written} images "
+            f"({len(summary.skipped)} skipped), {summary.bytes / 1e6:.1f} MB, {summary.images_per_second:,.0f} img/s"
+        )
+    ui.err.print(
+        f"{len(split.classes)} classes -> {os.path.relpath(out_dir / 'classes.json')}; "
+        f"use num_classes={len(split.classes)} num_training_samples={train_written}"
+        + (f"; [yellow]{total_skipped} unreadable image(s) skipped[/]" if total_skipped else "")
+    )
+
+
+def main() -> None:  # pragma: no cover - console-script shim
+    cli()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()

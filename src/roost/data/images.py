@@ -1,0 +1,73 @@
+"""Image decoding and encoding with OpenCV, the codec MXNet's tools use.
+
+Decoding through the same library (``cv2.imread`` flags, EXIF orientation,
+CMYK and greyscale JPEGs, truncated JPEGs that libjpeg still decodes) is what
+makes Roost's records match MXNet's pixel for pixel.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+#: What ``im2rec.py --exts`` accepts by default (MXNet >= 1.1).
+DEFAULT_EXTS = (".jpeg", ".jpg", ".png")
+
+# libjpeg's "Premature end of JPEG file" and friends would otherwise interleave
+# with progress bars; failures are reported by Roost itself.
+try:
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+except AttributeError:  # pragma: no cover - very old OpenCV
+    pass
+
+
+class ImageDecodeError(ValueError):
+    pass
+
+
+def imread(path: str | os.PathLike, color: int = 1) -> np.ndarray:
+    """``cv2.imread(path, color)`` with an error that says why instead of ``None``.
+
+    ``color`` is im2rec's ``--color``: 1 colour (BGR, alpha dropped), 0 greyscale,
+    -1 unchanged.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ImageDecodeError(f"{p}: file not found")
+    # imread rather than imdecode(fromfile): OpenCV's imdecode gives up on
+    # truncated JPEGs that imread (and therefore MXNet) still decodes.
+    img = cv2.imread(os.fspath(p), color)
+    if img is None:
+        raise ImageDecodeError(f"{p}: cannot be decoded as an image (corrupt, truncated beyond repair, or not an image)")
+    return img
+
+
+def imdecode(data: bytes, color: int = 1) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), color)
+    if img is None:
+        raise ImageDecodeError(f"{len(data)} bytes cannot be decoded as an image")
+    return img
+
+
+def encode(img: np.ndarray, encoding: str = ".jpg", quality: int = 95) -> bytes:
+    """``mx.recordio.pack_img``'s encoding step: JPEG quality or PNG compression level."""
+    fmt = encoding.lower()
+    if fmt in (".jpg", ".jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    elif fmt == ".png":
+        # MXNet passes --quality straight through (95 by default); OpenCV then
+        # falls back to the maximum level 9, which we do without its warning.
+        params = [cv2.IMWRITE_PNG_COMPRESSION, min(max(int(quality), 0), 9)]
+    else:
+        raise ValueError(f"unsupported encoding {encoding!r}: use .jpg or .png")
+    ok, buf = cv2.imencode(fmt, img, params)
+    if not ok:
+        raise ImageDecodeError(f"OpenCV could not encode a {img.shape} image as {fmt}")
+    return buf.tobytes()
+
+
+def is_image_name(name: str, exts=DEFAULT_EXTS) -> bool:
+    return os.path.splitext(name)[1].lower() in exts
