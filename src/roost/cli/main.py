@@ -105,6 +105,73 @@ def pack_cmd(images: Path, out_dir: Path, val_ratio, test_ratio, resize, center_
     )
 
 
+def _parse_image_shape(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        dims = tuple(int(x) for x in value.replace(" ", "").split(","))
+        if len(dims) != 3 or min(dims) < 1:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not C,H,W (three positive integers, e.g. 3,224,224)") from None
+    return dims
+
+
+@cli.command("explore")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Image folder an .lst's paths are relative to (default: the .lst's folder).")
+@click.option("--image-shape", callback=_parse_image_shape, metavar="C,H,W",
+              help="Warn about images smaller than this training shape, e.g. 3,224,224.")
+@click.option("--min-per-class", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Warn about classes with fewer images.")
+@click.option("--imbalance-ratio", default=3.0, show_default=True, type=click.FloatRange(min=1),
+              help="Warn when the largest class is this many times the smallest.")
+@click.option("--grid", "grid_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a PNG grid of sample images per class here.")
+@click.option("--samples", default=6, show_default=True, type=click.IntRange(1, 8), help="Samples per class in the grid.")
+@click.option("--size-plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a PNG histogram of image sizes here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("--num-thread", "num_workers", default=None, type=click.IntRange(min=1),
+              help="Worker processes for decoding (default: every core).")
+def explore_cmd(source, root, image_shape, min_per_class, imbalance_ratio, grid_path, samples, size_plot, as_json,
+                num_workers) -> None:
+    """Explore a data set: images per class, sizes, sample grid and warnings.
+
+    SOURCE is a folder of class folders, an .lst (with --root) or a .rec file.
+    Class names come from the folder names, or from a classes.json beside the
+    .lst/.rec (as written by roost pack).
+    """
+    from roost.cli.explore import render
+    from roost.data import explore as ex
+    from roost.data import im2rec as core
+
+    with ui.progress() as bar:
+        task = bar.add_task("decoding", total=None)
+        try:
+            report, picks = ex.explore(
+                source, root=root, image_shape=image_shape, min_per_class=min_per_class,
+                imbalance_ratio=imbalance_ratio, num_workers=num_workers or core.available_cores(),
+                on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except (ValueError, OSError) as err:
+            raise click.ClickException(str(err)) from None
+    if grid_path:
+        ex.save_sample_grid(report, picks, grid_path, per_class=samples)
+    if size_plot:
+        ex.save_size_plot(report, size_plot)
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        from rich.console import Console
+
+        render(report, Console(highlight=False))
+        for label, path in (("sample grid", grid_path), ("size histogram", size_plot)):
+            if path:
+                click.echo(f"{label}: {path}")
+
+
 def main() -> None:  # pragma: no cover - console-script shim
     cli()
 
