@@ -37,6 +37,8 @@ def test_lst_and_rec_reports_agree(birds, tmp_path):
     # class names recovered from the folders in the list's paths
     assert [c.name for c in rep_lst.classes] == ["american_goldfinch", "blue_jay", "northern_cardinal"]
     core.pack_list(tmp_path / "all.lst", birds, on_skip=lambda *a: None)
+    rep_rec, _ = ex.explore(tmp_path / "all.rec")
+    assert [c.name for c in rep_rec.classes] == ["american_goldfinch", "blue_jay", "northern_cardinal"]
     core.write_classes(tmp_path / "classes.json", ["goldfinch", "jay", "cardinal"])
     rep_rec, picks = ex.explore(tmp_path / "all.rec")
     assert rep_rec.kind == "rec" and rep_rec.images == 23 and not rep_rec.unreadable

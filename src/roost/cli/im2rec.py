@@ -13,6 +13,7 @@ import sys
 
 from roost.cli import ui
 from roost.data import im2rec as core
+from roost.data.parallel import available_cores
 from roost.data.images import DEFAULT_EXTS
 
 
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="specify whether to crop the center image to make it rectangular.")
     rgroup.add_argument("--quality", type=int, default=95,
                         help="JPEG quality for encoding, 1-100; or PNG compression for encoding, 1-9")
-    rgroup.add_argument("--num-thread", type=int, default=core.available_cores(),
+    rgroup.add_argument("--num-thread", type=int, default=available_cores(),
                         help="number of worker processes for encoding (MXNet's default is 1; Roost uses every core). "
                         "Output order always equals list order.")
     rgroup.add_argument("--color", type=int, default=1, choices=[-1, 0, 1],

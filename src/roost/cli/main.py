@@ -24,6 +24,7 @@ def cli() -> None:
 
 @cli.command(
     "im2rec",
+    short_help="Make .lst lists and pack .rec files (MXNet's im2rec.py).",
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
     add_help_option=False,
 )
@@ -35,7 +36,7 @@ def im2rec_cmd(args: tuple[str, ...]) -> None:
     sys.exit(main(list(args)))
 
 
-@cli.command("pack")
+@cli.command("pack", short_help="Class folders to train/val .rec files and classes.json.")
 @click.argument("images", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--val-ratio", default=0.2, show_default=True, type=click.FloatRange(0, 1, max_open=True),
@@ -64,6 +65,7 @@ def pack_cmd(images: Path, out_dir: Path, val_ratio, test_ratio, resize, center_
     share of its images to validation.
     """
     from roost.data import im2rec as core
+    from roost.data.parallel import available_cores
     from roost.formats.lst import write_list
 
     ui.setup_logging()
@@ -77,7 +79,7 @@ def pack_cmd(images: Path, out_dir: Path, val_ratio, test_ratio, resize, center_
     core.write_classes(out_dir / "classes.json", split.classes)
     opts = core.EncodeOptions(pass_through=pass_through, resize=resize, center_crop=center_crop, quality=quality,
                               color=int(color), encoding=encoding)
-    workers = num_workers or core.available_cores()
+    workers = num_workers or available_cores()
     total_skipped = train_written = 0
     for part, entries in (("train", split.train), ("val", split.val), ("test", split.test)):
         if not entries:
@@ -117,7 +119,7 @@ def _parse_image_shape(ctx, param, value):
     return dims
 
 
-@cli.command("explore")
+@cli.command("explore", short_help="Classes, sizes, samples and warnings of a data set.")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Image folder an .lst's paths are relative to (default: the .lst's folder).")
@@ -145,14 +147,14 @@ def explore_cmd(source, root, image_shape, min_per_class, imbalance_ratio, grid_
     """
     from roost.cli.explore import render
     from roost.data import explore as ex
-    from roost.data import im2rec as core
+    from roost.data.parallel import available_cores
 
     with ui.progress() as bar:
         task = bar.add_task("decoding", total=None)
         try:
             report, picks = ex.explore(
                 source, root=root, image_shape=image_shape, min_per_class=min_per_class,
-                imbalance_ratio=imbalance_ratio, num_workers=num_workers or core.available_cores(),
+                imbalance_ratio=imbalance_ratio, num_workers=num_workers or available_cores(),
                 on_progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         except (ValueError, OSError) as err:

@@ -21,6 +21,7 @@ import numpy as np
 
 from roost.data import im2rec
 from roost.data.images import DEFAULT_EXTS, ImageDecodeError, imdecode, imread
+from roost.data.parallel import process_pool
 from roost.formats import recordio
 from roost.formats.lst import iter_list
 
@@ -170,7 +171,11 @@ def explore(
     elif source.suffix == ".rec":
         kind = "rec"
         items, total, reader = _rec_items(source)
-        names = _class_names_near(source)
+        # im2rec leaves the .lst it packed beside the .rec: its paths name the classes
+        sibling = source.with_suffix(".lst")
+        names = _class_names_near(source) or (
+            _names_from_paths(iter_list(sibling, errors=[])) if sibling.is_file() else None
+        )
     elif not source.exists():
         raise FileNotFoundError(f"{source}: no such file or folder")
     else:
@@ -187,10 +192,7 @@ def explore(
     pool = None
     try:
         if num_workers > 1:
-            import multiprocessing as mp
-
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            pool = ctx.Pool(num_workers, initializer=_init_measure_worker)
+            pool = process_pool(num_workers, initializer=_init_measure_worker)
             measured = pool.imap(_measure, tracked(), chunksize=8)
         else:
             measured = map(_measure, tracked())

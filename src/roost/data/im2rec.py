@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import multiprocessing as mp
 import os
 import random
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 import cv2
 
 from roost.data.images import DEFAULT_EXTS, ImageDecodeError, encode, imread
+from roost.data.parallel import process_pool
 from roost.formats import recordio
 from roost.formats.lst import ListEntry, LstError, iter_list, write_list
 
@@ -202,19 +202,6 @@ class PackSummary:
         return self.total / self.seconds if self.seconds else 0.0
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _pool_context():
-    # fork is fastest where it is safe (Linux, before any progress thread starts)
-    methods = mp.get_all_start_methods()
-    return mp.get_context("fork" if "fork" in methods else "spawn")
-
-
 def pack_list(
     lst_path: str | os.PathLike,
     root: str | os.PathLike,
@@ -252,10 +239,11 @@ def pack_list(
     workers = max(1, min(num_workers, len(entries) or 1))
     pool = None
     if workers > 1:
-        pool = _pool_context().Pool(workers, initializer=_init_worker, initargs=(root, opts))
+        pool = process_pool(workers, initializer=_init_worker, initargs=(root, opts))
         # imap keeps list order; small chunks keep the progress bar live
         results: Iterable = pool.imap(_encode_job, entries, chunksize=max(1, min(16, len(entries) // (workers * 8) or 1)))
     else:
+        threads_before = cv2.getNumThreads()
         _init_worker(root, opts)
         results = map(_encode_job, entries)
     try:
@@ -273,6 +261,8 @@ def pack_list(
         if pool is not None:
             pool.terminate()
             pool.join()
+        else:
+            cv2.setNumThreads(threads_before)
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -1,0 +1,31 @@
+# Two commands do all set-up on a fresh machine with only python3 and pip:
+#   make demo   - create .venv, install Roost, run the demo
+#   make test   - create .venv, install Roost, run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The CPU/CUDA torch build is chosen by pip for this exact pin; installing it
+# before Roost stops pip from resolving torch itself (and pulling other builds).
+TORCH := torch==2.13.0
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# demo images; its own loader needs TensorFlow, which Roost does not use
+	$(BIN)/python -m pip install --quiet --no-deps "animal-mnist==0.4"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	OMP_WAIT_POLICY=PASSIVE ./examples/demo.sh
+
+test: $(STAMP)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache
