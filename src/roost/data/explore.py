@@ -332,14 +332,12 @@ def _thumbnail(item: _Item, side: int = 96) -> np.ndarray | None:
 def save_sample_grid(report: Report, picks: dict[int, list[_Item]], path: str | os.PathLike, *,
                      per_class: int = 6, max_classes: int = 30) -> Path:
     """A PNG with one row per class: its id, name and count, then ``per_class`` sample images."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     shown = [c for c in report.classes if c.id in picks][:max_classes]
     rows = max(1, len(shown))
-    fig, axes = plt.subplots(rows, per_class, figsize=(1.5 * per_class + 1.5, 1.5 * rows + 0.4), squeeze=False)
+    fig = Figure(figsize=(1.5 * per_class + 1.5, 1.5 * rows + 0.4))
+    axes = fig.subplots(rows, per_class, squeeze=False)
     for r, cls in enumerate(shown):
         for c in range(per_class):
             ax = axes[r][c]
@@ -352,36 +350,34 @@ def save_sample_grid(report: Report, picks: dict[int, list[_Item]], path: str | 
                 ax.imshow(thumb)
             if c == 0:
                 ax.set_ylabel(f"{cls.id}: {cls.name}\n({cls.images})", rotation=0, ha="right", va="center", fontsize=9)
-    title = f"{Path(report.source).name}: {report.images} images, {len(report.classes)} classes"
+    title = f"{report.source}: {report.images} images, {len(report.classes)} classes"
     if len(report.classes) > len(shown):
         title += f" (first {len(shown)} shown)"
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    # leave the top strip (about 0.35 inch) to the title
+    return _save(fig, path, top=1 - 0.35 / fig.get_figheight())
 
 
 def save_size_plot(report: Report, path: str | os.PathLike) -> Path:
     """Histogram of the shorter image side (the one ``--resize`` acts on)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     hist = report.sizes["histogram"]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
     if hist:
         edges, counts = hist["edges"], hist["counts"]
         ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", edgecolor="white")
     ax.set_xlabel("shorter side (px)")
     ax.set_ylabel("images")
     ax.set_title(f"Image sizes in {Path(report.source).name}")
-    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: str | os.PathLike, top: float = 1.0) -> Path:
+    # Figure objects, not pyplot: no global backend or figure registry to leak
+    fig.tight_layout(rect=(0, 0, 1, top))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out
