@@ -1,0 +1,202 @@
+"""The pre-activation ResNet of SageMaker's image-classification algorithm.
+
+A PyTorch rendering of MXNet's ``example/image-classification/symbols/resnet.py``
+(He et al. 2016, "Identity Mappings in Deep Residual Networks"), which the
+algorithm trains. Depth rules, stem switch, units, filters, BatchNorm settings
+and initialisation are MXNet's, and every parameter's module path maps one to
+one onto MXNet's parameter name (``stage1_unit1.bn1.weight`` <->
+``arg:stage1_unit1_bn1_gamma``) so that SageMaker artifacts can be imported.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# MXNet BatchNorm: eps 2e-5; running = 0.9 * running + 0.1 * batch
+BN_EPS = 2e-5
+BN_MOMENTUM = 0.1
+
+IMAGENET_UNITS = {
+    18: [2, 2, 2, 2],
+    34: [3, 4, 6, 3],
+    50: [3, 4, 6, 3],
+    101: [3, 4, 23, 3],
+    152: [3, 8, 36, 3],
+    200: [3, 24, 36, 3],
+    269: [3, 30, 48, 8],
+}
+#: depths SageMaker documents for large images (transfer learning exists for these)
+LARGE_IMAGE_DEPTHS = (18, 34, 50, 101, 152, 200)
+#: depths SageMaker documents for small images (height <= 28)
+SMALL_IMAGE_DEPTHS = (20, 32, 44, 56, 110)
+
+
+@dataclass(frozen=True)
+class ResNetSpec:
+    num_layers: int
+    units: tuple[int, ...]
+    filters: tuple[int, ...]  # stem, then one per stage
+    bottleneck: bool
+    small_stem: bool  # 3x3 stride-1 stem (height <= 32) instead of 7x7/2 + max pool
+
+
+def resnet_spec(num_layers: int, height: int) -> ResNetSpec:
+    """MXNet's ``get_symbol`` depth table; ``ValueError`` for a depth it has no recipe for."""
+    # get_symbol picks the table with height <= 28, resnet() the stem with
+    # height <= 32: for 29..32 the ImageNet table meets the 3x3 stem.
+    if height <= 28:
+        if (num_layers - 2) % 9 == 0 and num_layers >= 164:
+            per, filters, bottleneck = (num_layers - 2) // 9, (16, 64, 128, 256), True
+        elif (num_layers - 2) % 6 == 0 and num_layers < 164:
+            per, filters, bottleneck = (num_layers - 2) // 6, (16, 16, 32, 64), False
+        else:
+            raise ValueError(
+                f"num_layers={num_layers} has no network for images of height {height} (<= 28): use 6n+2 below 164 "
+                f"(e.g. {', '.join(map(str, SMALL_IMAGE_DEPTHS))}) or 9n+2 from 164 (e.g. 164, 1001)"
+            )
+        if per < 1:
+            raise ValueError(f"num_layers={num_layers} is too shallow: the smallest network for height <= 28 is 8")
+        units = (per, per, per)
+    else:
+        if num_layers not in IMAGENET_UNITS:
+            raise ValueError(
+                f"num_layers={num_layers} has no network for images of height {height} (> 28): "
+                f"use one of {', '.join(map(str, IMAGENET_UNITS))}"
+            )
+        units = tuple(IMAGENET_UNITS[num_layers])
+        bottleneck = num_layers >= 50
+        filters = (64, 256, 512, 1024, 2048) if bottleneck else (64, 64, 128, 256, 512)
+    return ResNetSpec(num_layers, units, filters, bottleneck, small_stem=height <= 32)
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False)
+
+
+class ResidualUnit(nn.Module):
+    """Pre-activation unit; the projection shortcut ``sc`` reads the first ReLU's output."""
+
+    def __init__(self, cin: int, cout: int, stride: int, dim_match: bool, bottleneck: bool) -> None:
+        super().__init__()
+        self.bottleneck = bottleneck
+        self.bn1 = _bn(cin)
+        if bottleneck:
+            mid = int(cout * 0.25)
+            self.conv1 = _conv(cin, mid, 1)
+            self.bn2 = _bn(mid)
+            self.conv2 = _conv(mid, mid, 3, stride)
+            self.bn3 = _bn(mid)
+            self.conv3 = _conv(mid, cout, 1)
+        else:
+            self.conv1 = _conv(cin, cout, 3, stride)
+            self.bn2 = _bn(cout)
+            self.conv2 = _conv(cout, cout, 3)
+        self.sc = None if dim_match else _conv(cin, cout, 1, stride)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        act1 = self.relu(self.bn1(x))
+        shortcut = x if self.sc is None else self.sc(act1)
+        out = self.conv1(act1)
+        out = self.conv2(self.relu(self.bn2(out)))
+        if self.bottleneck:
+            out = self.conv3(self.relu(self.bn3(out)))
+        return out + shortcut
+
+
+class ResNet(nn.Module):
+    """``bn_data`` -> stem -> stages -> ``bn1`` -> ReLU -> global average pool -> ``fc1`` (logits).
+
+    Inputs are raw pixels (0..255, RGB, NCHW): the ``bn_data`` BatchNorm with
+    its gamma fixed at 1 does the normalisation, as in MXNet.
+    """
+
+    def __init__(self, num_classes: int, num_layers: int, image_shape: tuple[int, int, int], head: str = "fc1") -> None:
+        super().__init__()
+        channels, height, _ = image_shape
+        spec = resnet_spec(num_layers, height)
+        self.spec = spec
+        self.head_name = head
+        self.bn_data = _bn(channels)
+        # fix_gamma=True: the scale stays 1 (MXNet keeps the parameter but never trains it)
+        self.bn_data.weight.requires_grad_(False)
+        f = spec.filters
+        if spec.small_stem:
+            self.conv0 = _conv(channels, f[0], 3)
+        else:
+            self.conv0 = nn.Conv2d(channels, f[0], 7, stride=2, padding=3, bias=False)
+            self.bn0 = _bn(f[0])
+            self.pooling0 = nn.MaxPool2d(3, stride=2, padding=1)
+        self.unit_names: list[str] = []
+        cin = f[0]
+        for i, n_units in enumerate(spec.units):
+            for u in range(n_units):
+                name = f"stage{i + 1}_unit{u + 1}"
+                stride = 1 if (i == 0 or u > 0) else 2
+                setattr(self, name, ResidualUnit(cin, f[i + 1], stride, dim_match=u > 0, bottleneck=spec.bottleneck))
+                self.unit_names.append(name)
+                cin = f[i + 1]
+        self.bn1 = _bn(cin)
+        self.relu = nn.ReLU(inplace=True)
+        setattr(self, head, nn.Linear(cin, num_classes))
+        self.reset_parameters()
+
+    @property
+    def fc(self) -> nn.Linear:
+        return getattr(self, self.head_name)
+
+    def reset_parameters(self) -> None:
+        """MXNet's ``Xavier(rnd_type='gaussian', factor_type='in', magnitude=2)``; BN gamma 1, beta 0."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                fan_in = m.weight[0].numel()
+                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_in))
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+                m.reset_running_stats()
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn_data(x)
+        x = self.conv0(x)
+        if not self.spec.small_stem:
+            x = self.pooling0(self.relu(self.bn0(x)))
+        for name in self.unit_names:
+            x = getattr(self, name)(x)
+        x = self.relu(self.bn1(x))
+        return torch.flatten(torch.mean(x, dim=(2, 3)), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+def mxnet_name(torch_name: str) -> str:
+    """``stage1_unit1.bn1.running_mean`` -> ``aux:stage1_unit1_bn1_moving_mean`` (MXNet's parameter names)."""
+    module, _, leaf = torch_name.rpartition(".")
+    prefix = module.replace(".", "_")
+    is_bn = module.split(".")[-1].startswith("bn")
+    if is_bn:
+        kind, leaf = {"weight": ("arg", "gamma"), "bias": ("arg", "beta"),
+                      "running_mean": ("aux", "moving_mean"), "running_var": ("aux", "moving_var")}[leaf]
+    else:
+        kind = "arg"
+    return f"{kind}:{prefix}_{leaf}"
+
+
+def mxnet_param_shapes(model: ResNet) -> dict[str, list[int]]:
+    """Every MXNet ``arg:``/``aux:`` name with its shape, from the model's state dict."""
+    return {
+        mxnet_name(k): list(v.shape)
+        for k, v in model.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }

@@ -1,0 +1,78 @@
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from roost.models.resnet import LARGE_IMAGE_DEPTHS, SMALL_IMAGE_DEPTHS, ResNet, mxnet_param_shapes, resnet_spec
+
+FIXTURE_MODELS = [
+    ("resnet20_3x28x28", 20, (3, 28, 28), "fc1"),
+    ("resnet20_3x28x28_fc_head", 20, (3, 28, 28), "fc"),
+    ("resnet164_3x28x28_bottleneck", 164, (3, 28, 28), "fc1"),
+    ("resnet18_3x64x64", 18, (3, 64, 64), "fc1"),
+]
+
+
+@pytest.mark.parametrize("name,layers,shape,head", FIXTURE_MODELS)
+def test_parameter_names_and_shapes_equal_mxnet(mxnet_fixtures, name, layers, shape, head):
+    manifest = json.loads((mxnet_fixtures / "model" / name / "params_manifest.json").read_text())
+    assert mxnet_param_shapes(ResNet(4, layers, shape, head=head)) == manifest
+
+
+def _weighted_layers(model: ResNet) -> int:
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and not n.endswith(".sc")]
+    return len(convs) + 1  # + the fully connected head
+
+
+@pytest.mark.parametrize("layers", LARGE_IMAGE_DEPTHS + (269,))
+def test_large_image_depths(layers):
+    spec = resnet_spec(layers, 224)
+    assert not spec.small_stem and len(spec.units) == 4 and spec.bottleneck == (layers >= 50)
+    model = ResNet(10, layers, (3, 224, 224)) if layers <= 50 else None
+    if model is not None:
+        assert _weighted_layers(model) == layers
+
+
+@pytest.mark.parametrize("layers", SMALL_IMAGE_DEPTHS + (8, 14, 164))
+def test_small_image_depths(layers):
+    model = ResNet(10, layers, (3, 28, 28))
+    assert model.spec.small_stem and len(model.spec.units) == 3
+    assert _weighted_layers(model) == layers
+    assert model.spec.bottleneck == (layers >= 164)
+
+
+def test_stem_and_table_thresholds():
+    # 29..32: the ImageNet table with the 3x3 stem (MXNet's two different thresholds)
+    spec = resnet_spec(18, 32)
+    assert spec.small_stem and spec.units == (2, 2, 2, 2)
+    assert not resnet_spec(18, 33).small_stem
+    with pytest.raises(ValueError, match="num_layers=20 has no network for images of height 32"):
+        resnet_spec(20, 32)
+    with pytest.raises(ValueError, match="6n\\+2"):
+        resnet_spec(18, 28)
+
+
+@pytest.mark.parametrize("layers,shape", [(20, (3, 28, 28)), (18, (3, 64, 64)), (18, (1, 40, 56)), (50, (3, 64, 48))])
+def test_forward_shapes(layers, shape):
+    model = ResNet(7, layers, shape).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, *shape) * 255)
+    assert out.shape == (2, 7) and torch.isfinite(out).all()
+
+
+def test_parameter_count_by_hand():
+    # ResNet-20, 10 classes, worked out from MXNet's tables: bn_data 6, conv0 432,
+    # stage1 14,272, stage2 51,552, stage3 205,504, bn1 128, fc1 650
+    assert sum(p.numel() for p in ResNet(10, 20, (3, 28, 28)).parameters()) == 272_544
+
+
+def test_bn_data_gamma_is_fixed_and_init_is_mxnet_xavier():
+    torch.manual_seed(0)
+    model = ResNet(10, 18, (3, 224, 224))
+    assert not model.bn_data.weight.requires_grad and torch.all(model.bn_data.weight == 1)
+    w = model.stage4_unit2.conv2.weight
+    fan_in = w[0].numel()
+    assert abs(w.std().item() - math.sqrt(2 / fan_in)) < 0.02 * math.sqrt(2 / fan_in) * 10
+    assert model.bn1.eps == 2e-5 and model.bn1.momentum == pytest.approx(0.1)
