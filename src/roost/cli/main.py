@@ -174,6 +174,12 @@ def explore_cmd(source, root, image_shape, min_per_class, imbalance_ratio, grid_
                 click.echo(f"{label}: {path}")
 
 
+from roost.cli.train import container_cmd, train_cmd  # noqa: E402
+
+cli.add_command(train_cmd)
+cli.add_command(container_cmd)
+
+
 def main() -> None:  # pragma: no cover - console-script shim
     cli()
 
