@@ -174,6 +174,33 @@ def explore_cmd(source, root, image_shape, min_per_class, imbalance_ratio, grid_
                 click.echo(f"{label}: {path}")
 
 
+@cli.command("plot", short_help="Plot train/validation accuracy by epoch to a PNG.")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="PNG to write (default: accuracy.png in the job folder, or beside the log).")
+@click.option("--title", help="Title of the chart.")
+def plot_cmd(source: Path, output: Path | None, title: str | None) -> None:
+    """Draw accuracy by epoch from a job folder, a metrics.csv, or a log saved as text.
+
+    The log may be Roost's, or SageMaker's as CloudWatch shows it (lines like
+    "16:12:54 [10/21/2018 16:12:53 INFO 1397...] Epoch[0] Validation-accuracy=0.302083").
+    """
+    from roost.algorithm.metrics import load_curves, plot_accuracy
+
+    try:
+        curves = load_curves(source)
+    except (OSError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    if output is None:
+        output = (source if source.is_dir() else source.parent) / "accuracy.png"
+    plot_accuracy(curves, output, title)
+    val = curves.series.get("Validation-accuracy", {})
+    if val:
+        best = max(val, key=lambda e: (val[e], -e))
+        click.echo(f"{len(val)} epochs; best Validation-accuracy={val[best]:f} at epoch {best}")
+    click.echo(f"wrote {output}")
+
+
 from roost.cli.train import container_cmd, train_cmd  # noqa: E402
 
 cli.add_command(train_cmd)

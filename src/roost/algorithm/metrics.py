@@ -1,0 +1,94 @@
+"""Reading training progress back: SageMaker-format log lines and Roost's metrics files, and plotting them."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: matches Roost's and SageMaker's lines, also with CloudWatch's time prefix in front
+EPOCH_LINE = re.compile(r"Epoch\[(\d+)\] (Train|Validation)-(accuracy|top_k_accuracy_\d+)=([-+0-9.eE]+|nan)")
+
+
+@dataclass
+class Curves:
+    """Per-metric ``{epoch: value}``; metric names as in the log (``Train-accuracy``, ``Validation-top_k_accuracy_2``)."""
+
+    series: dict[str, dict[int, float]] = field(default_factory=dict)
+    source: str = ""
+
+    def add(self, name: str, epoch: int, value: float) -> None:
+        self.series.setdefault(name, {})[epoch] = value
+
+    def __bool__(self) -> bool:
+        return any(self.series.values())
+
+
+def parse_log(text: str, source: str = "log") -> Curves:
+    """Curves from a log: Roost's, SageMaker's container log, or a CloudWatch export (restarts overwrite epochs)."""
+    curves = Curves(source=source)
+    for m in EPOCH_LINE.finditer(text):
+        curves.add(f"{m.group(2)}-{m.group(3)}", int(m.group(1)), float(m.group(4)))
+    return curves
+
+
+def read_metrics_csv(path: str | os.PathLike) -> Curves:
+    curves = Curves(source=str(path))
+    names = {"train_accuracy": "Train-accuracy", "validation_accuracy": "Validation-accuracy",
+             "train_top_k": "Train-top_k_accuracy", "validation_top_k": "Validation-top_k_accuracy"}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            for col, name in names.items():
+                if row.get(col):
+                    curves.add(name, int(row["epoch"]), float(row[col]))
+    return curves
+
+
+def load_curves(path: str | os.PathLike) -> Curves:
+    """From a job folder (metrics.csv, else training.log), a metrics.csv, or any log text file."""
+    p = Path(path)
+    if p.is_dir():
+        for candidate in (p / "output" / "data" / "metrics.csv", p / "metrics.csv", p / "training.log"):
+            if candidate.is_file():
+                return load_curves(candidate)
+        raise FileNotFoundError(f"{p}: no output/data/metrics.csv or training.log in this folder; is it a Roost job folder?")
+    if p.suffix == ".csv":
+        return read_metrics_csv(p)
+    curves = parse_log(p.read_text(encoding="utf-8", errors="replace"), str(p))
+    if not curves:
+        raise ValueError(f"{p}: no 'Epoch[N] Train-accuracy=' or 'Validation-accuracy=' lines found")
+    return curves
+
+
+def plot_accuracy(curves: Curves, out: str | os.PathLike, title: str | None = None) -> Path:
+    """Train and validation accuracy by epoch (top-k dashed), best validation epoch marked."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    styles = {"Train": ("tab:blue", "Train"), "Validation": ("tab:orange", "Validation")}
+    for name, points in sorted(curves.series.items()):
+        phase, metric = name.split("-", 1)
+        epochs = sorted(points)
+        color, label = styles.get(phase, ("grey", phase))
+        top_k = metric.startswith("top_k")
+        ax.plot(epochs, [points[e] for e in epochs], color=color, linestyle="--" if top_k else "-",
+                marker="" if top_k else "o", markersize=3, label=f"{label} {metric.replace('_', ' ')}")
+    val = curves.series.get("Validation-accuracy")
+    if val:
+        best = max(val, key=lambda e: (val[e], -e))
+        ax.annotate(f"best {val[best]:.3f} (epoch {best})", (best, val[best]), textcoords="offset points",
+                    xytext=(0, 8), ha="center", fontsize=8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title or f"Accuracy by epoch: {curves.source}", fontsize=10)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    return out
