@@ -62,6 +62,26 @@ def load_curves(path: str | os.PathLike) -> Curves:
     return curves
 
 
+def validation_report(job: str | os.PathLike) -> dict:
+    """The served model's epoch from a job folder: its metrics, per-class results and confusion matrix."""
+    import json
+
+    job = Path(job)
+    meta_path = job / "model" / "roost-model.json"
+    metrics_path = job / "output" / "data" / "metrics.jsonl"
+    if not meta_path.is_file() or not metrics_path.is_file():
+        raise FileNotFoundError(f"{job}: no model/roost-model.json and output/data/metrics.jsonl; is it a finished Roost job?")
+    meta = json.loads(meta_path.read_text())
+    epoch = next(c["epoch"] for c in meta["checkpoints"] if c["file"] == meta["model"]) - 1
+    for line in metrics_path.read_text().splitlines():
+        record = json.loads(line)
+        if record["epoch"] == epoch:
+            record["model"] = meta["model"]
+            record["class_names"] = meta.get("class_names")
+            return record
+    raise ValueError(f"{metrics_path}: no metrics for epoch {epoch}, the epoch of {meta['model']}")
+
+
 def plot_accuracy(curves: Curves, out: str | os.PathLike, title: str | None = None) -> Path:
     """Train and validation accuracy by epoch (top-k dashed), best validation epoch marked."""
     from matplotlib.figure import Figure

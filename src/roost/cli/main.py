@@ -201,6 +201,65 @@ def plot_cmd(source: Path, output: Path | None, title: str | None) -> None:
     click.echo(f"wrote {output}")
 
 
+@cli.command("sample-data", short_help="Write real sample images (animal silhouettes) as class folders.")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--per-class", default=60, show_default=True, type=click.IntRange(1, 1000), help="Images per class.")
+@click.option("--classes", default=None, help="Comma-separated subset, e.g. bird,cat,dog (default: all ten).")
+def sample_data_cmd(out: Path, per_class: int, classes: str | None) -> None:
+    """Write the animal-mnist silhouettes (bear, bird, cat, ... zebra; 28x28) to OUT/<class>/.
+
+    Real images that ship inside the animal-mnist package, for trying Roost
+    without a data set of your own.
+    """
+    from roost.data.samples import ANIMAL_CLASSES, export_animal_shapes
+
+    names = [c.strip() for c in classes.split(",")] if classes else list(ANIMAL_CLASSES)
+    try:
+        export_animal_shapes(out, per_class, names)
+    except (ModuleNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"wrote {len(names)} classes x {per_class} images to {out}")
+
+
+@cli.command("report", short_help="Per-class precision/recall/F1 and confusion matrix of a trained job.")
+@click.argument("job", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def report_cmd(job: Path, as_json: bool) -> None:
+    """Validation results of the model a job ships: per class, and the confusion matrix."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from roost.algorithm.metrics import validation_report
+
+    try:
+        rep = validation_report(job)
+    except (OSError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    if as_json:
+        click.echo(json.dumps(rep, indent=2))
+        return
+    console = Console(highlight=False)
+    console.print(f"[bold]{rep['model']}[/] (epoch {rep['epoch']}): validation accuracy {rep['validation_accuracy']:.4f}")
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("id", "class", "precision", "recall", "F1", "images"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for row in rep["validation_per_class"]:
+        table.add_row(str(row["class"]), row.get("name", ""), f"{row['precision']:.3f}", f"{row['recall']:.3f}",
+                      f"{row['f1']:.3f}", str(row["support"]))
+    console.print(table)
+    confusion = rep["validation_confusion"]
+    matrix = Table(title="Confusion matrix (rows: truth, columns: predicted)", title_justify="left",
+                   show_edge=False, pad_edge=False)
+    matrix.add_column("")
+    for j in range(len(confusion)):
+        matrix.add_column(str(j), justify="right")
+    for i, row in enumerate(confusion):
+        matrix.add_row(str(i), *(f"[bold]{v}[/]" if i == j else (str(v) if v else "[dim]·[/]") for j, v in enumerate(row)))
+    console.print(matrix)
+
+
 from roost.cli.train import container_cmd, train_cmd  # noqa: E402
 
 cli.add_command(train_cmd)
