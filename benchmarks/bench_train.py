@@ -1,0 +1,142 @@
+"""Training throughput: Roost's training step and whole pipeline against a plain PyTorch eager loop.
+
+For ResNet-18 at 3,224,224 (batch 32) and ResNet-20 at 3,28,28 (batch 128):
+
+* baseline - a plain eager loop, NCHW float input, same network and optimizer
+  (SGD, momentum 0.9, weight decay 1e-4), the way a PyTorch tutorial writes it;
+* roost step - ``roost.algorithm.train.TrainStep`` on uint8 batches (what the
+  loader delivers), i.e. Roost's own step;
+* pipeline alone - decoding + augmentation from a .rec through Roost's loader,
+  no training, to show it outruns what training consumes;
+* whole pipeline - loader + step together, as ``roost train`` runs.
+
+All in one process, so the ratios compare like with like. MXNet 1.9.1's figures
+for this 2-core machine (the bar Roost must clear by 1.2x) are printed for
+reference; they cannot be measured here.
+
+    .venv/bin/python benchmarks/bench_train.py [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP
+
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from roost.algorithm.hyperparameters import parse_hyperparameters  # noqa: E402
+from roost.algorithm.train import TrainStep, load_channel, make_optimizer, pick_device  # noqa: E402
+from roost.data.parallel import available_cores  # noqa: E402
+from roost.data.records import make_loader  # noqa: E402
+from roost.formats import recordio  # noqa: E402
+from roost.models.resnet import ResNet  # noqa: E402
+
+MXNET = {18: 11.7, 20: 413.0}  # images/s, MXNet 1.9.1 on this machine (ResNet-20 measured at 3,32,32)
+
+
+def make_rec(path: Path, n: int, size: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    w, h = size
+    with recordio.RecordWriter(path) as out:
+        for i in range(n):
+            img = cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), (0, 0), 3)
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            out.write(recordio.pack(recordio.IRHeader(0, float(i % 10), i, 0), buf.tobytes()))
+
+
+def timed(fn, steps: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    t = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return time.perf_counter() - t
+
+
+def bench(layers: int, hw: int, batch: int, steps: int, rec: Path, workers: int) -> dict[str, float]:
+    hp = parse_hyperparameters({"num_classes": "10", "num_training_samples": "100000", "mini_batch_size": str(batch),
+                                "num_layers": str(layers), "image_shape": f"3,{hw},{hw}", "augmentation_type": "crop",
+                                "resize": str(hw + hw // 7)})
+    device = pick_device()
+    labels = torch.randint(0, 10, (batch,))
+    images_u8 = torch.randint(0, 256, (batch, 3, hw, hw), dtype=torch.uint8)
+    results = {}
+
+    # -- baseline: plain eager PyTorch
+    torch.manual_seed(0)
+    model = ResNet(10, layers, (3, hw, hw)).to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    x = images_u8.float().to(device)
+
+    def plain():
+        loss = F.cross_entropy(model(x), labels.to(device))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    results["baseline (eager, NCHW)"] = batch * steps / timed(plain, steps, 2)
+
+    # -- Roost's training step
+    torch.manual_seed(0)
+    model = ResNet(10, layers, (3, hw, hw)).to(device, memory_format=torch.channels_last).train()
+    step = TrainStep(model, make_optimizer(model, hp), device)
+    results["roost step"] = batch * steps / timed(lambda: step(images_u8, labels), steps, 2)
+
+    # -- the input pipeline alone, and together with training
+    dataset = load_channel([rec], hp, train=True)
+    loader = make_loader(dataset, batch, train=True, workers=workers)
+    def batches():
+        while True:
+            yield from loader
+
+    stream = batches()
+    # drain what the workers prefetched, then time the steady state
+    for _ in range(workers * 4 + 2):
+        next(stream)
+    n_batches = 40 if hw > 100 else 100
+    t = time.perf_counter()
+    for _ in range(n_batches):
+        next(stream)
+    results["pipeline alone"] = batch * n_batches / (time.perf_counter() - t)
+
+    def whole():
+        images, y = next(stream)
+        step(images, y)
+
+    results["whole pipeline (roost train)"] = batch * steps / timed(whole, steps, 2)
+    del stream, loader
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer steps (noisier)")
+    ap.add_argument("--workers", type=int, default=available_cores(), help="loader workers")
+    args = ap.parse_args()
+    configs = [(20, 28, 128, 8 if args.quick else 30), (18, 224, 32, 2 if args.quick else 6)]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.workers} loader workers, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, device {pick_device()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for layers, hw, batch, steps in configs:
+            rec = Path(tmp) / f"bench{hw}.rec"
+            src = (hw + hw // 7) * 4 // 3
+            make_rec(rec, max(batch * 4, 256), (src, hw + hw // 7))
+            res = bench(layers, hw, batch, steps, rec, args.workers)
+            base = res["baseline (eager, NCHW)"]
+            print(f"\nResNet-{layers} at 3,{hw},{hw}, batch {batch}:")
+            for name, rate in res.items():
+                print(f"  {name:<30} {rate:8.1f} img/s   {rate / base:5.2f}x baseline   "
+                      f"{rate / MXNET[layers]:5.2f}x MXNet ({MXNET[layers]:g} img/s)")
+
+
+if __name__ == "__main__":
+    main()
