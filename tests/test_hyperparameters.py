@@ -111,3 +111,11 @@ def test_key_values_and_docs_table():
         parse_key_values(["epochs"])
     table = markdown_table()
     assert "| `num_classes` | **required** |" in table and "| `image_shape` | `3,224,224` |" in table
+
+
+def test_docs_table_is_up_to_date():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "hyperparameters.md").read_text()
+    generated = doc.split("<!-- generated: hyperparameters -->\n", 1)[1].split("<!-- end generated -->", 1)[0]
+    assert generated.strip() == markdown_table().strip(), "regenerate docs/hyperparameters.md from markdown_table()"
