@@ -62,38 +62,44 @@ def timed(fn, steps: int, warmup: int) -> float:
     return time.perf_counter() - t
 
 
-def bench(layers: int, hw: int, batch: int, steps: int, rec: Path, workers: int) -> dict[str, float]:
-    hp = parse_hyperparameters({"num_classes": "10", "num_training_samples": "100000", "mini_batch_size": str(batch),
-                                "num_layers": str(layers), "image_shape": f"3,{hw},{hw}", "augmentation_type": "crop",
-                                "resize": str(hw + hw // 7)})
-    device = pick_device()
-    labels = torch.randint(0, 10, (batch,))
-    images_u8 = torch.randint(0, 256, (batch, 3, hw, hw), dtype=torch.uint8)
-    results = {}
+def _hp(layers: int, hw: int, batch: int):
+    return parse_hyperparameters({"num_classes": "10", "num_training_samples": "100000", "mini_batch_size": str(batch),
+                                  "num_layers": str(layers), "image_shape": f"3,{hw},{hw}",
+                                  "augmentation_type": "crop", "resize": str(hw + hw // 7)})
 
-    # -- baseline: plain eager PyTorch
+
+def baseline(layers: int, hw: int, batch: int, steps: int) -> float:
+    """A plain eager PyTorch loop: NCHW float input, same network and optimizer."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(available_cores())
     torch.manual_seed(0)
     model = ResNet(10, layers, (3, hw, hw)).to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    x = images_u8.float().to(device)
+    x = (torch.randint(0, 256, (batch, 3, hw, hw), dtype=torch.uint8)).float().to(device)
+    y = torch.randint(0, 10, (batch,)).to(device)
 
     def plain():
-        loss = F.cross_entropy(model(x), labels.to(device))
+        loss = F.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
 
-    results["baseline (eager, NCHW)"] = batch * steps / timed(plain, steps, 2)
+    return batch * steps / timed(plain, steps, 2)
 
-    # -- Roost's training step
+
+def roost(layers: int, hw: int, batch: int, steps: int, rec: Path, workers: int) -> dict[str, float]:
+    hp = _hp(layers, hw, batch)
+    device = pick_device()  # also applies Roost's process settings
     torch.manual_seed(0)
     model = ResNet(10, layers, (3, hw, hw)).to(device, memory_format=torch.channels_last).train()
     step = TrainStep(model, make_optimizer(model, hp), device)
-    results["roost step"] = batch * steps / timed(lambda: step(images_u8, labels), steps, 2)
+    labels = torch.randint(0, 10, (batch,))
+    images_u8 = torch.randint(0, 256, (batch, 3, hw, hw), dtype=torch.uint8)
+    results = {"roost step": batch * steps / timed(lambda: step(images_u8, labels), steps, 2)}
 
-    # -- the input pipeline alone, and together with training
     dataset = load_channel([rec], hp, train=True)
     loader = make_loader(dataset, batch, train=True, workers=workers)
+
     def batches():
         while True:
             yield from loader
@@ -123,18 +129,19 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=available_cores(), help="loader workers")
     args = ap.parse_args()
     configs = [(20, 28, 128, 8 if args.quick else 30), (18, 224, 32, 2 if args.quick else 6)]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.workers} loader workers, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, device {pick_device()}")
+    print(f"torch {torch.__version__}, {available_cores()} threads, {args.workers} loader workers, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+    # every baseline first: Roost's process settings (pick_device) must not help them
+    base = {layers: baseline(layers, hw, batch, steps) for layers, hw, batch, steps in configs}
     with tempfile.TemporaryDirectory() as tmp:
         for layers, hw, batch, steps in configs:
             rec = Path(tmp) / f"bench{hw}.rec"
             src = (hw + hw // 7) * 4 // 3
             make_rec(rec, max(batch * 4, 256), (src, hw + hw // 7))
-            res = bench(layers, hw, batch, steps, rec, args.workers)
-            base = res["baseline (eager, NCHW)"]
+            res = {"baseline (eager, NCHW)": base[layers], **roost(layers, hw, batch, steps, rec, args.workers)}
             print(f"\nResNet-{layers} at 3,{hw},{hw}, batch {batch}:")
             for name, rate in res.items():
-                print(f"  {name:<30} {rate:8.1f} img/s   {rate / base:5.2f}x baseline   "
+                print(f"  {name:<30} {rate:8.1f} img/s   {rate / base[layers]:5.2f}x baseline   "
                       f"{rate / MXNET[layers]:5.2f}x MXNet ({MXNET[layers]:g} img/s)")
 
 

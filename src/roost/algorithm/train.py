@@ -23,6 +23,7 @@ from torch import nn
 
 from roost import __version__
 from roost.algorithm.hyperparameters import HyperParameters
+from roost.algorithm.runtime import keep_freed_memory
 from roost.data.augment import Preprocess
 from roost.data.parallel import available_cores
 from roost.data.records import ChannelError, RecordImageDataset, make_loader
@@ -66,6 +67,7 @@ def pick_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda")
     torch.set_num_threads(available_cores())
+    keep_freed_memory()
     return torch.device("cpu")
 
 
