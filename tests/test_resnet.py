@@ -30,9 +30,10 @@ def _weighted_layers(model: ResNet) -> int:
 def test_large_image_depths(layers):
     spec = resnet_spec(layers, 224)
     assert not spec.small_stem and len(spec.units) == 4 and spec.bottleneck == (layers >= 50)
-    model = ResNet(10, layers, (3, 224, 224)) if layers <= 50 else None
-    if model is not None:
-        assert _weighted_layers(model) == layers
+    model = ResNet(10, layers, (3, 224, 224))
+    assert _weighted_layers(model) == layers
+    # every parameter has an MXNet name, and the names are unique
+    assert len(mxnet_param_shapes(model)) == len([k for k in model.state_dict() if "num_batches" not in k])
 
 
 @pytest.mark.parametrize("layers", SMALL_IMAGE_DEPTHS + (8, 14, 164))

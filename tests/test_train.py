@@ -168,3 +168,19 @@ def test_label_outside_num_classes(tmp_path):
     hp = parse_hyperparameters({"num_classes": "3", "num_training_samples": "1", "mini_batch_size": "1"})
     with pytest.raises(ChannelError, match="has label 5, outside 0..2"):
         load_channel([rec], hp, train=True)
+
+
+def test_container_entry_point_on_an_opt_ml_folder(tmp_path, data):
+    train, val, n = data
+    job = tmp_path / "opt_ml"
+    prepare_job(job, {"train": train, "validation": val},
+                {"num_classes": "3", "num_training_samples": str(n), "mini_batch_size": "8", "num_layers": "8",
+                 "image_shape": "3,16,16", "epochs": "1"})
+    r = subprocess.run([sys.executable, "-m", "roost", "container", "train", "--root", str(job)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.match(LINE + "Docker entrypoint called with argument(s): train$", r.stdout.splitlines()[0])
+    assert "Searching for .rec files in" in r.stdout
+    assert (job / "model" / "roost-model.json").is_file() and not (job / "output" / "failure").exists()
+    # SageMaker packs /opt/ml/model itself; the container leaves no tarball
+    assert not list(job.rglob("*.tar.gz"))

@@ -119,10 +119,13 @@ def _class_names(paths: JobPaths, num_classes: int) -> list[str] | None:
     return None
 
 
-def run_training(root: Path, *, on_batch: BatchHook | None = None, workers: int | None = None) -> int:
+def run_training(root: Path, *, on_batch: BatchHook | None = None, workers: int | None = None,
+                 entrypoint: bool = False) -> int:
     """Train on the job folder ``root``; returns the exit status (0 success, 1 client error, 2 algorithm error)."""
     paths = JobPaths(root)
     setup_logging()
+    if entrypoint:
+        log.info("Docker entrypoint called with argument(s): train")
     paths.output.mkdir(parents=True, exist_ok=True)
     paths.failure.unlink(missing_ok=True)
     try:

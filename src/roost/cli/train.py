@@ -119,4 +119,4 @@ def container_train(root: Path) -> None:
     """Train on /opt/ml as SageMaker lays it out; exit status and output/failure as SageMaker expects."""
     from roost.algorithm.container import run_training
 
-    sys.exit(run_training(root))
+    sys.exit(run_training(root, entrypoint=True))
