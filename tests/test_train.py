@@ -179,7 +179,7 @@ def test_container_entry_point_on_an_opt_ml_folder(tmp_path, data):
     r = subprocess.run([sys.executable, "-m", "roost", "container", "train", "--root", str(job)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert re.match(LINE + "Docker entrypoint called with argument(s): train$", r.stdout.splitlines()[0])
+    assert re.match(LINE + re.escape("Docker entrypoint called with argument(s): train") + "$", r.stdout.splitlines()[0])
     assert "Searching for .rec files in" in r.stdout
     assert (job / "model" / "roost-model.json").is_file() and not (job / "output" / "failure").exists()
     # SageMaker packs /opt/ml/model itself; the container leaves no tarball
