@@ -119,7 +119,7 @@ def roost(layers: int, hw: int, batch: int, steps: int, rec: Path, workers: int)
         step(images, y)
 
     results["whole pipeline (roost train)"] = batch * steps / timed(whole, steps, 2)
-    del stream, loader
+    stream.close()  # ends the loader iteration and lets its workers go
     return results
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from roost.data import im2rec as core
 from roost.formats import recordio
-from roost.formats.lst import ListEntry, read_list, write_list
+from roost.formats.lst import read_list, write_list
 
 OPTION_SETS = {
     "default": {},

@@ -49,7 +49,8 @@ class EpochMetrics:
     learning_rate: float
     time_cost: float
     images_per_second: float
-    per_class: dict | None = None
+    validation_per_class: list[dict] | None = None
+    validation_confusion: list[list[int]] | None = None
 
 
 @dataclass
@@ -334,8 +335,7 @@ def train(
             log.info("Epoch[%d] Validation-top_k_accuracy_%d=%f", epoch, hp.top_k, va["top_k"])
 
         metrics = EpochMetrics(epoch, tr["accuracy"], tr["top_k"], tr["loss"], va["accuracy"], va["top_k"], va["loss"],
-                               schedule.current, cost, tr["images"] / cost, {"per_class": va["per_class"],
-                                                                              "confusion": va["confusion"]})
+                               schedule.current, cost, tr["images"] / cost, va["per_class"], va["confusion"])
         history.append(metrics)
         writer.write(metrics)
 
@@ -420,13 +420,12 @@ class MetricsWriter:
         with open(self.csv_path, "a", newline="") as f:
             csv.writer(f).writerow(["" if getattr(m, c) is None else getattr(m, c) for c in self.COLUMNS])
         record = {c: getattr(m, c) for c in self.COLUMNS}
-        if m.per_class:
-            per_class = m.per_class["per_class"]
-            if self.class_names:
-                for row in per_class:
-                    if row["class"] < len(self.class_names):
-                        row["name"] = self.class_names[row["class"]]
-            record["validation_per_class"] = per_class
-            record["validation_confusion"] = m.per_class["confusion"]
+        if m.validation_per_class is not None:
+            names = self.class_names or []
+            record["validation_per_class"] = [
+                {**row, "name": names[row["class"]]} if row["class"] < len(names) else row
+                for row in m.validation_per_class
+            ]
+            record["validation_confusion"] = m.validation_confusion
         with open(self.jsonl_path, "a") as f:
             f.write(json.dumps(record) + "\n")
