@@ -150,7 +150,7 @@ class ResNet(nn.Module):
         self.reset_parameters()
 
     @property
-    def fc(self) -> nn.Linear:
+    def head(self) -> nn.Linear:
         return getattr(self, self.head_name)
 
     def reset_parameters(self) -> None:
@@ -177,7 +177,7 @@ class ResNet(nn.Module):
         return torch.flatten(torch.mean(x, dim=(2, 3)), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x))
+        return self.head(self.features(x))
 
 
 def mxnet_name(torch_name: str) -> str:
@@ -200,3 +200,29 @@ def mxnet_param_shapes(model: ResNet) -> dict[str, list[int]]:
         for k, v in model.state_dict().items()
         if not k.endswith("num_batches_tracked")
     }
+
+
+def load_mxnet_params(model: ResNet, params: dict) -> None:
+    """Copy MXNet ``arg:``/``aux:`` arrays into ``model`` by name; every name must match in both directions."""
+    import numpy as np
+
+    state = model.state_dict()
+    by_mxnet = {mxnet_name(k): k for k in state if not k.endswith("num_batches_tracked")}
+    missing = sorted(set(by_mxnet) - set(params))
+    unexpected = sorted(set(params) - set(by_mxnet))
+    if missing or unexpected:
+        raise ValueError(
+            "MXNet parameters do not fit this network: "
+            + (f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}" if missing else "")
+            + ("; " if missing and unexpected else "")
+            + (f"unexpected {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}" if unexpected else "")
+        )
+    new = {}
+    for mx_key, key in by_mxnet.items():
+        arr = np.asarray(params[mx_key], dtype=np.float32)
+        if tuple(arr.shape) != tuple(state[key].shape):
+            raise ValueError(f"{mx_key}: shape {tuple(arr.shape)} does not fit {tuple(state[key].shape)}")
+        new[key] = torch.from_numpy(arr.copy())
+    # fix_gamma=True: MXNet ignores the stored scale of bn_data and uses 1
+    new["bn_data.weight"] = torch.ones_like(new["bn_data.weight"])
+    model.load_state_dict(new, strict=False)
