@@ -5,7 +5,12 @@ import torch
 
 from helpers import make_rec_split
 from roost.data.augment import Preprocess
-from roost.data.records import ChannelError, RecordImageDataset, RoundBatchSampler, find_rec_files, make_loader
+from roost.data.channels import ChannelError, find_rec_files, recordio_samples
+from roost.data.dataset import ImageDataset, RoundBatchSampler, make_loader
+
+
+def RecordImageDataset(files, pre, channels, num_classes):  # noqa: N802 - a RecordIO channel's dataset
+    return ImageDataset(recordio_samples(files, num_classes, False), files, pre, channels, num_classes)
 
 
 @pytest.fixture(scope="module")
@@ -56,4 +61,4 @@ def test_loader_batches_in_worker_processes(recs):
     loader = make_loader(ds, 4, train=True, workers=2)
     batches = list(loader)
     assert len(batches) == -(-n // 4) and all(b[0].shape == (4, 3, 16, 16) for b in batches)
-    assert {int(y) for b in batches for y in b[1]} == set(ds.labels().tolist()) == {0, 1, 2}
+    assert {int(y) for b in batches for y in b[1]} == set(ds.label_matrix().tolist()) == {0, 1, 2}

@@ -12,7 +12,8 @@ import torch
 from helpers import make_rec_split, single_entry_rec
 from roost.algorithm.container import run_training
 from roost.algorithm.hyperparameters import parse_hyperparameters
-from roost.algorithm.train import MultiFactorSchedule, _should_stop, EpochMetrics, make_optimizer, per_class_report
+from roost.algorithm.tasks import per_class_report
+from roost.algorithm.train import EpochMetrics, MultiFactorSchedule, _should_stop, make_optimizer
 from roost.cli.train import prepare_job
 from roost.formats.artifact import read_members, read_meta
 from roost.models.artifact import load_model
@@ -94,7 +95,7 @@ def test_container_writes_client_error_failure(tmp_path, data):
                  "image_shape": "3,16,16", "epochs": "1"})
     assert run_training(job, workers=0) == 1
     failure = (job / "output" / "failure").read_text()
-    assert failure.startswith("ClientError: ") and "outside 0..1 (num_classes=2)" in failure
+    assert failure.startswith("ClientError: ") and "is outside 0..1 (num_classes=2)" in failure
 
 
 def test_container_missing_channel_and_wrong_content_type(tmp_path, data):
@@ -109,7 +110,10 @@ def test_container_missing_channel_and_wrong_content_type(tmp_path, data):
     cfg = job / "input" / "config" / "inputdataconfig.json"
     cfg.write_text(json.dumps({"train": {"ContentType": "application/x-image"}}))
     assert run_training(job, workers=0) == 1
-    assert "application/x-image" in (job / "output" / "failure").read_text()
+    assert "no images in class sub-folders" in (job / "output" / "failure").read_text()
+    cfg.write_text(json.dumps({"train": {"ContentType": "text/csv"}}))
+    assert run_training(job, workers=0) == 1
+    assert "has ContentType 'text/csv'; use application/x-recordio" in (job / "output" / "failure").read_text()
 
 
 def test_lr_schedule_steps_at_epoch_boundaries():
@@ -162,11 +166,11 @@ def test_per_class_report():
 
 def test_label_outside_num_classes(tmp_path):
     from roost.algorithm.train import load_channel
-    from roost.data.records import ChannelError
+    from roost.data.channels import ChannelError
 
     rec = single_entry_rec(tmp_path, 5.0)
     hp = parse_hyperparameters({"num_classes": "3", "num_training_samples": "1", "mini_batch_size": "1"})
-    with pytest.raises(ChannelError, match="has label 5, outside 0..2"):
+    with pytest.raises(ChannelError, match="label 5 is outside 0..2"):
         load_channel([rec], hp, train=True)
 
 

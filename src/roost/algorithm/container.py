@@ -17,10 +17,12 @@ import traceback
 from pathlib import Path
 
 from roost.algorithm.hyperparameters import HyperParameters, HyperparameterError, parse_hyperparameters
-from roost.algorithm.train import BatchHook, train
-from roost.data.records import ChannelError, find_rec_files
+from roost.algorithm.train import BatchHook, ChannelData, train
+from roost.data.channels import (ChannelError, check_disjoint, find_lst, find_rec_files, folder_samples, lst_samples,
+                                 manifest_samples, recordio_samples)
 from roost.formats.lst import LstError
 from roost.formats.recordio import RecordIOError
+from roost.models.weights import WeightsError
 
 log = logging.getLogger("roost.algorithm")
 
@@ -28,8 +30,7 @@ log = logging.getLogger("roost.algorithm")
 DEFAULT_KEYS = ("beta_1", "beta_2", "eps", "gamma", "optimizer", "momentum", "weight_decay", "learning_rate",
                 "lr_scheduler_factor", "epochs", "num_layers", "image_shape", "precision_dtype", "mini_batch_size",
                 "use_pretrained_model")
-RECORDIO_TYPES = {"application/x-recordio", "application/x-recordio; label-format=class-id"}
-CLIENT_ERRORS = (HyperparameterError, ChannelError, LstError, RecordIOError, FileNotFoundError)
+CLIENT_ERRORS = (HyperparameterError, ChannelError, LstError, RecordIOError, WeightsError, FileNotFoundError)
 FAILURE_LIMIT = 1024  # SageMaker keeps this much of output/failure
 
 
@@ -91,36 +92,108 @@ def _defaults() -> dict[str, str]:
     return out
 
 
-def _channel_files(paths: JobPaths, name: str, config: dict) -> list[Path]:
+IMAGE_TYPES = {"application/x-image", "image/jpeg", "image/png"}
+MANIFEST_SUFFIXES = (".manifest", ".jsonl", ".json")
+
+
+def _content_type(config: dict, name: str, folder: Path) -> tuple[str, dict[str, str]]:
+    """The channel's ContentType split into the type and its parameters (``label-format=class-id``)."""
+    raw = (config.get(name) or {}).get("ContentType")
+    if raw is None:  # not given: the files tell
+        has_rec = folder.is_dir() and any(folder.rglob("*.rec"))
+        raw = "application/x-recordio" if has_rec or not folder.is_dir() else "application/x-image"
+    base, *params = [p.strip() for p in raw.split(";")]
+    opts = dict(p.split("=", 1) for p in params if "=" in p)
+    return base.lower(), {k.strip().lower(): v.strip() for k, v in opts.items()}
+
+
+def _manifest_file(folder: Path) -> Path:
+    found = sorted(p for p in folder.iterdir() if p.suffix.lower() in MANIFEST_SUFFIXES and p.is_file())
+    if len(found) != 1:
+        raise ChannelError(f"{folder}: an augmented-manifest channel must hold exactly one manifest file "
+                           f"(.manifest or .jsonl), found {len(found)}")
+    return found[0]
+
+
+def _guess_attributes(manifest: Path) -> list[str]:
+    with open(manifest, encoding="utf-8") as f:
+        first = json.loads(next((line for line in f if line.strip()), "{}"))
+    refs = [k for k in first if k.endswith("-ref")]
+    labels = [k for k in first if not k.endswith(("-ref", "-metadata"))]
+    if len(refs) == 1 and len(labels) == 1:
+        return [refs[0], labels[0]]
+    raise ChannelError(f"{manifest}: give AttributeNames (image attribute, label attribute); "
+                       f"the first line has attributes {list(first)}")
+
+
+def _classes_json(folder: Path, num_classes: int) -> list[str] | None:
+    f = folder / "classes.json"
+    if not f.is_file():
+        return None
+    names = json.loads(f.read_text(encoding="utf-8"))
+    if isinstance(names, dict):
+        names = [names[k] for k in sorted(names, key=int)]
+    if len(names) != num_classes:
+        log.warning("%s names %d classes but num_classes=%d; ignoring the names", f, len(names), num_classes)
+        return None
+    return [str(n) for n in names]
+
+
+def resolve_channel(paths: JobPaths, name: str, config: dict, hp: HyperParameters) -> ChannelData:
+    """A ``train``/``validation`` channel, by its content type: RecordIO, images (+ ``<name>_lst``), or a manifest."""
     folder = paths.channel(name)
-    content_type = (config.get(name) or {}).get("ContentType", "application/x-recordio")
-    if content_type.split(";")[0].strip() != "application/x-recordio":
-        raise ChannelError(
-            f"channel {name!r} has ContentType {content_type!r}; this version of Roost trains from "
-            "application/x-recordio channels (.rec files) only"
-        )
     if not folder.exists():
-        raise ChannelError(f"no {name!r} channel: the algorithm needs a 'train' and a 'validation' channel ({folder} missing)")
-    log.info("Searching for .rec files in %s.", folder)
-    return find_rec_files(folder)
+        raise ChannelError(
+            f"no {name!r} channel: the algorithm needs a 'train' and a 'validation' channel ({folder} missing)")
+    ctype, params = _content_type(config, name, folder)
+    cfg = config.get(name) or {}
+    multi = bool(hp.multi_label)
+    if ctype == "application/x-recordio" and (cfg.get("S3DataType") == "AugmentedManifestFile"
+                                              or cfg.get("AttributeNames")):
+        manifest = _manifest_file(folder)
+        attributes = list(cfg.get("AttributeNames") or _guess_attributes(manifest))
+        log.info("Reading the augmented manifest %s (attributes %s)", manifest, attributes)
+        samples = manifest_samples(manifest, attributes, params.get("label-format", "multi-hot"), hp.num_classes, multi)
+        return ChannelData(samples, [], _classes_json(folder, hp.num_classes))
+    if ctype == "application/x-recordio":
+        log.info("Searching for .rec files in %s.", folder)
+        files = find_rec_files(folder)
+        return ChannelData(recordio_samples(files, hp.num_classes, multi), files, _classes_json(folder, hp.num_classes))
+    if ctype in IMAGE_TYPES:
+        lst_channel = paths.channel(f"{name}_lst")
+        if lst_channel.exists():
+            log.info("Searching for .lst files in %s.", lst_channel)
+            lst = find_lst(lst_channel)
+            samples = lst_samples(lst, folder, hp.num_classes, multi)
+            return ChannelData(samples, [], _classes_json(folder, hp.num_classes))
+        if multi:
+            raise ChannelError(f"multi_label=1 with image files needs a {name}_lst channel with one 0/1 label per class")
+        samples, names = folder_samples(folder)
+        if len(names) != hp.num_classes:
+            raise ChannelError(f"{folder} has {len(names)} class folders ({', '.join(names[:8])}) but "
+                               f"num_classes={hp.num_classes}")
+        log.info("%s: %d images in %d class folders, no .lst needed", folder, len(samples), len(names))
+        return ChannelData(samples, [], names)
+    raise ChannelError(
+        f"channel {name!r} has ContentType {ctype!r}; use application/x-recordio (.rec files or an augmented "
+        "manifest), or application/x-image, image/jpeg, image/png (image files)"
+    )
 
 
-def _class_names(paths: JobPaths, num_classes: int) -> list[str] | None:
-    for channel in ("train", "validation"):
-        f = paths.channel(channel) / "classes.json"
-        if f.is_file():
-            names = json.loads(f.read_text(encoding="utf-8"))
-            if isinstance(names, dict):
-                names = [names[k] for k in sorted(names, key=int)]
-            if len(names) != num_classes:
-                log.warning("%s names %d classes but num_classes=%d; ignoring the names", f, len(names), num_classes)
-                return None
-            return [str(n) for n in names]
-    return None
+def _model_channel(paths: JobPaths) -> Path | None:
+    folder = paths.channel("model")
+    if not folder.exists():
+        return None
+    if folder.is_file():
+        return folder
+    found = sorted(p for p in folder.iterdir() if p.name.endswith((".tar.gz", ".tgz")))
+    if len(found) != 1:
+        raise ChannelError(f"the model channel {folder} must hold exactly one model.tar.gz, found {len(found)}")
+    return found[0]
 
 
 def run_training(root: Path, *, on_batch: BatchHook | None = None, workers: int | None = None,
-                 entrypoint: bool = False) -> int:
+                 entrypoint: bool = False, cpu_bf16: bool | None = None) -> int:
     """Train on the job folder ``root``; returns the exit status (0 success, 1 client error, 2 algorithm error)."""
     paths = JobPaths(root)
     setup_logging()
@@ -135,10 +208,13 @@ def run_training(root: Path, *, on_batch: BatchHook | None = None, workers: int 
         hp = parse_hyperparameters(provided)
         log.info("Final configuration: %s", {**_defaults(), **hp.to_strings()})
         data_config = _read_json(paths.config / "inputdataconfig.json", {})
-        train_files = _channel_files(paths, "train", data_config)
-        validation_files = _channel_files(paths, "validation", data_config)
-        result = train(hp, train_files, validation_files, paths.model, paths.output_data,
-                       class_names=_class_names(paths, hp.num_classes), on_batch=on_batch, workers=workers)
+        train_data = resolve_channel(paths, "train", data_config, hp)
+        validation_data = resolve_channel(paths, "validation", data_config, hp)
+        check_disjoint(train_data.samples, validation_data.samples)
+        checkpoints = paths.root / "checkpoints"
+        result = train(hp, train_data, validation_data, paths.model, paths.output_data,
+                       model_channel=_model_channel(paths), checkpoint_dir=checkpoints if checkpoints.is_dir() else None,
+                       on_batch=on_batch, workers=workers, cpu_bf16=cpu_bf16)
         log.info("Training finished after %d epochs; the model is %s", result.epochs_run, result.model_file)
         return 0
     except CLIENT_ERRORS as err:

@@ -7,30 +7,33 @@ logging SageMaker's lines, writing metrics and keeping checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from roost import __version__
+from roost.algorithm import state as run_state
 from roost.algorithm.hyperparameters import HyperParameters
-from roost.algorithm.runtime import keep_freed_memory
+from roost.algorithm.runtime import Precision, keep_freed_memory, precision_plan
+from roost.algorithm.tasks import MultiLabel, SingleLabel
 from roost.data.augment import Preprocess
+from roost.data.channels import ChannelError, Sample, recordio_samples
+from roost.data.dataset import ImageDataset, make_loader
 from roost.data.parallel import available_cores
-from roost.data.records import ChannelError, RecordImageDataset, make_loader
-from roost.formats.artifact import Checkpoint, ModelMeta, checkpoint_name, serving_preprocessing, write_model_shapes
-from roost.formats.artifact import META_FILE
+from roost.formats.artifact import (META_FILE, Checkpoint, ModelMeta, checkpoint_name, serving_preprocessing,
+                                    write_model_shapes)
 from roost.models.artifact import save_checkpoint
 from roost.models.resnet import ResNet
+from roost.models.weights import load_incremental, load_pretrained
 
 log = logging.getLogger("roost.algorithm")
 
@@ -51,6 +54,7 @@ class EpochMetrics:
     images_per_second: float
     validation_per_class: list[dict] | None = None
     validation_confusion: list[list[int]] | None = None
+    validation_map: float | None = None
 
 
 @dataclass
@@ -122,11 +126,6 @@ class MultiFactorSchedule:
         return self.base * self.factor**self.index
 
 
-def topk_correct(logits: torch.Tensor, target: torch.Tensor, k: int) -> int:
-    k = min(k, logits.shape[1])
-    return int((logits.topk(k, dim=1).indices == target[:, None]).any(dim=1).sum())
-
-
 def to_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 NCHW from the loader -> float32 on the device (channels-last on CPU, where oneDNN prefers it)."""
     x = images.to(device, non_blocking=True).float()
@@ -139,98 +138,99 @@ def to_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 class TrainStep:
     """One optimisation step on a uint8 batch: the unit the training benchmark times."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
+                 task=None, precision: Precision | None = None) -> None:
         self.model, self.optimizer, self.device = model, optimizer, device
+        self.task = task or SingleLabel()
+        self.precision = precision or Precision("float32")
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def autocast(self):
+        dtype = self.precision.autocast_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def __call__(self, images: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = to_input(images, self.device)
-        y = labels.to(self.device, non_blocking=True)
-        logits = self.model(x)
-        loss = F.cross_entropy(logits, y)
+        y = target.to(self.device, non_blocking=True)
+        with self.autocast():
+            logits = self.model(x)
+            loss = self.task.loss(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return logits.detach(), loss.detach()
+        scaler = self.precision.scaler
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        return logits.detach().float(), loss.detach().float()
 
 
 def train_one_epoch(step: TrainStep, loader, schedule, num_update: int, epoch: int, top_k,
                     on_batch: BatchHook | None) -> tuple[dict, int]:
     step.model.train()
-    seen = correct = correct_k = 0
+    seen = decisions = correct = correct_k = 0
     loss_sum = 0.0
     total = len(loader)
     if hasattr(loader.batch_sampler, "set_epoch"):
         loader.batch_sampler.set_epoch(epoch)
-    for b, (images, labels) in enumerate(loader, 1):
+    for b, (images, target) in enumerate(loader, 1):
         num_update += 1
         step.set_lr(schedule.lr(num_update))
-        logits, loss = step(images, labels)
-        y = labels.to(logits.device)
-        n = y.shape[0]
+        logits, loss = step(images, target)
+        n = target.shape[0]
         seen += n
         loss_sum += float(loss) * n
-        correct += int((logits.argmax(1) == y).sum())
-        if top_k:
-            correct_k += topk_correct(logits, y, top_k)
+        c, d, ck = step.task.batch_stats(logits, target.to(logits.device), top_k)
+        correct, decisions, correct_k = correct + c, decisions + d, correct_k + ck
         if not math.isfinite(loss_sum):
             raise FloatingPointError(
-                f"training diverged in epoch {epoch} (loss is {loss_sum}); lower learning_rate (now {schedule.current:g})"
-            )
+                f"training diverged in epoch {epoch} (loss is {loss_sum}); lower learning_rate "
+                f"(now {schedule.current:g})")
         if on_batch:
             on_batch("train", epoch, b, total)
-    return {"accuracy": correct / seen, "top_k": correct_k / seen if top_k else None, "loss": loss_sum / seen,
-            "images": seen}, num_update
+    top = correct_k / seen if top_k and not step.task.multi_label else None
+    return {"accuracy": correct / decisions, "top_k": top, "loss": loss_sum / seen, "images": seen}, num_update
 
 
 @torch.no_grad()
-def evaluate(model, loader, epoch: int, device, top_k, num_classes: int, on_batch: BatchHook | None) -> dict:
+def evaluate(step: TrainStep, loader, epoch: int, top_k, num_classes: int, on_batch: BatchHook | None) -> dict:
+    model, task = step.model, step.task
     model.eval()
-    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    acc = task.evaluator(num_classes)
     seen = correct_k = 0
     loss_sum = 0.0
     total = len(loader)
-    for b, (images, labels) in enumerate(loader, 1):
-        logits = model(to_input(images, device))
-        y = labels.to(device)
-        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        pred = logits.argmax(1)
-        confusion += torch.bincount((y * num_classes + pred).cpu(), minlength=num_classes**2).view(num_classes, num_classes)
+    for b, (images, target) in enumerate(loader, 1):
+        with step.autocast():
+            logits = model(to_input(images, step.device)).float()
+        y = target.to(step.device)
+        loss_sum += float(task.loss(logits, y)) * y.shape[0]
+        acc.add(logits, y)
         seen += y.shape[0]
-        if top_k:
-            correct_k += topk_correct(logits, y, top_k)
+        correct_k += task.batch_stats(logits, y, top_k)[2]
         if on_batch:
             on_batch("validation", epoch, b, total)
-    correct = int(confusion.diag().sum())
-    return {"accuracy": correct / seen, "top_k": correct_k / seen if top_k else None, "loss": loss_sum / seen,
-            "confusion": confusion.tolist(), "per_class": per_class_report(confusion.numpy())}
-
-
-def per_class_report(confusion: np.ndarray) -> list[dict]:
-    """Precision, recall, F1 and support per class from a confusion matrix (rows: truth)."""
-    tp = np.diag(confusion).astype(float)
-    predicted = confusion.sum(axis=0)
-    support = confusion.sum(axis=1)
-    out = []
-    for c in range(len(tp)):
-        p = tp[c] / predicted[c] if predicted[c] else 0.0
-        r = tp[c] / support[c] if support[c] else 0.0
-        f1 = 2 * p * r / (p + r) if p + r else 0.0
-        out.append({"class": c, "precision": p, "recall": r, "f1": f1, "support": int(support[c])})
-    return out
+    report = acc.report()
+    report["loss"] = loss_sum / seen
+    report["top_k"] = correct_k / seen if top_k and not task.multi_label else None
+    return report
 
 
 # --------------------------------------------------------------------------- the job
 
 
-def log_parameters(hp: HyperParameters, precision: str) -> None:
+def log_parameters(hp: HyperParameters, precision: Precision) -> None:
     """The "---- Parameters ----" block of SageMaker's log."""
     log.info("---- Parameters ----")
     log.info("num_layers: %d", hp.num_layers)
-    log.info("data type: <type 'numpy.%s'>", precision)
+    log.info("data type: <type 'numpy.%s'>", precision.numpy_name)
     log.info("epochs: %d", hp.epochs)
     if hp.resize:
         log.info("image resize size: %d", hp.resize)
@@ -261,34 +261,82 @@ def log_parameters(hp: HyperParameters, precision: str) -> None:
     log.info("--------------------")
 
 
-def load_channel(files, hp: HyperParameters, train: bool) -> RecordImageDataset:
+@dataclass
+class ChannelData:
+    """One channel resolved to samples (see ``roost.data.channels``)."""
+
+    samples: list[Sample]
+    rec_files: list[Path] = field(default_factory=list)
+    class_names: list[str] | None = None
+
+
+def make_dataset(data: ChannelData, hp: HyperParameters, train: bool) -> ImageDataset:
     c, h, w = hp.image_shape
     pre = Preprocess(h, w, resize=hp.resize, augmentation_type=hp.augmentation_type, train=train)
-    return RecordImageDataset(files, pre, channels=c, num_classes=hp.num_classes, multi_label=bool(hp.multi_label))
+    return ImageDataset(data.samples, data.rec_files, pre, channels=c, num_classes=hp.num_classes,
+                        multi_label=bool(hp.multi_label))
+
+
+def load_channel(files: list[Path], hp: HyperParameters, train: bool) -> ImageDataset:
+    """A RecordIO channel's dataset (for tools and tests)."""
+    return make_dataset(ChannelData(recordio_samples(files, hp.num_classes, bool(hp.multi_label)), files), hp, train)
+
+
+def make_task(hp: HyperParameters, train_set: ImageDataset):
+    if not hp.multi_label:
+        if hp.use_weighted_loss:
+            log.info("use_weighted_loss applies to multi-label training only; ignored")
+        return SingleLabel()
+    if hp.use_weighted_loss:
+        task = MultiLabel.weighted_by_frequency(train_set.label_matrix())
+        log.info("use_weighted_loss: positive weights per class %s",
+                 [round(float(w), 3) for w in task.pos_weight])
+        return task
+    return MultiLabel()
+
+
+def build_model(hp: HyperParameters, model_channel: Path | None, pretrained_folder: Path | None) -> ResNet:
+    """A fresh network, or the model channel's weights (incremental), or ImageNet weights with a new head."""
+    if model_channel is not None:
+        state, head = load_incremental(model_channel, hp.num_layers, hp.image_shape, hp.num_classes)
+        model = ResNet(hp.num_classes, hp.num_layers, hp.image_shape, head=head)
+        model.load_state_dict(state)
+        log.info("Incremental training: starting from the weights in %s", model_channel)
+        if hp.use_pretrained_model:
+            log.info("use_pretrained_model is ignored: a model channel was given")
+        return model
+    if hp.use_pretrained_model:
+        # MXNet's fine-tune.py names the new head "fc", as SageMaker's transfer-learned artifacts show
+        model = ResNet(hp.num_classes, hp.num_layers, hp.image_shape, head="fc")
+        path = load_pretrained(model, hp.num_layers, pretrained_folder)
+        log.info("Using pretrained model for initializing weights and transfer learning.")
+        log.info("Pretrained weights: %s; the final layer is new for num_classes=%d", path, hp.num_classes)
+        return model
+    return ResNet(hp.num_classes, hp.num_layers, hp.image_shape)
 
 
 def train(
     hp: HyperParameters,
-    train_files: list[Path],
-    validation_files: list[Path],
+    train_data: ChannelData,
+    validation_data: ChannelData,
     model_dir: Path,
     output_data_dir: Path,
     *,
-    class_names: list[str] | None = None,
+    model_channel: Path | None = None,
+    pretrained_folder: Path | None = None,
+    checkpoint_dir: Path | None = None,
     workers: int | None = None,
     seed: int = 0,
+    cpu_bf16: bool | None = None,
     on_batch: BatchHook | None = None,
 ) -> TrainResult:
     torch.manual_seed(seed)
     device = pick_device()
-    if hp.multi_label:
-        raise ChannelError("multi_label=1 is not supported yet")
-    if hp.precision_dtype == "float16":
-        log.info("precision_dtype=float16 is not supported yet; training in float32")
+    class_names = train_data.class_names or validation_data.class_names
 
     # ---- data
-    train_set = load_channel(train_files, hp, train=True)
-    val_set = load_channel(validation_files, hp, train=False)
+    train_set = make_dataset(train_data, hp, train=True)
+    val_set = make_dataset(validation_data, hp, train=False)
     if len(train_set) != hp.num_training_samples:
         log.warning(
             "num_training_samples=%d but the train channel holds %d images; the learning-rate schedule "
@@ -297,45 +345,62 @@ def train(
         raise ChannelError(
             f"The number of input images must be bigger or equal to the mini_batch_size: the train channel has "
             f"{len(train_set)} images, mini_batch_size is {hp.mini_batch_size}")
+    if not len(val_set):
+        raise ChannelError("the validation channel holds no images")
     if workers is None:
         workers = available_cores()
     pin = device.type == "cuda"
     train_loader = make_loader(train_set, hp.mini_batch_size, train=True, workers=workers, seed=seed, pin_memory=pin)
     val_loader = make_loader(val_set, hp.mini_batch_size, train=False, workers=workers, pin_memory=pin)
 
-    # ---- network and optimizer
+    # ---- network, optimizer, precision
     log.info("use_pretrained_model: %d", hp.use_pretrained_model)
     log.info("multi_label: %d", hp.multi_label)
-    log_parameters(hp, "float32")
-    model = ResNet(hp.num_classes, hp.num_layers, hp.image_shape).to(device, memory_format=torch.channels_last)
-    step = TrainStep(model, make_optimizer(model, hp), device)
+    precision = precision_plan(hp.precision_dtype, device, cpu_bf16)
+    log_parameters(hp, precision)
+    model = build_model(hp, model_channel, pretrained_folder).to(device, memory_format=torch.channels_last)
+    step = TrainStep(model, make_optimizer(model, hp), device, make_task(hp, train_set), precision)
     schedule = MultiFactorSchedule(hp)
     log.info("Setting number of threads: %d", torch.get_num_threads() if device.type == "cpu" else workers)
-    log.info("Training on %s with %d data-loading workers", device, workers)
+    log.info("Training on %s with %d data-loading workers; precision: %s", device, workers, precision.description)
 
-    # ---- epochs
+    # ---- where to start: the beginning, or a saved state in the checkpoint folder
     model_dir.mkdir(parents=True, exist_ok=True)
     output_data_dir.mkdir(parents=True, exist_ok=True)
-    writer = MetricsWriter(output_data_dir, class_names)
-    checkpoints: list[Checkpoint] = []
-    best: float | None = None
-    num_update = 0
-    history = []
-    for epoch in range(hp.epochs):
+    progress = run_state.Progress()
+    if checkpoint_dir is not None:
+        resumed = run_state.restore(checkpoint_dir, hp, step, schedule, model_dir)
+        if resumed is not None:
+            progress = resumed
+            log.info("Resuming from %s: %d epoch(s) done, continuing at epoch %d", checkpoint_dir,
+                     progress.next_epoch, progress.next_epoch)
+    writer = MetricsWriter(output_data_dir, class_names, [EpochMetrics(**m) for m in progress.history])
+
+    # ---- epochs
+    history = [EpochMetrics(**m) for m in progress.history]
+    checkpoints = [Checkpoint(**c) for c in progress.checkpoints]
+    best = progress.best
+    num_update = progress.num_update
+    for epoch in range(progress.next_epoch, hp.epochs):
+        if history and hp.early_stopping and _should_stop(history, hp):
+            break
         tic = time.perf_counter()
         tr, num_update = train_one_epoch(step, train_loader, schedule, num_update, epoch, hp.top_k, on_batch)
         log.info("Epoch[%d] Train-accuracy=%f", epoch, tr["accuracy"])
-        if hp.top_k:
+        if tr["top_k"] is not None:
             log.info("Epoch[%d] Train-top_k_accuracy_%d=%f", epoch, hp.top_k, tr["top_k"])
         cost = time.perf_counter() - tic
         log.info("Epoch[%d] Time cost=%.3f", epoch, cost)
-        va = evaluate(model, val_loader, epoch, device, hp.top_k, hp.num_classes, on_batch)
+        va = evaluate(step, val_loader, epoch, hp.top_k, hp.num_classes, on_batch)
         log.info("Epoch[%d] Validation-accuracy=%f", epoch, va["accuracy"])
-        if hp.top_k:
+        if va["top_k"] is not None:
             log.info("Epoch[%d] Validation-top_k_accuracy_%d=%f", epoch, hp.top_k, va["top_k"])
+        if va.get("mAP") is not None:
+            log.info("Epoch[%d] Validation-mAP=%f", epoch, va["mAP"])
 
-        metrics = EpochMetrics(epoch, tr["accuracy"], tr["top_k"], tr["loss"], va["accuracy"], va["top_k"], va["loss"],
-                               schedule.current, cost, tr["images"] / cost, va["per_class"], va["confusion"])
+        metrics = EpochMetrics(epoch, tr["accuracy"], tr["top_k"], tr["loss"], va["accuracy"], va["top_k"],
+                               va["loss"], schedule.current, cost, tr["images"] / cost, va["per_class"],
+                               va["confusion"], va.get("mAP"))
         history.append(metrics)
         writer.write(metrics)
 
@@ -350,12 +415,13 @@ def train(
             checkpoints = [_save(model, model_dir, epoch, va["accuracy"])]
         if best is None or va["accuracy"] > best:
             best = va["accuracy"]
+        if checkpoint_dir is not None:
+            run_state.save(checkpoint_dir, hp, step, schedule, model_dir, run_state.Progress(
+                next_epoch=epoch + 1, num_update=num_update, best=best,
+                history=[asdict(m) for m in history], checkpoints=[asdict(c) for c in checkpoints]))
 
-        if hp.early_stopping and _should_stop(history, hp):
-            break
-
-    if not checkpoints:  # checkpoint_frequency that never fired: keep the final epoch
-        checkpoints.append(_save(model, model_dir, epoch, va["accuracy"]))
+    if not checkpoints:  # checkpoint_frequency that never fired: keep the final weights
+        checkpoints.append(_save(model, model_dir, history[-1].epoch, history[-1].validation_accuracy))
     served = _served_checkpoint(checkpoints)
     write_model_shapes(model_dir, hp.mini_batch_size, hp.image_shape)
     meta = ModelMeta(
@@ -406,15 +472,17 @@ class MetricsWriter:
     """``metrics.csv`` (one row per epoch) and ``metrics.jsonl`` (with per-class validation results)."""
 
     COLUMNS = ["epoch", "train_accuracy", "train_top_k", "train_loss", "validation_accuracy", "validation_top_k",
-               "validation_loss", "learning_rate", "time_cost", "images_per_second"]
+               "validation_loss", "validation_map", "learning_rate", "time_cost", "images_per_second"]
 
-    def __init__(self, folder: Path, class_names: list[str] | None) -> None:
+    def __init__(self, folder: Path, class_names: list[str] | None, previous: list[EpochMetrics] = ()) -> None:
         self.csv_path = folder / "metrics.csv"
         self.jsonl_path = folder / "metrics.jsonl"
         self.class_names = class_names
         with open(self.csv_path, "w", newline="") as f:
             csv.writer(f).writerow(self.COLUMNS)
         self.jsonl_path.write_text("")
+        for m in previous:  # a resumed run keeps the epochs it already has
+            self.write(m)
 
     def write(self, m: EpochMetrics) -> None:
         with open(self.csv_path, "a", newline="") as f:

@@ -12,54 +12,116 @@ import click
 
 from roost.cli import ui
 
-CHANNELS = ("train", "validation")
+MANIFEST_SUFFIXES = (".manifest", ".jsonl")
 
 
 def _link_channel(source: Path, dest: Path) -> None:
-    """Fill ``input/data/<channel>`` with links to the given file(s), as SageMaker would download them."""
-    if dest.exists() or dest.is_symlink():
-        shutil.rmtree(dest) if dest.is_dir() and not dest.is_symlink() else dest.unlink()
-    dest.mkdir(parents=True)
-    files = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.is_file())
-    if source.is_file():
-        # the .idx and a classes.json written by `roost pack` travel with a .rec
-        files += [p for p in (source.with_suffix(".idx"), source.parent / "classes.json") if p.is_file()]
+    """``input/data/<channel>``: a link to a folder channel, or a folder of links to a file and its companions."""
+    if dest.is_symlink() or dest.is_file():
+        dest.unlink()
+    elif dest.exists():
+        shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        dest.symlink_to(source.resolve(), target_is_directory=True)
+        return
+    dest.mkdir()
+    # the .idx and a classes.json written by `roost pack` travel with a .rec
+    files = [source] + [p for p in (source.with_suffix(".idx"), source.parent / "classes.json")
+                        if p.is_file() and source.suffix == ".rec"]
     for f in files:
         (dest / f.name).symlink_to(f.resolve())
 
 
-def prepare_job(job: Path, channels: dict[str, Path], hyperparameters: dict[str, str]) -> None:
+def channel_config(name: str, source: Path, content_type: str | None, attribute_names: list[str] | None) -> dict:
+    """inputdataconfig.json's entry for a channel; the content type is guessed from the files when not given."""
+    cfg = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
+    manifest = source.is_file() and source.suffix.lower() in MANIFEST_SUFFIXES
+    if name == "model":
+        content_type = content_type or "application/x-sagemaker-model"
+    elif name.endswith("_lst"):
+        content_type = content_type or "application/x-image"
+    elif content_type is None:
+        if manifest:
+            content_type = "application/x-recordio"
+        elif source.is_file() or any(source.rglob("*.rec")):
+            content_type = "application/x-recordio"
+        else:
+            content_type = "application/x-image"
+    if manifest:
+        cfg.update({"S3DataType": "AugmentedManifestFile", "RecordWrapperType": "RecordIO"})
+        if attribute_names:
+            cfg["AttributeNames"] = attribute_names
+    cfg["ContentType"] = content_type
+    return cfg
+
+
+def prepare_job(job: Path, channels: dict[str, Path], hyperparameters: dict[str, str], *,
+                content_types: dict[str, str] | None = None, attribute_names: list[str] | None = None,
+                keep_state: bool = False) -> None:
+    """Lay ``job`` out like SageMaker's ``/opt/ml`` for these channels and hyperparameters."""
     config = job / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
     (config / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2))
     (config / "inputdataconfig.json").write_text(json.dumps({
-        name: {"ContentType": "application/x-recordio", "TrainingInputMode": "File",
-               "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
-        for name in channels}, indent=2))
+        name: channel_config(name, source, (content_types or {}).get(name), attribute_names)
+        for name, source in channels.items()}, indent=2))
     (config / "resourceconfig.json").write_text(json.dumps(
         {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}, indent=2))
+    data = job / "input" / "data"
+    if data.exists():
+        for old in data.iterdir():
+            if old.name not in channels:
+                old.unlink() if old.is_symlink() or old.is_file() else shutil.rmtree(old)
     for name, source in channels.items():
-        _link_channel(source, job / "input" / "data" / name)
-    for stale in ("model", "output"):
+        _link_channel(source, data / name)
+    for stale in ("model", "output") if keep_state else ("model", "output", "checkpoints"):
         shutil.rmtree(job / stale, ignore_errors=True)
+    (job / "checkpoints").mkdir(exist_ok=True)
 
 
-@click.command("train", context_settings={"ignore_unknown_options": False})
-@click.option("--train", "train_path", required=True, type=click.Path(exists=True, path_type=Path),
-              help="The train channel: a .rec file or a folder of .rec files.")
-@click.option("--validation", "validation_path", required=True, type=click.Path(exists=True, path_type=Path),
-              help="The validation channel: a .rec file or a folder of .rec files.")
+def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    out = {}
+    for v in values:
+        key, sep, val = v.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{v!r} is not CHANNEL=VALUE", param_hint=option)
+        out[key.strip()] = val.strip()
+    return out
+
+
+_existing = click.Path(exists=True, path_type=Path)
+
+
+@click.command("train")
+@click.option("--train", "train_path", required=True, type=_existing,
+              help="train channel: .rec file(s), a folder of images (class folders, or the root of --train-lst), "
+                   "or an augmented manifest (.manifest/.jsonl).")
+@click.option("--validation", "validation_path", required=True, type=_existing, help="validation channel, as --train.")
+@click.option("--train-lst", type=_existing, help="the .lst of an image-mode train channel (paths relative to --train).")
+@click.option("--validation-lst", type=_existing, help="the .lst of an image-mode validation channel.")
+@click.option("--model", "model_path", type=_existing,
+              help="model channel: a Roost model.tar.gz to continue training from (incremental training).")
+@click.option("--content-type", "content_types", multiple=True, metavar="CHANNEL=TYPE",
+              help="a channel's ContentType where the files do not tell, e.g. "
+                   "'train=application/x-recordio; label-format=class-id'.")
+@click.option("--attribute-names", help="augmented manifests: image attribute,label attribute (e.g. source-ref,class).")
 @click.option("--output", "job", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Job folder: laid out like /opt/ml, with model.tar.gz and training.log at its top.")
 @click.option("--hyperparameters", "hp_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A JSON object of hyperparameters (SageMaker's HyperParameters); key=value arguments override it.")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run in --output from its last completed epoch (same hyperparameters).")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Data-loading worker processes (default: one per core; 0 loads in the training process).")
 @click.argument("hyperparameters", nargs=-1, metavar="[KEY=VALUE]...")
-def train_cmd(train_path, validation_path, job, hp_file, workers, hyperparameters) -> None:
-    """Train the image-classification algorithm on RecordIO channels.
+def train_cmd(train_path, validation_path, train_lst, validation_lst, model_path, content_types, attribute_names, job,
+              hp_file, resume, workers, hyperparameters) -> None:
+    """Train the image-classification algorithm.
 
-    Hyperparameters are SageMaker's, as key=value pairs, e.g.
+    Channels are SageMaker's: RecordIO files, image files with an .lst (or just
+    class folders), or augmented manifests; hyperparameters are SageMaker's, as
+    key=value pairs, e.g.
 
     \b
       roost train --train data/train.rec --validation data/val.rec --output runs/birds \\
@@ -67,8 +129,8 @@ def train_cmd(train_path, validation_path, job, hp_file, workers, hyperparameter
           num_layers=18 image_shape=3,224,224 top_k=2
 
     The log has SageMaker's lines (Epoch[N] Train-accuracy=..., Validation-accuracy=...).
-    The job folder keeps the inputs, model/, output/data/metrics.csv, training.log
-    and model.tar.gz.
+    The job folder keeps the inputs, model/, output/data/metrics.csv, training.log,
+    checkpoints/ (the state --resume continues from) and model.tar.gz.
     """
     from roost.algorithm.container import log_formatter, run_training
     from roost.algorithm.hyperparameters import HyperparameterError, load_json, parse_hyperparameters, parse_key_values
@@ -81,10 +143,18 @@ def train_cmd(train_path, validation_path, job, hp_file, workers, hyperparameter
         parse_hyperparameters(values)  # fail before touching the job folder
     except HyperparameterError as err:
         raise click.UsageError("invalid hyperparameters:\n  " + "\n  ".join(err.problems)) from None
+    if resume and not (job / "checkpoints" / "roost-training-state.pt").is_file():
+        raise click.UsageError(f"--resume: {job} holds no saved training state (checkpoints/roost-training-state.pt)")
+    channels = {"train": train_path, "validation": validation_path}
+    for name, path in (("train_lst", train_lst), ("validation_lst", validation_lst), ("model", model_path)):
+        if path is not None:
+            channels[name] = path
     job.mkdir(parents=True, exist_ok=True)
-    prepare_job(job, {"train": train_path, "validation": validation_path}, values)
+    prepare_job(job, channels, values, content_types=_pairs(content_types, "--content-type"),
+                attribute_names=[a.strip() for a in attribute_names.split(",")] if attribute_names else None,
+                keep_state=resume)
 
-    file_log = logging.FileHandler(job / "training.log", mode="w", encoding="utf-8")
+    file_log = logging.FileHandler(job / "training.log", mode="a" if resume else "w", encoding="utf-8")
     file_log.setFormatter(log_formatter())
     logging.getLogger("roost").addHandler(file_log)
     try:

@@ -1,0 +1,114 @@
+"""Samples to tensors: the dataset and loader every input format shares.
+
+Images are decoded and augmented in worker processes and leave them as uint8
+CHW tensors (a quarter of the bytes of float32); the training step converts
+them on the device. Records are read at random by byte offset, image files by
+path; nothing is loaded whole.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from roost.data.augment import Preprocess
+from roost.data.channels import ChannelError, Sample
+from roost.formats import recordio
+
+
+class ImageDataset(Dataset):
+    """``(uint8 CHW image, target)``: a class id, or a float multi-hot vector when ``multi_label``."""
+
+    def __init__(self, samples: list[Sample], rec_files: list[Path], preprocess: Preprocess, channels: int,
+                 num_classes: int, multi_label: bool = False, seed: int = 0) -> None:
+        self.samples = samples
+        self.rec_files = [Path(f) for f in rec_files]
+        self.preprocess = preprocess
+        self.color = cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE
+        self.num_classes = num_classes
+        self.multi_label = multi_label
+        self.seed = seed
+        self._readers: dict[int, recordio.RecordReader] = {}
+        self._rng: np.random.Generator | None = None
+        self._pid = -1
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def label_matrix(self) -> np.ndarray:
+        """Targets of every sample: ``[N]`` class ids, or ``[N, num_classes]`` multi-hot."""
+        if self.multi_label:
+            return np.array([s.labels for s in self.samples], dtype=np.float32).reshape(-1, self.num_classes)
+        return np.array([s.labels[0] for s in self.samples], dtype=np.int64)
+
+    def _per_process(self) -> None:
+        # file handles and random streams must not be shared across processes:
+        # each worker opens its own, and seeds its stream from its torch seed,
+        # which DataLoader makes distinct per worker (and per run)
+        if self._pid != os.getpid():
+            self._readers = {}
+            self._rng = np.random.default_rng([self.seed, torch.initial_seed() % (2**63)])
+            self._pid = os.getpid()
+
+    def _decode(self, s: Sample) -> np.ndarray:
+        if s.rec >= 0:
+            if s.rec not in self._readers:
+                self._readers[s.rec] = recordio.RecordReader(self.rec_files[s.rec])
+            _, data = recordio.unpack(self._readers[s.rec].read_at(s.where))
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), self.color)
+        else:
+            # imread, not imdecode: it also decodes truncated JPEGs, as im2rec (and MXNet) do
+            img = cv2.imread(s.where, self.color)
+        if img is None:
+            raise ChannelError(f"{s.describe(self.rec_files)}: the image cannot be decoded")
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 else img
+
+    def __getitem__(self, i: int):
+        self._per_process()
+        s = self.samples[i]
+        img = self.preprocess(self._decode(s), self._rng)
+        tensor = torch.from_numpy(img).unsqueeze(0) if img.ndim == 2 else torch.from_numpy(img).permute(2, 0, 1)
+        target = torch.tensor(s.labels, dtype=torch.float32) if self.multi_label else int(s.labels[0])
+        return tensor.contiguous(), target
+
+
+class RoundBatchSampler(Sampler[list[int]]):
+    """Shuffled full batches; the last one is topped up from the start of the order (MXNet's round_batch)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0) -> None:
+        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
+        short = (-self.n) % self.batch_size
+        order += (order * (short // self.n + 1))[:short]
+        for i in range(0, len(order), self.batch_size):
+            yield order[i : i + self.batch_size]
+
+
+def _worker_init(_: int) -> None:
+    cv2.setNumThreads(1)
+
+
+def make_loader(dataset: ImageDataset, batch_size: int, *, train: bool, workers: int, seed: int = 0,
+                pin_memory: bool = False) -> DataLoader:
+    common = dict(num_workers=workers, pin_memory=pin_memory, worker_init_fn=_worker_init if workers else None,
+                  persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+    if workers:
+        # the default fork would copy OpenCV/OpenMP thread pools into the workers (see roost.data.parallel)
+        common["multiprocessing_context"] = "forkserver" if "forkserver" in torch.multiprocessing.get_all_start_methods() else "spawn"
+    if train:
+        return DataLoader(dataset, batch_sampler=RoundBatchSampler(len(dataset), batch_size, seed), **common)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)
