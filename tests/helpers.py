@@ -45,3 +45,46 @@ def single_entry_rec(tmp: Path, label: float) -> Path:
     write_list(tmp / "one.lst", [ListEntry(0, "x.png", (label,))])
     im2rec.pack_list(tmp / "one.lst", tmp)
     return tmp / "one.rec"
+
+
+BASE_HP = {"num_classes": "3", "mini_batch_size": "8", "num_layers": "8", "image_shape": "3,16,16", "epochs": "2",
+           "learning_rate": "0.05"}
+
+
+def run_job(job: Path, channels: dict, hp: dict, **kwargs) -> tuple[int, Path]:
+    """Lay out an /opt/ml-style job and run the algorithm in-process (no loader workers, for speed)."""
+    from roost.algorithm.container import run_training
+    from roost.cli.train import prepare_job
+
+    prepare_job(job, channels, {k: str(v) for k, v in hp.items()}, **kwargs)
+    return run_training(job, workers=0), job
+
+
+def failure(job: Path) -> str:
+    path = job / "output" / "failure"
+    return path.read_text() if path.is_file() else ""
+
+
+def split_folders(tmp: Path, per_class: int = 10, classes: int = 3) -> tuple[Path, Path]:
+    """Separate train and validation folders of class folders (image mode needs different folders)."""
+    train = make_image_folder(tmp / "train_images", per_class, classes=classes, seed=1)
+    val = make_image_folder(tmp / "val_images", max(3, per_class // 3), classes=classes, seed=2)
+    return train, val
+
+
+def make_multilabel(tmp: Path, n: int = 36, size: int = 20, classes: int = 3, seed: int = 0) -> tuple[Path, Path]:
+    """Images holding any subset of the class colours; returns (image folder, .lst with one 0/1 column per class)."""
+    rng = np.random.default_rng(seed)
+    root = tmp / "multi"
+    root.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for i in range(n):
+        present = rng.random(classes) < 0.5
+        img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+        for k in np.flatnonzero(present):
+            y, x = rng.integers(0, size - 6, 2)
+            img[y : y + 6, x : x + 6] = COLOURS[k][::-1]
+        cv2.imwrite(str(root / f"{i:03d}.png"), img)
+        entries.append(ListEntry(i, f"{i:03d}.png", tuple(float(v) for v in present)))
+    write_list(tmp / "multi.lst", entries)
+    return root, tmp / "multi.lst"

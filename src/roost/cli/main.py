@@ -260,6 +260,32 @@ def report_cmd(job: Path, as_json: bool) -> None:
     console.print(matrix)
 
 
+@cli.command("convert-weights", short_help="Make pretrained weights for use_pretrained_model=1 from weights you have.")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--num-layers", required=True, type=int, help="ResNet depth of the weights (18, 34, 50, 101, 152, 200).")
+@click.option("--image-shape", default="3,224,224", show_default=True, callback=_parse_image_shape, metavar="C,H,W",
+              help="Shape the weights were trained for (only the stem depends on it).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write (default: resnet-<num_layers>.safetensors in the pretrained-weights folder).")
+def convert_weights_cmd(source: Path, num_layers: int, image_shape, output: Path | None) -> None:
+    """Convert weights into Roost's pretrained format (resnet-<num_layers>.safetensors).
+
+    SOURCE may be MXNet .params (e.g. the model zoo's resnet-50-0000.params, which
+    SageMaker's transfer learning starts from), a SageMaker or Roost model.tar.gz,
+    a .safetensors file, or a PyTorch state dict (.pt/.pth) with Roost's or
+    MXNet's parameter names. The pretrained-weights folder is $ROOST_PRETRAINED_DIR,
+    else ~/.cache/roost/pretrained.
+    """
+    from roost.models.weights import WeightsError, convert_weights, pretrained_file
+
+    out = output or pretrained_file(num_layers)
+    try:
+        convert_weights(source, num_layers, out, image_shape)
+    except (WeightsError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"wrote {out} (ResNet-{num_layers}); train with use_pretrained_model=1 num_layers={num_layers}")
+
+
 from roost.cli.train import container_cmd, train_cmd  # noqa: E402
 
 cli.add_command(train_cmd)

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlparse
 
 from roost.data.images import DEFAULT_EXTS
 from roost.formats import recordio
-from roost.formats.lst import LstError, iter_list
+from roost.formats.lst import LstError, parse_line
 
 log = logging.getLogger(__name__)
 
@@ -131,20 +131,21 @@ def lst_samples(lst: Path, root: Path, num_classes: int, multi_label: bool) -> l
     root = _image_root(root)
     want_fields = num_classes + 2 if multi_label else 3
     samples, missing = [], []
-    try:
-        entries = list(iter_list(lst))
-    except LstError as err:
-        raise ChannelError(str(err)) from None
     with open(lst, encoding="utf-8") as f:
-        field_counts = [len(line.strip().split("\t")) for line in f if line.strip()]
-    for lineno, (entry, fields) in enumerate(zip(entries, field_counts), 1):
+        lines = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+    for lineno, line in lines:
         where = f"{lst}: line {lineno}"
+        fields = len(line.strip().split("\t"))
         if fields != want_fields:
             raise ChannelError(
                 f"{where}: expected {want_fields} tab-separated fields "
                 + ("(index, one 0/1 label per class, path)" if multi_label else "(index, label, path)")
                 + f", found {fields}"
             )
+        try:
+            entry = parse_line(line, lst, lineno)
+        except LstError as err:
+            raise ChannelError(str(err)) from None
         check_labels(entry.labels, num_classes, multi_label, where)
         path = root / entry.path
         if not path.is_file():
