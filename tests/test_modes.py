@@ -19,7 +19,7 @@ from roost.algorithm.train import ChannelData, train
 from roost.data import im2rec
 from roost.data.channels import recordio_samples
 from roost.formats.artifact import read_members, read_meta
-from roost.formats.lst import read_list, write_list
+from roost.formats.lst import read_list
 
 
 @pytest.fixture(scope="module")

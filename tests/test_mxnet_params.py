@@ -1,6 +1,5 @@
 """MXNet .params files, and Roost's network computing exactly what MXNet's computes."""
 
-import io
 import json
 import tarfile
 
