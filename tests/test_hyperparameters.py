@@ -119,3 +119,11 @@ def test_docs_table_is_up_to_date():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "hyperparameters.md").read_text()
     generated = doc.split("<!-- generated: hyperparameters -->\n", 1)[1].split("<!-- end generated -->", 1)[0]
     assert generated.strip() == markdown_table().strip(), "regenerate docs/hyperparameters.md from markdown_table()"
+
+
+def test_compatibility_table_lists_every_hyperparameter():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "compatibility.md").read_text()
+    for name in HyperParameters.model_fields:
+        assert f"| `{name}` | supported |" in doc, name
