@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import traceback
 from pathlib import Path
 
 from roost.algorithm.hyperparameters import HyperParameters, HyperparameterError, parse_hyperparameters
-from roost.algorithm.train import BatchHook, ChannelData, train
+from roost.algorithm.train import STOP, BatchHook, ChannelData, train
 from roost.data.channels import (ChannelError, check_disjoint, find_lst, find_rec_files, folder_samples, lst_samples,
                                  manifest_samples, recordio_samples)
 from roost.formats.lst import LstError
@@ -199,6 +200,8 @@ def run_training(root: Path, *, on_batch: BatchHook | None = None, workers: int 
     setup_logging()
     if entrypoint:
         log.info("Docker entrypoint called with argument(s): train")
+        # StopTrainingJob: SageMaker (and Roost's runner) send SIGTERM, then SIGKILL after a grace period
+        signal.signal(signal.SIGTERM, lambda *_: STOP.set())
     paths.output.mkdir(parents=True, exist_ok=True)
     paths.failure.unlink(missing_ok=True)
     try:

@@ -12,6 +12,8 @@ import csv
 import json
 import logging
 import math
+import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -38,6 +40,13 @@ from roost.models.weights import load_incremental, load_pretrained
 log = logging.getLogger("roost.algorithm")
 
 BatchHook = Callable[[str, int, int, int], None]  # (phase, epoch, batches done, batches total)
+
+#: set (by the container's SIGTERM handler) to stop after the current batch and keep what was trained
+STOP = threading.Event()
+
+
+class StopRequested(Exception):
+    pass
 
 
 @dataclass
@@ -68,10 +77,18 @@ class TrainResult:
 # --------------------------------------------------------------------------- pieces
 
 
+def cpu_budget() -> int:
+    """Cores this job may use: ``ROOST_THREADS`` (set by the job runner when jobs share a machine), else all."""
+    try:
+        return max(1, int(os.environ["ROOST_THREADS"]))
+    except (KeyError, ValueError):
+        return available_cores()
+
+
 def pick_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda")
-    torch.set_num_threads(available_cores())
+    torch.set_num_threads(cpu_budget())
     keep_freed_memory()
     return torch.device("cpu")
 
@@ -195,6 +212,8 @@ def train_one_epoch(step: TrainStep, loader, schedule, num_update: int, epoch: i
                 f"(now {schedule.current:g})")
         if on_batch:
             on_batch("train", epoch, b, total)
+        if STOP.is_set():
+            raise StopRequested
     top = correct_k / seen if top_k and not step.task.multi_label else None
     return {"accuracy": correct / decisions, "top_k": top, "loss": loss_sum / seen, "images": seen}, num_update
 
@@ -348,7 +367,7 @@ def train(
     if not len(val_set):
         raise ChannelError("the validation channel holds no images")
     if workers is None:
-        workers = available_cores()
+        workers = cpu_budget()
     pin = device.type == "cuda"
     train_loader = make_loader(train_set, hp.mini_batch_size, train=True, workers=workers, seed=seed, pin_memory=pin)
     val_loader = make_loader(val_set, hp.mini_batch_size, train=False, workers=workers, pin_memory=pin)
@@ -381,47 +400,51 @@ def train(
     checkpoints = [Checkpoint(**c) for c in progress.checkpoints]
     best = progress.best
     num_update = progress.num_update
-    for epoch in range(progress.next_epoch, hp.epochs):
-        if history and hp.early_stopping and _should_stop(history, hp):
-            break
-        tic = time.perf_counter()
-        tr, num_update = train_one_epoch(step, train_loader, schedule, num_update, epoch, hp.top_k, on_batch)
-        log.info("Epoch[%d] Train-accuracy=%f", epoch, tr["accuracy"])
-        if tr["top_k"] is not None:
-            log.info("Epoch[%d] Train-top_k_accuracy_%d=%f", epoch, hp.top_k, tr["top_k"])
-        cost = time.perf_counter() - tic
-        log.info("Epoch[%d] Time cost=%.3f", epoch, cost)
-        va = evaluate(step, val_loader, epoch, hp.top_k, hp.num_classes, on_batch)
-        log.info("Epoch[%d] Validation-accuracy=%f", epoch, va["accuracy"])
-        if va["top_k"] is not None:
-            log.info("Epoch[%d] Validation-top_k_accuracy_%d=%f", epoch, hp.top_k, va["top_k"])
-        if va.get("mAP") is not None:
-            log.info("Epoch[%d] Validation-mAP=%f", epoch, va["mAP"])
+    try:
+        for epoch in range(progress.next_epoch, hp.epochs):
+            if history and hp.early_stopping and _should_stop(history, hp):
+                break
+            tic = time.perf_counter()
+            tr, num_update = train_one_epoch(step, train_loader, schedule, num_update, epoch, hp.top_k, on_batch)
+            log.info("Epoch[%d] Train-accuracy=%f", epoch, tr["accuracy"])
+            if tr["top_k"] is not None:
+                log.info("Epoch[%d] Train-top_k_accuracy_%d=%f", epoch, hp.top_k, tr["top_k"])
+            cost = time.perf_counter() - tic
+            log.info("Epoch[%d] Time cost=%.3f", epoch, cost)
+            va = evaluate(step, val_loader, epoch, hp.top_k, hp.num_classes, on_batch)
+            log.info("Epoch[%d] Validation-accuracy=%f", epoch, va["accuracy"])
+            if va["top_k"] is not None:
+                log.info("Epoch[%d] Validation-top_k_accuracy_%d=%f", epoch, hp.top_k, va["top_k"])
+            if va.get("mAP") is not None:
+                log.info("Epoch[%d] Validation-mAP=%f", epoch, va["mAP"])
 
-        metrics = EpochMetrics(epoch, tr["accuracy"], tr["top_k"], tr["loss"], va["accuracy"], va["top_k"],
-                               va["loss"], schedule.current, cost, tr["images"] / cost, va["per_class"],
-                               va["confusion"], va.get("mAP"))
-        history.append(metrics)
-        writer.write(metrics)
+            metrics = EpochMetrics(epoch, tr["accuracy"], tr["top_k"], tr["loss"], va["accuracy"], va["top_k"],
+                                   va["loss"], schedule.current, cost, tr["images"] / cost, va["per_class"],
+                                   va["confusion"], va.get("mAP"))
+            history.append(metrics)
+            writer.write(metrics)
 
-        # ---- checkpoints
-        if hp.checkpoint_frequency:
-            if (epoch + 1) % hp.checkpoint_frequency == 0:
-                checkpoints.append(_save(model, model_dir, epoch, va["accuracy"]))
-        elif best is None or va["accuracy"] > best:
-            log.info("Storing the best model with validation accuracy: %f", va["accuracy"])
-            for old in checkpoints:
-                (model_dir / old.file).unlink(missing_ok=True)
-            checkpoints = [_save(model, model_dir, epoch, va["accuracy"])]
-        if best is None or va["accuracy"] > best:
-            best = va["accuracy"]
-        if checkpoint_dir is not None:
-            run_state.save(checkpoint_dir, hp, step, schedule, model_dir, run_state.Progress(
-                next_epoch=epoch + 1, num_update=num_update, best=best,
-                history=[asdict(m) for m in history], checkpoints=[asdict(c) for c in checkpoints]))
+            # ---- checkpoints
+            if hp.checkpoint_frequency:
+                if (epoch + 1) % hp.checkpoint_frequency == 0:
+                    checkpoints.append(_save(model, model_dir, epoch, va["accuracy"]))
+            elif best is None or va["accuracy"] > best:
+                log.info("Storing the best model with validation accuracy: %f", va["accuracy"])
+                for old in checkpoints:
+                    (model_dir / old.file).unlink(missing_ok=True)
+                checkpoints[:] = [_save(model, model_dir, epoch, va["accuracy"])]
+            if best is None or va["accuracy"] > best:
+                best = va["accuracy"]
+            if checkpoint_dir is not None:
+                run_state.save(checkpoint_dir, hp, step, schedule, model_dir, run_state.Progress(
+                    next_epoch=epoch + 1, num_update=num_update, best=best,
+                    history=[asdict(m) for m in history], checkpoints=[asdict(c) for c in checkpoints]))
+    except StopRequested:
+        log.info("Stop requested (SIGTERM): stopping after the current batch and keeping the model trained so far")
 
-    if not checkpoints:  # checkpoint_frequency that never fired: keep the final weights
-        checkpoints.append(_save(model, model_dir, history[-1].epoch, history[-1].validation_accuracy))
+    if not checkpoints:  # stopped early, or a checkpoint_frequency that never fired: keep the current weights
+        last = history[-1] if history else None
+        checkpoints.append(_save(model, model_dir, last.epoch if last else 0, last.validation_accuracy if last else None))
     served = _served_checkpoint(checkpoints)
     write_model_shapes(model_dir, hp.mini_batch_size, hp.image_shape)
     meta = ModelMeta(
@@ -431,6 +454,7 @@ def train(
         preprocessing=serving_preprocessing(hp.image_shape), roost_version=__version__,
     )
     (model_dir / META_FILE).write_text(meta.to_json(), encoding="utf-8")
+    best = max((m.validation_accuracy for m in history), default=None)
     return TrainResult(len(history), best, served.file, history)
 
 

@@ -1,0 +1,48 @@
+"""``roost server``: the SageMaker-compatible API with its job runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+
+@click.command("server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--data-dir", default="roost-data", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Jobs, their files and the SQLite database.")
+@click.option("--database-url", envvar="ROOST_DATABASE_URL",
+              help="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/roost (default: SQLite in --data-dir).")
+@click.option("--max-concurrent-jobs", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Jobs that train at once; the rest wait their turn.")
+@click.option("--stop-grace", default=120.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds between SIGTERM and SIGKILL when a job is stopped (SageMaker: 120).")
+@click.option("--region", default="us-east-1", show_default=True, help="Region written into ARNs.")
+def server_cmd(host, port, data_dir, database_url, max_concurrent_jobs, stop_grace, region) -> None:
+    """Serve SageMaker's training-job API: boto3 with endpoint_url works against it.
+
+    Credentials come from ROOST_ACCESS_KEY_ID / ROOST_SECRET_ACCESS_KEY, else from
+    DATA_DIR/credentials.json (created on first start).
+    """
+    import uvicorn
+
+    from roost.api.app import create_app
+    from roost.api.auth import load_or_create_keys
+    from roost.jobs.db import database_url as default_url
+    from roost.jobs.db import open_database
+    from roost.jobs.logs import LogService
+    from roost.jobs.runner import JobRunner
+    from roost.jobs.service import ServiceConfig, TrainingJobService
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    keys, created = load_or_create_keys(data_dir, dict(os.environ))
+    sessions = open_database(default_url(data_dir, database_url))
+    runner = JobRunner(sessions, data_dir, max_concurrent=max_concurrent_jobs, stop_grace=stop_grace)
+    app = create_app(TrainingJobService(sessions, ServiceConfig(region=region)), LogService(sessions),
+                     {keys.access_key_id: keys.secret_access_key}, on_startup=runner.start, on_shutdown=runner.shutdown)
+    if created:
+        click.echo(f"Created an access key pair in {created} (aws_access_key_id {keys.access_key_id}).", err=True)
+    click.echo(f"Roost serves the SageMaker API at http://{host}:{port} (data in {data_dir})", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

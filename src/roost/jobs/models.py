@@ -1,0 +1,50 @@
+"""Job state: training jobs, their status history and their log, in SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class TrainingJob(Base):
+    __tablename__ = "training_jobs"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(256))
+    request: Mapped[dict] = mapped_column(JSON)  # the CreateTrainingJob request, as sent
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    secondary_status: Mapped[str] = mapped_column(String(32))
+    failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    creation_time: Mapped[float] = mapped_column(Float, index=True)
+    last_modified_time: Mapped[float] = mapped_column(Float)
+    training_start_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    training_end_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    model_artifacts: Mapped[str | None] = mapped_column(Text, nullable=True)
+    final_metrics: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    log_stream: Mapped[str] = mapped_column(String(256))
+
+
+class StatusTransition(Base):
+    __tablename__ = "status_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_name: Mapped[str] = mapped_column(ForeignKey("training_jobs.name", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    start_time: Mapped[float] = mapped_column(Float)
+    end_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+
+
+class LogEvent(Base):
+    __tablename__ = "log_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_name: Mapped[str] = mapped_column(ForeignKey("training_jobs.name", ondelete="CASCADE"), index=True)
+    timestamp: Mapped[int] = mapped_column(Integer)  # ms since the epoch, as CloudWatch
+    ingestion_time: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,317 @@
+"""SageMaker's training-job operations on Roost's job database.
+
+``CreateTrainingJob``, ``DescribeTrainingJob``, ``ListTrainingJobs`` and
+``StopTrainingJob`` take and return the same shapes as SageMaker (reference §6),
+and fail with SageMaker's error codes and messages (:class:`ServiceError`). The
+runner (``roost.jobs.runner``) moves the jobs through their statuses.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from roost.algorithm.hyperparameters import HyperparameterError, parse_hyperparameters
+from roost.jobs.models import StatusTransition, TrainingJob
+from roost.storage.uri import Location, StorageError, exists
+
+NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
+CHANNEL_PATTERN = r"[A-Za-z0-9\.\-_]+"
+ROLE_PATTERN = r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$"
+ACTIVE = ("InProgress", "Stopping")
+TERMINAL = ("Completed", "Failed", "Stopped")
+
+#: SageMaker's built-in metrics for this algorithm (their regexes are not published; these match its log lines)
+BUILTIN_METRICS = [
+    {"Name": "train:accuracy", "Regex": r"Epoch\[\d+\] Train-accuracy=([0-9.]+)"},
+    {"Name": "validation:accuracy", "Regex": r"Epoch\[\d+\] Validation-accuracy=([0-9.]+)"},
+]
+
+
+class ServiceError(Exception):
+    """An error in SageMaker's shape: ``__type`` code, message, HTTP status."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def validation(message: str) -> ServiceError:
+    return ServiceError("ValidationException", message)
+
+
+@dataclass
+class ServiceConfig:
+    region: str = "us-east-1"
+    account: str = "000000000000"
+    max_active_jobs: int = 100  # beyond this CreateTrainingJob answers ResourceLimitExceeded
+
+
+def _constraint(value: Any, member: str, rule: str) -> str:
+    return f"Value '{value}' at '{member}' failed to satisfy constraint: {rule}"
+
+
+def _check_request(req: dict) -> None:
+    """The request checks SageMaker makes before it creates a job (the 2022 model's required members)."""
+    problems = []
+    name = req.get("TrainingJobName")
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+        problems.append(_constraint(name, "trainingJobName", f"Member must satisfy regular expression pattern: {NAME_PATTERN}"))
+    for member, key in (("algorithmSpecification", "AlgorithmSpecification"), ("roleArn", "RoleArn"),
+                        ("outputDataConfig", "OutputDataConfig"), ("resourceConfig", "ResourceConfig"),
+                        ("stoppingCondition", "StoppingCondition")):
+        if req.get(key) in (None, ""):
+            problems.append(_constraint(None, member, "Member must not be null"))
+    role = req.get("RoleArn")
+    if isinstance(role, str) and not re.fullmatch(ROLE_PATTERN, role):
+        problems.append(_constraint(role, "roleArn", f"Member must satisfy regular expression pattern: {ROLE_PATTERN}"))
+    algo = req.get("AlgorithmSpecification") or {}
+    if algo and algo.get("TrainingInputMode") not in ("Pipe", "File", "FastFile"):
+        problems.append(_constraint(algo.get("TrainingInputMode"), "algorithmSpecification.trainingInputMode",
+                                    "Member must satisfy enum value set: [Pipe, File, FastFile]"))
+    output = req.get("OutputDataConfig") or {}
+    if req.get("OutputDataConfig") and not output.get("S3OutputPath"):
+        problems.append(_constraint(None, "outputDataConfig.s3OutputPath", "Member must not be null"))
+    channels = req.get("InputDataConfig") or []
+    if not 1 <= len(channels) <= 20:
+        problems.append(_constraint(len(channels), "inputDataConfig", "Member must have length between 1 and 20"))
+    for i, ch in enumerate(channels):
+        cname = ch.get("ChannelName")
+        if not isinstance(cname, str) or not re.fullmatch(CHANNEL_PATTERN, cname) or len(cname) > 64:
+            problems.append(_constraint(cname, f"inputDataConfig.{i + 1}.member.channelName",
+                                        f"Member must satisfy regular expression pattern: {CHANNEL_PATTERN}"))
+        if not (ch.get("DataSource") or {}).get("S3DataSource", {}).get("S3Uri"):
+            problems.append(_constraint(None, f"inputDataConfig.{i + 1}.member.dataSource.s3DataSource.s3Uri",
+                                        "Member must not be null"))
+    stopping = req.get("StoppingCondition") or {}
+    runtime = stopping.get("MaxRuntimeInSeconds")
+    if runtime is not None and not (isinstance(runtime, int) and runtime >= 1):
+        problems.append(_constraint(runtime, "stoppingCondition.maxRuntimeInSeconds",
+                                    "Member must have value greater than or equal to 1"))
+    if len(req.get("HyperParameters") or {}) > 100:
+        problems.append(_constraint("...", "hyperParameters", "Member must have length less than or equal to 100"))
+    if problems:
+        n = len(problems)
+        raise validation(f"{n} validation error{'s' if n > 1 else ''} detected: " + "; ".join(problems))
+
+
+class TrainingJobService:
+    def __init__(self, sessions: sessionmaker[Session], config: ServiceConfig | None = None) -> None:
+        self.sessions = sessions
+        self.config = config or ServiceConfig()
+
+    def arn(self, name: str) -> str:
+        # SageMaker writes resource names in lower case inside ARNs
+        return f"arn:aws:sagemaker:{self.config.region}:{self.config.account}:training-job/{name.lower()}"
+
+    # ------------------------------------------------------------------ CreateTrainingJob
+
+    def create_training_job(self, req: dict) -> dict:
+        _check_request(req)
+        name = req["TrainingJobName"]
+        try:
+            parse_hyperparameters(req.get("HyperParameters") or {})
+        except HyperparameterError as err:
+            raise validation("Invalid hyperparameters: " + "; ".join(err.problems)) from None
+        channel_names = [c["ChannelName"] for c in req["InputDataConfig"]]
+        if len(set(channel_names)) != len(channel_names):
+            raise validation(f"Channel names must be unique: {channel_names}")
+        for ch in req["InputDataConfig"]:
+            uri = ch["DataSource"]["S3DataSource"]["S3Uri"]
+            try:
+                ok = exists(uri)
+            except StorageError as err:
+                raise validation(str(err)) from None
+            if not ok:
+                raise validation(f"No S3 objects found under S3 URL '{uri}' given in input data source. Please ensure "
+                                 "that the bucket exists in the selected region, that objects exist under that S3 prefix, "
+                                 "and that the credentials can list them.")
+        try:
+            Location.parse(req["OutputDataConfig"]["S3OutputPath"])
+        except StorageError as err:
+            raise validation(str(err)) from None
+        now = time.time()
+        with self.sessions.begin() as s:
+            if s.get(TrainingJob, name) is not None:
+                raise ServiceError("ResourceInUse", f"Training job names must be unique within an AWS account and region, "
+                                   f"and a training job with this name already exists ({self.arn(name)})")
+            active = s.scalar(select(func.count()).select_from(TrainingJob).where(TrainingJob.status.in_(ACTIVE)))
+            if active >= self.config.max_active_jobs:
+                raise ServiceError("ResourceLimitExceeded", f"The account-level service limit 'Number of concurrent "
+                                   f"training jobs' is {self.config.max_active_jobs} Jobs; {active} are in progress.")
+            s.add(TrainingJob(name=name, arn=self.arn(name), request=req, status="InProgress",
+                              secondary_status="Starting", creation_time=now, last_modified_time=now,
+                              stop_requested=False, log_stream=f"{name}/algo-1-{int(now)}"))
+            s.flush()  # the job row before rows that refer to it (no ORM relationship orders them)
+            s.add(StatusTransition(job_name=name, status="Starting", start_time=now,
+                                   message="Starting the training job"))
+        return {"TrainingJobArn": self.arn(name)}
+
+    # ------------------------------------------------------------------ Describe / List / Stop
+
+    def _job(self, s: Session, name: str | None) -> TrainingJob:
+        job = s.get(TrainingJob, name) if isinstance(name, str) else None
+        if job is None:
+            # what SageMaker really answers for an unknown training job
+            raise validation("Requested resource not found.")
+        return job
+
+    def describe_training_job(self, req: dict) -> dict:
+        with self.sessions() as s:
+            job = self._job(s, req.get("TrainingJobName"))
+            transitions = s.scalars(select(StatusTransition).where(StatusTransition.job_name == job.name)
+                                    .order_by(StatusTransition.id)).all()
+            return describe(job, transitions)
+
+    def list_training_jobs(self, req: dict) -> dict:
+        limit = int(req.get("MaxResults") or 10)
+        if not 1 <= limit <= 100:
+            raise validation(_constraint(limit, "maxResults", "Member must have value less than or equal to 100"))
+        sort_by = req.get("SortBy", "CreationTime")
+        order = req.get("SortOrder", "Ascending")
+        column = {"Name": TrainingJob.name, "CreationTime": TrainingJob.creation_time,
+                  "Status": TrainingJob.status}.get(sort_by)
+        if column is None or order not in ("Ascending", "Descending"):
+            raise validation(_constraint(sort_by if column is None else order, "sortBy" if column is None else "sortOrder",
+                                         "Member must satisfy enum value set"))
+        q = select(TrainingJob)
+        for key, col, op in (("CreationTimeAfter", TrainingJob.creation_time, "gt"),
+                             ("CreationTimeBefore", TrainingJob.creation_time, "lt"),
+                             ("LastModifiedTimeAfter", TrainingJob.last_modified_time, "gt"),
+                             ("LastModifiedTimeBefore", TrainingJob.last_modified_time, "lt")):
+            if req.get(key) is not None:
+                q = q.where(col > float(req[key]) if op == "gt" else col < float(req[key]))
+        if req.get("NameContains"):
+            q = q.where(TrainingJob.name.contains(req["NameContains"]))
+        if req.get("StatusEquals"):
+            q = q.where(TrainingJob.status == req["StatusEquals"])
+        q = q.order_by(column.desc() if order == "Descending" else column.asc(), TrainingJob.name)
+        offset = _decode_token(req.get("NextToken"))
+        with self.sessions() as s:
+            rows = s.scalars(q.offset(offset).limit(limit + 1)).all()
+        out = {"TrainingJobSummaries": [summary(j) for j in rows[:limit]]}
+        if len(rows) > limit:
+            out["NextToken"] = _encode_token(offset + limit)
+        return out
+
+    def stop_training_job(self, req: dict) -> dict:
+        with self.sessions.begin() as s:
+            job = self._job(s, req.get("TrainingJobName"))
+            if job.status in TERMINAL:
+                raise validation(f"The request was rejected because the training job is in status {job.status}.")
+            if job.status == "InProgress":
+                job.stop_requested = True
+                set_status(s, job, "Stopping", "Stopping", "Stopping the training job")
+        return {}
+
+
+# ---------------------------------------------------------------------- shapes and transitions
+
+
+def set_status(s: Session, job: TrainingJob, status: str | None, secondary: str, message: str) -> None:
+    """Record a secondary-status change (closing the previous one) and, optionally, the primary status."""
+    now = time.time()
+    last = s.scalars(select(StatusTransition).where(StatusTransition.job_name == job.name)
+                     .order_by(StatusTransition.id.desc()).limit(1)).first()
+    if last is not None and last.end_time is None:
+        if last.status == secondary and last.message == message:
+            return
+        last.end_time = now
+    s.add(StatusTransition(job_name=job.name, status=secondary, start_time=now, message=message))
+    job.secondary_status = secondary
+    if status:
+        job.status = status
+    job.last_modified_time = now
+
+
+def summary(job: TrainingJob) -> dict:
+    out = {"TrainingJobName": job.name, "TrainingJobArn": job.arn, "CreationTime": job.creation_time,
+           "LastModifiedTime": job.last_modified_time, "TrainingJobStatus": job.status}
+    if job.training_end_time:
+        out["TrainingEndTime"] = job.training_end_time
+    return out
+
+
+def describe(job: TrainingJob, transitions: list[StatusTransition]) -> dict:
+    req = job.request
+    out: dict[str, Any] = {
+        "TrainingJobName": job.name,
+        "TrainingJobArn": job.arn,
+        "TrainingJobStatus": job.status,
+        "SecondaryStatus": job.secondary_status,
+        "AlgorithmSpecification": req.get("AlgorithmSpecification", {}),
+        "RoleArn": req.get("RoleArn"),
+        "HyperParameters": req.get("HyperParameters", {}),
+        "InputDataConfig": req.get("InputDataConfig", []),
+        "OutputDataConfig": req.get("OutputDataConfig", {}),
+        "ResourceConfig": req.get("ResourceConfig", {}),
+        "StoppingCondition": req.get("StoppingCondition", {}),
+        "CreationTime": job.creation_time,
+        "LastModifiedTime": job.last_modified_time,
+        "SecondaryStatusTransitions": [
+            {k: v for k, v in (("Status", t.status), ("StartTime", t.start_time), ("EndTime", t.end_time),
+                               ("StatusMessage", t.message)) if v is not None}
+            for t in transitions
+        ],
+        "EnableNetworkIsolation": req.get("EnableNetworkIsolation", False),
+        "EnableInterContainerTrafficEncryption": req.get("EnableInterContainerTrafficEncryption", False),
+        "EnableManagedSpotTraining": req.get("EnableManagedSpotTraining", False),
+    }
+    for key in ("CheckpointConfig", "VpcConfig", "Environment", "Tags", "DebugHookConfig", "ExperimentConfig"):
+        if req.get(key) is not None:
+            out[key] = req[key]
+    if job.model_artifacts:
+        out["ModelArtifacts"] = {"S3ModelArtifacts": job.model_artifacts}
+    if job.failure_reason:
+        out["FailureReason"] = job.failure_reason
+    if job.training_start_time:
+        out["TrainingStartTime"] = job.training_start_time
+    if job.training_end_time:
+        out["TrainingEndTime"] = job.training_end_time
+        seconds = max(1, int(round(job.training_end_time - (job.training_start_time or job.creation_time))))
+        out["TrainingTimeInSeconds"] = seconds
+        out["BillableTimeInSeconds"] = seconds
+    if job.final_metrics:
+        out["FinalMetricDataList"] = job.final_metrics
+    return out
+
+
+def final_metrics(definitions: list[dict], lines: list[tuple[float, str]]) -> list[dict]:
+    """The last value each metric regex captured in the log, with its time (``FinalMetricDataList``)."""
+    out = []
+    for d in definitions[:40]:
+        try:
+            rx = re.compile(d["Regex"])
+        except (re.error, KeyError):
+            continue
+        last = None
+        for ts, line in lines:
+            m = rx.search(line)
+            if m:
+                try:
+                    last = (float(m.group(1) if m.groups() else m.group(0)), ts)
+                except ValueError:
+                    continue
+        if last is not None:
+            out.append({"MetricName": d["Name"], "Value": last[0], "Timestamp": last[1]})
+    return out
+
+
+def _encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
+
+
+def _decode_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        return int(json.loads(base64.urlsafe_b64decode(token.encode()))["o"])
+    except (ValueError, KeyError, TypeError):
+        raise validation("Invalid pagination token (NextToken).") from None

@@ -1,0 +1,225 @@
+"""The SageMaker-compatible server, driven by real boto3 clients as seed 003 drives SageMaker."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import boto3
+import pytest
+import requests
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from helpers import make_rec_split
+
+KEY, SECRET = "RKTESTKEY0001", "test-secret-key-for-roost"
+FAST = {"Delay": 1, "MaxAttempts": 180}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, data_dir, **flags):
+        self.data_dir, self.flags, self.proc, self.port = data_dir, flags, None, _free_port()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        args = [sys.executable, "-m", "roost", "server", "--port", str(self.port), "--data-dir", str(self.data_dir),
+                "--stop-grace", "3"]
+        for k, v in self.flags.items():
+            args += [f"--{k.replace('_', '-')}", str(v)]
+        env = {**os.environ, "ROOST_ACCESS_KEY_ID": KEY, "ROOST_SECRET_ACCESS_KEY": SECRET, "OMP_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     start_new_session=True)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if requests.get(self.url + "/ping", timeout=1).ok:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise RuntimeError("server did not start: " + self.proc.stderr.read().decode())
+
+    def kill(self):
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def client(self, service="sagemaker", secret=SECRET, key=KEY):
+        return boto3.client(service, endpoint_url=self.url, region_name="us-east-1", aws_access_key_id=key,
+                            aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_rec_split(tmp_path_factory.mktemp("data"), per_class=12)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("srv")).start()
+    yield srv
+    srv.stop()
+
+
+def params(data, tmp_path, name=None, epochs=2, **overrides):
+    train, val, n = data
+    p = {
+        "AlgorithmSpecification": {"TrainingImage": "811284229777.dkr.ecr.us-east-1.amazonaws.com/image-classification:1",
+                                   "TrainingInputMode": "File"},
+        "RoleArn": "arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-ExecutionRole",
+        "OutputDataConfig": {"S3OutputPath": (tmp_path / "output").as_uri()},
+        "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.p3.2xlarge", "VolumeSizeInGB": 50},
+        "TrainingJobName": name or f"DEMO-imageclassification-{uuid.uuid4().hex[:8]}",
+        "HyperParameters": {"image_shape": "3,16,16", "num_layers": "8", "num_training_samples": str(n),
+                            "num_classes": "3", "mini_batch_size": "8", "epochs": str(epochs), "learning_rate": "0.05"},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 360000},
+        "InputDataConfig": [
+            {"ChannelName": "train", "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix", "S3Uri": str(train), "S3DataDistributionType": "FullyReplicated"}},
+             "ContentType": "application/x-recordio", "CompressionType": "None"},
+            {"ChannelName": "validation", "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix", "S3Uri": val.as_uri(), "S3DataDistributionType": "FullyReplicated"}},
+             "ContentType": "application/x-recordio", "CompressionType": "None"},
+        ],
+    }
+    p.update(overrides)
+    return p
+
+
+def _wait_for(client, name, secondary, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        d = client.describe_training_job(TrainingJobName=name)
+        if d["SecondaryStatus"] == secondary or d["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
+            return d
+        time.sleep(0.3)
+    raise AssertionError(f"{name} never reached {secondary}")
+
+
+def test_seed_003_flow(server, data, tmp_path):
+    sm = server.client()
+    p = params(data, tmp_path)
+    arn = sm.create_training_job(**p)["TrainingJobArn"]
+    assert arn == f"arn:aws:sagemaker:us-east-1:000000000000:training-job/{p['TrainingJobName'].lower()}"
+    sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName=p["TrainingJobName"], WaiterConfig=FAST)
+    d = sm.describe_training_job(TrainingJobName=p["TrainingJobName"])
+    assert d["TrainingJobStatus"] == "Completed" and d["SecondaryStatus"] == "Completed"
+    artifact = d["ModelArtifacts"]["S3ModelArtifacts"]
+    assert artifact.endswith(f"{p['TrainingJobName']}/output/model.tar.gz") and os.path.isfile(artifact)
+    names = {m["MetricName"]: m["Value"] for m in d["FinalMetricDataList"]}
+    assert set(names) == {"train:accuracy", "validation:accuracy"} and 0 <= names["validation:accuracy"] <= 1
+    statuses = [t["Status"] for t in d["SecondaryStatusTransitions"]]
+    assert statuses[0] == "Starting" and statuses[-3:] == ["Training", "Uploading", "Completed"]
+    assert "Downloading" in statuses
+    assert d["TrainingTimeInSeconds"] >= 1 and d["HyperParameters"]["epochs"] == "2"
+    # the log, as CloudWatch serves it
+    logs = server.client("logs")
+    streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
+                                        logStreamNamePrefix=p["TrainingJobName"])["logStreams"]
+    assert len(streams) == 1
+    events = logs.filter_log_events(logGroupName="/aws/sagemaker/TrainingJobs",
+                                    logStreamNames=[streams[0]["logStreamName"]],
+                                    filterPattern='"Validation-accuracy"')["events"]
+    assert len(events) == 2 and all("Validation-accuracy=" in e["message"] for e in events)
+    got = logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=streams[0]["logStreamName"],
+                              startFromHead=True)
+    assert "Docker entrypoint called with argument(s): train" in got["events"][0]["message"]
+
+
+def test_errors_have_sagemaker_shapes(server, data, tmp_path):
+    sm = server.client()
+    p = params(data, tmp_path, epochs=1)
+    sm.create_training_job(**p)
+    with pytest.raises(ClientError) as err:
+        sm.create_training_job(**p)
+    assert err.value.response["Error"]["Code"] == "ResourceInUse"
+    with pytest.raises(ClientError) as err:
+        sm.describe_training_job(TrainingJobName="no-such-job")
+    assert err.value.response["Error"] == {"Code": "ValidationException", "Message": "Requested resource not found."}
+    bad = params(data, tmp_path)
+    bad["HyperParameters"]["learning_rate"] = "fast"
+    with pytest.raises(ClientError) as err:
+        sm.create_training_job(**bad)
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    assert "learning_rate='fast' is not valid" in err.value.response["Error"]["Message"]
+    missing = params(data, tmp_path)
+    missing["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = str(tmp_path / "nothing")
+    with pytest.raises(ClientError, match="No S3 objects found under S3 URL"):
+        sm.create_training_job(**missing)
+    with pytest.raises(ClientError, match="failed to satisfy constraint"):
+        sm.create_training_job(**params(data, tmp_path, name="bad_name!"))
+    sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName=p["TrainingJobName"], WaiterConfig=FAST)
+
+
+def test_authentication(server):
+    with pytest.raises(ClientError) as err:
+        server.client(secret="wrong").list_training_jobs()
+    assert err.value.response["Error"]["Code"] == "InvalidSignatureException"
+    with pytest.raises(ClientError) as err:
+        server.client(key="AKIAUNKNOWN").list_training_jobs()
+    assert err.value.response["Error"]["Code"] == "UnrecognizedClientException"
+    r = requests.post(server.url + "/", data="{}", headers={"X-Amz-Target": "SageMaker.ListTrainingJobs"})
+    assert r.status_code == 403 and r.json()["__type"] == "MissingAuthenticationTokenException"
+
+
+def test_failing_job_has_a_readable_reason(server, data, tmp_path):
+    sm = server.client()
+    p = params(data, tmp_path)
+    p["HyperParameters"]["num_classes"] = "2"  # the data have labels 0..2
+    sm.create_training_job(**p)
+    waiter = sm.get_waiter("training_job_completed_or_stopped")
+    with pytest.raises(Exception):
+        waiter.wait(TrainingJobName=p["TrainingJobName"], WaiterConfig=FAST)
+    d = sm.describe_training_job(TrainingJobName=p["TrainingJobName"])
+    assert d["TrainingJobStatus"] == "Failed"
+    assert d["FailureReason"].startswith("ClientError: ") and "is outside 0..1 (num_classes=2)" in d["FailureReason"]
+
+
+def test_stop_and_max_runtime(server, data, tmp_path):
+    sm = server.client()
+    p = params(data, tmp_path, epochs=200)
+    sm.create_training_job(**p)
+    _wait_for(sm, p["TrainingJobName"], "Training")
+    time.sleep(2)
+    sm.stop_training_job(TrainingJobName=p["TrainingJobName"])
+    assert sm.describe_training_job(TrainingJobName=p["TrainingJobName"])["TrainingJobStatus"] in ("Stopping", "Stopped")
+    sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName=p["TrainingJobName"], WaiterConfig=FAST)
+    d = sm.describe_training_job(TrainingJobName=p["TrainingJobName"])
+    assert d["TrainingJobStatus"] == "Stopped" and d["SecondaryStatus"] == "Stopped"
+    assert "Stopping" in [t["Status"] for t in d["SecondaryStatusTransitions"]]
+
+    q = params(data, tmp_path, epochs=200, StoppingCondition={"MaxRuntimeInSeconds": 4})
+    sm.create_training_job(**q)
+    sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName=q["TrainingJobName"], WaiterConfig=FAST)
+    d = sm.describe_training_job(TrainingJobName=q["TrainingJobName"])
+    assert d["TrainingJobStatus"] == "Stopped" and d["SecondaryStatus"] == "MaxRuntimeExceeded"
+
+
+def test_list_paginates_and_filters(server, data, tmp_path):
+    sm = server.client()
+    pages = list(sm.get_paginator("list_training_jobs").paginate(PaginationConfig={"PageSize": 2}))
+    names = [s["TrainingJobName"] for page in pages for s in page["TrainingJobSummaries"]]
+    assert len(pages) >= 2 and len(names) == len(set(names)) >= 3
+    done = sm.list_training_jobs(StatusEquals="Completed", SortBy="Name", SortOrder="Descending")
+    got = [s["TrainingJobName"] for s in done["TrainingJobSummaries"]]
+    assert got == sorted(got, reverse=True) and all(s["TrainingJobStatus"] == "Completed"
+                                                    for s in done["TrainingJobSummaries"])
