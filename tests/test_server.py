@@ -12,7 +12,7 @@ import boto3
 import pytest
 import requests
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, WaiterError
 
 from helpers import make_rec_split
 
@@ -187,7 +187,7 @@ def test_failing_job_has_a_readable_reason(server, data, tmp_path):
     p["HyperParameters"]["num_classes"] = "2"  # the data have labels 0..2
     sm.create_training_job(**p)
     waiter = sm.get_waiter("training_job_completed_or_stopped")
-    with pytest.raises(Exception):
+    with pytest.raises(WaiterError, match="terminal failure state"):
         waiter.wait(TrainingJobName=p["TrainingJobName"], WaiterConfig=FAST)
     d = sm.describe_training_job(TrainingJobName=p["TrainingJobName"])
     assert d["TrainingJobStatus"] == "Failed"
