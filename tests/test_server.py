@@ -1,6 +1,7 @@
 """The SageMaker-compatible server, driven by real boto3 clients as seed 003 drives SageMaker."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -223,3 +224,67 @@ def test_list_paginates_and_filters(server, data, tmp_path):
     got = [s["TrainingJobName"] for s in done["TrainingJobSummaries"]]
     assert got == sorted(got, reverse=True) and all(s["TrainingJobStatus"] == "Completed"
                                                     for s in done["TrainingJobSummaries"])
+
+
+def _log_text(server, name):
+    logs = server.client("logs")
+    stream = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
+                                       logStreamNamePrefix=name)["logStreams"][0]["logStreamName"]
+    return "\n".join(e["message"] for e in logs.get_log_events(
+        logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream, startFromHead=True)["events"])
+
+
+def test_server_restart_fails_or_resumes_running_jobs(data, tmp_path):
+    srv = Server(tmp_path / "srv").start()
+    try:
+        sm = srv.client()
+        plain = params(data, tmp_path, epochs=200)
+        resumable = params(data, tmp_path, epochs=40,
+                           CheckpointConfig={"S3Uri": (tmp_path / "ckpt").as_uri()})
+        sm.create_training_job(**plain)
+        _wait_for(sm, plain["TrainingJobName"], "Training")
+        time.sleep(1)
+        srv.kill()  # the server dies mid-job
+        srv.start()
+        sm = srv.client()
+        d = sm.describe_training_job(TrainingJobName=plain["TrainingJobName"])
+        assert d["TrainingJobStatus"] == "Failed" and "Roost server stopped while this job was running" in d["FailureReason"]
+
+        sm.create_training_job(**resumable)
+        deadline = time.time() + 90
+        while "Epoch[2] Validation-accuracy" not in _log_text(srv, resumable["TrainingJobName"]):
+            assert time.time() < deadline
+            time.sleep(0.5)
+        srv.kill()
+        srv.start()
+        sm = srv.client()
+        sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName=resumable["TrainingJobName"],
+                                                                WaiterConfig=FAST)
+        d = sm.describe_training_job(TrainingJobName=resumable["TrainingJobName"])
+        assert d["TrainingJobStatus"] == "Completed"
+        assert "Restarting" in [t["Status"] for t in d["SecondaryStatusTransitions"]]
+        text = _log_text(srv, resumable["TrainingJobName"])
+        done = int(re.search(r"Resuming from .*: (\d+) epoch\(s\) done", text).group(1))
+        assert 3 <= done < 40 and "Epoch[39] Validation-accuracy" in text
+    finally:
+        srv.stop()
+
+
+def test_jobs_wait_their_turn_and_custom_metrics(server, data, tmp_path):
+    sm = server.client()
+    first = params(data, tmp_path, epochs=3)
+    second = params(data, tmp_path, epochs=1)
+    second["AlgorithmSpecification"]["MetricDefinitions"] = [
+        {"Name": "validation:top1", "Regex": r"Validation-accuracy=([0-9.]+)"},
+        {"Name": "time", "Regex": r"Time cost=([0-9.]+)"},
+    ]
+    sm.create_training_job(**first)
+    sm.create_training_job(**second)
+    waiter = sm.get_waiter("training_job_completed_or_stopped")
+    for p in (first, second):
+        waiter.wait(TrainingJobName=p["TrainingJobName"], WaiterConfig=FAST)
+    d = sm.describe_training_job(TrainingJobName=second["TrainingJobName"])
+    messages = [t.get("StatusMessage", "") for t in d["SecondaryStatusTransitions"]]
+    assert any("Waiting for a free slot (1 job(s) run at a time)" in m for m in messages)
+    names = {m["MetricName"] for m in d["FinalMetricDataList"]}
+    assert {"validation:top1", "time", "train:accuracy", "validation:accuracy"} <= names

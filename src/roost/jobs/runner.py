@@ -181,7 +181,7 @@ class JobRunner:
                "ROOST_THREADS": str(max(1, available_cores() // self.max_concurrent))}
         cmd = [sys.executable, "-m", "roost", "container", "train", "--root", str(root)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                start_new_session=True, bufsize=1)
+                                start_new_session=True, bufsize=1, preexec_fn=_die_with_parent)
         (job_dir / "pid").write_text(f"{proc.pid}\n{root}\n")
         with self._lock:
             self.processes[name] = proc
@@ -275,6 +275,16 @@ class JobRunner:
     def _arn(self, name: str) -> str:
         with self.sessions() as s:
             return s.get(TrainingJob, name).arn
+
+
+def _die_with_parent() -> None:
+    """Linux: the job gets SIGKILL if the server dies, instead of training on unobserved (resume picks it up)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
