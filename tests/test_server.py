@@ -28,8 +28,9 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir, **flags):
+    def __init__(self, data_dir, env=None, **flags):
         self.data_dir, self.flags, self.proc, self.port = data_dir, flags, None, _free_port()
+        self.env = env or {}
 
     @property
     def url(self):
@@ -40,7 +41,8 @@ class Server:
                 "--stop-grace", "3"]
         for k, v in self.flags.items():
             args += [f"--{k.replace('_', '-')}", str(v)]
-        env = {**os.environ, "ROOST_ACCESS_KEY_ID": KEY, "ROOST_SECRET_ACCESS_KEY": SECRET, "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, "ROOST_ACCESS_KEY_ID": KEY, "ROOST_SECRET_ACCESS_KEY": SECRET, "OMP_NUM_THREADS": "1",
+               **self.env}
         self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      start_new_session=True)
         deadline = time.time() + 60
@@ -288,3 +290,70 @@ def test_jobs_wait_their_turn_and_custom_metrics(server, data, tmp_path):
     assert any("Waiting for a free slot (1 job(s) run at a time)" in m for m in messages)
     names = {m["MetricName"] for m in d["FinalMetricDataList"]}
     assert {"validation:top1", "time", "train:accuracy", "validation:accuracy"} <= names
+
+
+def test_s3_channels_and_artifact_through_an_s3_compatible_store(data, tmp_path):
+    from moto.server import ThreadedMotoServer
+
+    s3_port = _free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port)
+    moto.start()
+    s3_env = {"AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{s3_port}", "AWS_ACCESS_KEY_ID": "testing",
+              "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    srv = Server(tmp_path / "srv", env=s3_env).start()
+    try:
+        s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        s3.create_bucket(Bucket="birds")
+        train, val, _ = data
+        for channel, rec in (("train", train), ("validation", val)):
+            for f in (rec, rec.with_suffix(".idx")):
+                s3.upload_file(str(f), "birds", f"data/{channel}/{f.name}")
+        sm = srv.client()
+        p = params(data, tmp_path, OutputDataConfig={"S3OutputPath": "s3://birds/sagemaker/output"})
+        p["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = "s3://birds/data/train"
+        p["InputDataConfig"][1]["DataSource"]["S3DataSource"]["S3Uri"] = "s3://birds/data/validation/"
+        sm.create_training_job(**p)
+        sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName=p["TrainingJobName"], WaiterConfig=FAST)
+        d = sm.describe_training_job(TrainingJobName=p["TrainingJobName"])
+        assert d["TrainingJobStatus"] == "Completed", d.get("FailureReason")
+        key = f"sagemaker/output/{p['TrainingJobName']}/output/model.tar.gz"
+        assert d["ModelArtifacts"]["S3ModelArtifacts"] == f"s3://birds/{key}"
+        assert s3.head_object(Bucket="birds", Key=key)["ContentLength"] > 1000
+
+        missing = params(data, tmp_path, OutputDataConfig={"S3OutputPath": "s3://birds/out"})
+        missing["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = "s3://birds/nothing/here"
+        with pytest.raises(ClientError, match="No S3 objects found under S3 URL 's3://birds/nothing/here'"):
+            sm.create_training_job(**missing)
+    finally:
+        srv.stop()
+        moto.stop()
+
+
+def test_jobs_command_line(server, data, tmp_path):
+    import json
+
+    env = {**os.environ, "ROOST_ACCESS_KEY_ID": KEY, "ROOST_SECRET_ACCESS_KEY": SECRET, "ROOST_ENDPOINT_URL": server.url}
+
+    def roost(*args):
+        return subprocess.run([sys.executable, "-m", "roost", "jobs", *args], capture_output=True, text=True, env=env)
+
+    p = params(data, tmp_path, epochs=2)
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(p))
+    r = roost("create", "--from-json", str(request))
+    assert r.returncode == 0 and r.stdout.strip().endswith(p["TrainingJobName"].lower()), r.stderr
+    r = roost("logs", p["TrainingJobName"], "--follow", "--filter", '"Validation-accuracy"')
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 2 and all("Validation-accuracy=" in line for line in lines)
+    r = roost("describe", p["TrainingJobName"])
+    assert r.returncode == 0 and "Completed" in r.stdout and "validation:accuracy" in r.stdout
+    r = roost("list", "--json")
+    assert p["TrainingJobName"] in [j["TrainingJobName"] for j in json.loads(r.stdout)]
+    assert p["TrainingJobName"] in roost("list").stdout
+    r = roost("stop", "no-such-job")
+    assert r.returncode == 1 and "ValidationException: Requested resource not found." in r.stderr
+    r = subprocess.run([sys.executable, "-m", "roost", "jobs", "--endpoint-url", "http://127.0.0.1:9", "list"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and "cannot reach Roost" in r.stderr

@@ -286,12 +286,14 @@ def convert_weights_cmd(source: Path, num_layers: int, image_shape, output: Path
     click.echo(f"wrote {out} (ResNet-{num_layers}); train with use_pretrained_model=1 num_layers={num_layers}")
 
 
+from roost.cli.jobs import jobs_cmd  # noqa: E402
 from roost.cli.server import server_cmd  # noqa: E402
 from roost.cli.train import container_cmd, train_cmd  # noqa: E402
 
 cli.add_command(train_cmd)
 cli.add_command(container_cmd)
 cli.add_command(server_cmd)
+cli.add_command(jobs_cmd)
 
 
 def main() -> None:  # pragma: no cover - console-script shim
