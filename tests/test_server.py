@@ -353,7 +353,7 @@ def test_jobs_command_line(server, data, tmp_path):
     assert p["TrainingJobName"] in [j["TrainingJobName"] for j in json.loads(r.stdout)]
     assert p["TrainingJobName"] in roost("list").stdout
     r = roost("stop", "no-such-job")
-    assert r.returncode == 1 and "ValidationException: Requested resource not found." in r.stderr
+    assert r.returncode == 1 and "ResourceNotFound: Training job no-such-job does not exist." in r.stderr
     r = subprocess.run([sys.executable, "-m", "roost", "jobs", "--endpoint-url", "http://127.0.0.1:9", "list"],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 1 and "cannot reach Roost" in r.stderr

@@ -19,8 +19,10 @@ import click
               help="Jobs that train at once; the rest wait their turn.")
 @click.option("--stop-grace", default=120.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds between SIGTERM and SIGKILL when a job is stopped (SageMaker: 120).")
+@click.option("--max-active-jobs", default=100, show_default=True, type=click.IntRange(min=1),
+              help="Jobs in progress (running or waiting) beyond which CreateTrainingJob answers ResourceLimitExceeded.")
 @click.option("--region", default="us-east-1", show_default=True, help="Region written into ARNs.")
-def server_cmd(host, port, data_dir, database_url, max_concurrent_jobs, stop_grace, region) -> None:
+def server_cmd(host, port, data_dir, database_url, max_concurrent_jobs, stop_grace, max_active_jobs, region) -> None:
     """Serve SageMaker's training-job API: boto3 with endpoint_url works against it.
 
     Credentials come from ROOST_ACCESS_KEY_ID / ROOST_SECRET_ACCESS_KEY, else from
@@ -40,7 +42,7 @@ def server_cmd(host, port, data_dir, database_url, max_concurrent_jobs, stop_gra
     keys, created = load_or_create_keys(data_dir, dict(os.environ))
     sessions = open_database(default_url(data_dir, database_url))
     runner = JobRunner(sessions, data_dir, max_concurrent=max_concurrent_jobs, stop_grace=stop_grace)
-    app = create_app(TrainingJobService(sessions, ServiceConfig(region=region)), LogService(sessions),
+    app = create_app(TrainingJobService(sessions, ServiceConfig(region=region, max_active_jobs=max_active_jobs)), LogService(sessions),
                      {keys.access_key_id: keys.secret_access_key}, on_startup=runner.start, on_shutdown=runner.shutdown)
     if created:
         click.echo(f"Created an access key pair in {created} (aws_access_key_id {keys.access_key_id}).", err=True)

@@ -203,7 +203,10 @@ class TrainingJobService:
 
     def stop_training_job(self, req: dict) -> dict:
         with self.sessions.begin() as s:
-            job = self._job(s, req.get("TrainingJobName"))
+            name = req.get("TrainingJobName")
+            if not isinstance(name, str) or s.get(TrainingJob, name) is None:
+                raise ServiceError("ResourceNotFound", f"Training job {name} does not exist.")
+            job = self._job(s, name)
             if job.status in TERMINAL:
                 raise validation(f"The request was rejected because the training job is in status {job.status}.")
             if job.status == "InProgress":

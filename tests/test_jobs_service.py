@@ -1,0 +1,111 @@
+"""The training-job service and its pieces, without HTTP: validation, listing, limits, metrics, keys, SigV4."""
+
+import datetime as dt
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from helpers import make_rec_split
+from roost.api.auth import AuthError, load_or_create_keys, verify
+from roost.jobs.db import open_database
+from roost.jobs.logs import matches
+from roost.jobs.service import ServiceConfig, ServiceError, TrainingJobService, final_metrics
+
+
+@pytest.fixture()
+def service(tmp_path):
+    return TrainingJobService(open_database(f"sqlite:///{tmp_path / 'db.sqlite'}"), ServiceConfig(max_active_jobs=2))
+
+
+@pytest.fixture(scope="module")
+def recs(tmp_path_factory):
+    return make_rec_split(tmp_path_factory.mktemp("d"), per_class=4)
+
+
+def request(recs, name, **extra):
+    train, val, n = recs
+    req = {"TrainingJobName": name, "AlgorithmSpecification": {"TrainingImage": "x", "TrainingInputMode": "File"},
+           "RoleArn": "arn:aws:iam::123456789012:role/r", "OutputDataConfig": {"S3OutputPath": "file:///tmp/out"},
+           "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 5},
+           "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+           "HyperParameters": {"num_classes": "3", "num_training_samples": str(n), "mini_batch_size": "4"},
+           "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {"S3Uri": str(train)}}},
+                               {"ChannelName": "validation", "DataSource": {"S3DataSource": {"S3Uri": str(val)}}}]}
+    req.update(extra)
+    return req
+
+
+def test_validation_messages_are_sagemakers(service, recs):
+    with pytest.raises(ServiceError) as err:
+        service.create_training_job(request(recs, "-bad", RoleArn=None))
+    assert err.value.code == "ValidationException"
+    assert err.value.message.startswith("2 validation errors detected: Value '-bad' at 'trainingJobName' failed")
+    assert "Value 'None' at 'roleArn' failed to satisfy constraint: Member must not be null" in err.value.message
+    with pytest.raises(ServiceError, match="enum value set: \\[Pipe, File, FastFile\\]"):
+        service.create_training_job(request(recs, "ok", AlgorithmSpecification={"TrainingInputMode": "Stream"}))
+
+
+def test_limits_listing_and_stop(service, recs):
+    for name in ("b-job", "a-job"):
+        service.create_training_job(request(recs, name))
+    with pytest.raises(ServiceError) as err:
+        service.create_training_job(request(recs, "c-job"))
+    assert err.value.code == "ResourceLimitExceeded"
+    names = [j["TrainingJobName"] for j in service.list_training_jobs({"SortBy": "Name"})["TrainingJobSummaries"]]
+    assert names == ["a-job", "b-job"]
+    page = service.list_training_jobs({"MaxResults": 1, "SortBy": "CreationTime", "SortOrder": "Descending"})
+    assert page["TrainingJobSummaries"][0]["TrainingJobName"] == "a-job" and "NextToken" in page
+    nxt = service.list_training_jobs({"MaxResults": 1, "SortBy": "CreationTime", "SortOrder": "Descending",
+                                      "NextToken": page["NextToken"]})
+    assert nxt["TrainingJobSummaries"][0]["TrainingJobName"] == "b-job" and "NextToken" not in nxt
+    assert service.list_training_jobs({"NameContains": "a-"})["TrainingJobSummaries"][0]["TrainingJobName"] == "a-job"
+    service.stop_training_job({"TrainingJobName": "a-job"})
+    d = service.describe_training_job({"TrainingJobName": "a-job"})
+    assert d["TrainingJobStatus"] == "Stopping" and d["SecondaryStatusTransitions"][-1]["Status"] == "Stopping"
+    with pytest.raises(ServiceError) as err:
+        service.stop_training_job({"TrainingJobName": "zzz"})
+    assert err.value.code == "ResourceNotFound"
+    with pytest.raises(ServiceError, match="Invalid pagination token"):
+        service.list_training_jobs({"NextToken": "garbage"})
+
+
+def test_final_metrics_take_the_last_value():
+    lines = [(1.0, "Epoch[0] Validation-accuracy=0.5"), (2.0, "noise"), (3.0, "Epoch[1] Validation-accuracy=0.75")]
+    got = final_metrics([{"Name": "validation:accuracy", "Regex": r"Validation-accuracy=([0-9.]+)"},
+                         {"Name": "bad", "Regex": "("}, {"Name": "absent", "Regex": "nothing=(\\d)"}], lines)
+    assert got == [{"MetricName": "validation:accuracy", "Value": 0.75, "Timestamp": 3.0}]
+
+
+def test_filter_patterns():
+    assert matches('Epoch[3] Validation-accuracy=0.5', '"Validation-accuracy"')
+    assert matches("a b c", "a c") and not matches("a b", "a c")
+    assert not matches("Epoch[1] Train-accuracy", "Epoch -Train")
+
+
+def test_first_start_creates_keys(tmp_path):
+    pair, created = load_or_create_keys(tmp_path, {})
+    assert created == tmp_path / "credentials.json" and oct(created.stat().st_mode)[-3:] == "600"
+    again, created2 = load_or_create_keys(tmp_path, {})
+    assert again == pair and created2 is None
+    env_pair, _ = load_or_create_keys(tmp_path, {"ROOST_ACCESS_KEY_ID": "K", "ROOST_SECRET_ACCESS_KEY": "S"})
+    assert env_pair.access_key_id == "K"
+
+
+def _signed(secret="S", when=None, body=b"{}"):
+    req = AWSRequest(method="POST", url="http://127.0.0.1:8080/", data=body,
+                     headers={"X-Amz-Target": "SageMaker.ListTrainingJobs", "Content-Type": "application/x-amz-json-1.1"})
+    SigV4Auth(Credentials("K", secret), "sagemaker", "us-east-1").add_auth(req)
+    return dict(req.headers.items())
+
+
+def test_sigv4_accepts_botocore_and_rejects_tampering():
+    headers = _signed()
+    assert verify("POST", "http://127.0.0.1:8080/", headers, b"{}", {"K": "S"}) == "K"
+    with pytest.raises(AuthError) as err:
+        verify("POST", "http://127.0.0.1:8080/", headers, b'{"x": 1}', {"K": "S"})
+    assert err.value.code == "InvalidSignatureException"
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=20)
+    with pytest.raises(AuthError, match="Signature expired"):
+        verify("POST", "http://127.0.0.1:8080/", headers, b"{}", {"K": "S"}, now=later)
