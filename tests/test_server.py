@@ -209,6 +209,9 @@ def test_stop_and_max_runtime(server, data, tmp_path):
     d = sm.describe_training_job(TrainingJobName=p["TrainingJobName"])
     assert d["TrainingJobStatus"] == "Stopped" and d["SecondaryStatus"] == "Stopped"
     assert "Stopping" in [t["Status"] for t in d["SecondaryStatusTransitions"]]
+    # the algorithm kept what it had trained, and it was uploaded
+    assert os.path.isfile(d["ModelArtifacts"]["S3ModelArtifacts"])
+    assert "Stop requested (SIGTERM)" in _log_text(server, p["TrainingJobName"])
 
     q = params(data, tmp_path, epochs=200, StoppingCondition={"MaxRuntimeInSeconds": 4})
     sm.create_training_job(**q)

@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 
 from roost.algorithm.hyperparameters import HyperParameters, HyperparameterError, parse_hyperparameters
+from roost.algorithm.state import ResumeError
 from roost.algorithm.train import STOP, BatchHook, ChannelData, train
 from roost.data.channels import (ChannelError, check_disjoint, find_lst, find_rec_files, folder_samples, lst_samples,
                                  manifest_samples, recordio_samples)
@@ -31,7 +32,8 @@ log = logging.getLogger("roost.algorithm")
 DEFAULT_KEYS = ("beta_1", "beta_2", "eps", "gamma", "optimizer", "momentum", "weight_decay", "learning_rate",
                 "lr_scheduler_factor", "epochs", "num_layers", "image_shape", "precision_dtype", "mini_batch_size",
                 "use_pretrained_model")
-CLIENT_ERRORS = (HyperparameterError, ChannelError, LstError, RecordIOError, WeightsError, FileNotFoundError)
+CLIENT_ERRORS = (HyperparameterError, ChannelError, LstError, RecordIOError, WeightsError, ResumeError,
+                 FileNotFoundError)
 FAILURE_LIMIT = 1024  # SageMaker keeps this much of output/failure
 
 

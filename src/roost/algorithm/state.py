@@ -18,12 +18,14 @@ from pathlib import Path
 
 import torch
 
-from roost.data.channels import ChannelError
-
 log = logging.getLogger("roost.algorithm")
 
 STATE_FILE = "roost-training-state.pt"
 MODEL_COPY = "model"
+
+
+class ResumeError(ValueError):
+    """The checkpoint folder holds a run that cannot be continued with this job's settings."""
 
 
 @dataclass
@@ -72,7 +74,7 @@ def restore(folder: Path, hp, step, schedule, model_dir: Path) -> Progress | Non
     ours = hp.to_strings()
     if saved != ours:
         diff = sorted(k for k in set(saved) | set(ours) if saved.get(k) != ours.get(k))
-        raise ChannelError(
+        raise ResumeError(
             f"the checkpoint folder {folder} holds a run with other hyperparameters ({', '.join(diff)} differ); "
             "resume with the same hyperparameters, or empty the folder to start over"
         )
