@@ -182,6 +182,17 @@ def container_cmd() -> None:
     """SageMaker container entry points (docker run IMAGE train)."""
 
 
+@container_cmd.command("serve")
+@click.option("--root", default="/opt/ml", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The /opt/ml folder (the model is unpacked in its model/).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+def container_serve_cmd(root: Path, port: int) -> None:
+    """Serve /opt/ml/model as SageMaker hosting expects (docker run IMAGE serve)."""
+    from roost.cli.serving import container_serve
+
+    container_serve(root, port)
+
+
 @container_cmd.command("train")
 @click.option("--root", default="/opt/ml", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="The /opt/ml folder.")

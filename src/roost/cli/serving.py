@@ -1,0 +1,97 @@
+"""``roost predict``, ``roost serve``, ``roost import-sagemaker`` and ``roost container serve``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from roost.cli import ui
+
+
+def _load(model: str):
+    from roost.serving.predictor import Predictor
+
+    try:
+        return Predictor.load(model)
+    except (OSError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+@click.command("predict")
+@click.argument("model")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--top-k", default=3, show_default=True, type=click.IntRange(min=1), help="Classes shown per image.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per image and line: image, probabilities (all, in class order), top classes.")
+def predict_cmd(model: str, images: tuple[Path, ...], top_k: int, as_json: bool) -> None:
+    """Classify images with a model: a model.tar.gz (Roost's or SageMaker's), a model folder, or a job folder."""
+    from roost.serving.predictor import InputError
+
+    predictor = _load(model)
+    names = predictor.class_names
+    rows = []
+    for path in images:
+        try:
+            (pred,) = predictor.predict([path.read_bytes()])
+        except InputError as err:
+            ui.err.print(f"[yellow]skipped[/] {path}: {err}")
+            continue
+        rows.append((path, pred))
+        if as_json:
+            click.echo(json.dumps({"image": str(path), "probabilities": pred.probabilities,
+                                   "top_k": pred.top(top_k, names)}))
+    if as_json:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("image", no_wrap=True)
+    for i in range(min(top_k, predictor.meta.num_classes)):
+        table.add_column(f"#{i + 1}")
+    for path, pred in rows:
+        table.add_row(str(path), *(f"{t['label']} {t['probability']:.3f}" for t in pred.top(top_k, names)))
+    Console(highlight=False).print(table)
+
+
+@click.command("serve")
+@click.argument("model")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+def serve_cmd(model: str, host: str, port: int) -> None:
+    """Serve a model as SageMaker's container does: GET /ping, POST /invocations."""
+    _serve(_load(model), host, port)
+
+
+def _serve(predictor, host: str, port: int) -> None:
+    import uvicorn
+
+    from roost.serving.app import create_serving_app
+
+    click.echo(f"serving {predictor.meta.num_layers}-layer ResNet ({predictor.meta.num_classes} classes) "
+               f"at http://{host}:{port}/invocations", err=True)
+    uvicorn.run(create_serving_app(predictor), host=host, port=port, log_level="warning")
+
+
+@click.command("import-sagemaker")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The Roost model.tar.gz to write.")
+def import_sagemaker_cmd(source: Path, output: Path) -> None:
+    """Convert a model.tar.gz made by SageMaker's built-in algorithm (MXNet) into Roost's format."""
+    from roost.serving.predictor import import_sagemaker, load_any
+
+    try:
+        import_sagemaker(source, output)
+        _, meta = load_any(output)
+    except (OSError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"wrote {output}: ResNet-{meta.num_layers}, image_shape {','.join(map(str, meta.image_shape))}, "
+               f"{meta.num_classes} classes, head {meta.head}")
+
+
+def container_serve(root: Path, port: int = 8080) -> None:
+    """SageMaker hosting: the model is unpacked in /opt/ml/model; listen on 8080 on every interface."""
+    _serve(_load(str(root / "model")), "0.0.0.0", port)

@@ -1,0 +1,83 @@
+"""SageMaker's own image-classification artifacts, loaded without MXNet.
+
+A SageMaker ``model.tar.gz`` holds ``image-classification-symbol.json`` (the MXNet
+graph), one or more ``image-classification-NNNN.params`` (MXNet NDArray files) and
+``model-shapes.json`` (``[{"shape": [batch, C, H, W], "name": "data"}]``). The
+network is MXNet's ``resnet.py``, so the depth, the head name (``fc1`` from scratch,
+``fc`` after transfer learning) and the class count can be read off the parameters;
+the input shape comes from ``model-shapes.json``; the output layer of the graph
+tells single- from multi-label.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from roost.formats.artifact import Checkpoint, ModelMeta, checkpoint_name, serving_preprocessing
+from roost.formats.mxnet_params import load_params
+from roost.models.resnet import ResNet, load_mxnet_params, resnet_spec
+
+SYMBOL = "image-classification-symbol.json"
+SHAPES = "model-shapes.json"
+PARAMS_RE = re.compile(r"image-classification-(\d{4})\.params$")
+
+
+def is_sagemaker_artifact(members: dict[str, bytes]) -> bool:
+    return any(PARAMS_RE.search(n) for n in members) and "roost-model.json" not in members
+
+
+def _depth(params: dict, height: int) -> int:
+    units: dict[int, int] = {}
+    for key in params:
+        m = re.match(r"arg:stage(\d+)_unit(\d+)_conv1_weight$", key)
+        if m:
+            stage, unit = int(m[1]), int(m[2])
+            units[stage] = max(units.get(stage, 0), unit)
+    if not units:
+        raise ValueError("the parameters hold no stage<N>_unit<M> layers: not MXNet's resnet.py network")
+    bottleneck = any(k.endswith("_conv3_weight") for k in params)
+    total_units = sum(units.values())
+    layers = total_units * (3 if bottleneck else 2) + 2
+    spec = resnet_spec(layers, height)  # raises if the tables disagree
+    if tuple(units[s] for s in sorted(units)) != spec.units:
+        raise ValueError(f"units per stage {units} do not match a {layers}-layer ResNet for height {height}")
+    return layers
+
+
+def load_sagemaker(members: dict[str, bytes], source: str = "model.tar.gz",
+                   checkpoint: str | None = None) -> tuple[ResNet, ModelMeta]:
+    """Roost's network with a SageMaker artifact's weights, and a description as Roost's artifacts carry."""
+    params_files = sorted((n for n in members if PARAMS_RE.search(n)), key=lambda n: PARAMS_RE.search(n)[1])
+    if not params_files:
+        raise ValueError(f"{source}: no image-classification-NNNN.params inside")
+    name = checkpoint or params_files[-1]
+    if name not in members:
+        raise ValueError(f"{source}: no {name}; it holds {', '.join(params_files)}")
+    if SHAPES not in members:
+        raise ValueError(f"{source}: no {SHAPES}, so the input shape is unknown")
+    shape = json.loads(members[SHAPES])[0]["shape"]
+    image_shape = tuple(int(x) for x in shape[1:])
+    params = load_params(members[name], f"{source}:{name}")
+    head = "fc" if "arg:fc_weight" in params else "fc1"
+    if f"arg:{head}_weight" not in params:
+        raise ValueError(f"{source}: no fully connected head (fc1 or fc) in {name}")
+    num_classes = int(params[f"arg:{head}_weight"].shape[0])
+    layers = _depth(params, image_shape[1])
+    multi_label = False
+    if SYMBOL in members:
+        nodes = json.loads(members[SYMBOL]).get("nodes", [])
+        multi_label = bool(nodes) and nodes[-1].get("op") in ("LogisticRegressionOutput", "sigmoid", "Activation")
+    model = ResNet(num_classes, layers, image_shape, head=head)
+    load_mxnet_params(model, params)
+    epoch = int(PARAMS_RE.search(name)[1])
+    meta = ModelMeta(
+        num_classes=num_classes, num_layers=layers, image_shape=list(image_shape),
+        hyperparameters={"num_classes": str(num_classes), "num_layers": str(layers),
+                         "image_shape": ",".join(map(str, image_shape)), "multi_label": str(int(multi_label))},
+        checkpoints=[Checkpoint(checkpoint_name(epoch - 1), epoch)], model=checkpoint_name(epoch - 1), head=head,
+        multi_label=multi_label, class_names=None, preprocessing=serving_preprocessing(image_shape),
+        roost_version=f"imported from SageMaker ({os.path.basename(str(source))}:{name})",
+    )
+    return model.eval(), meta

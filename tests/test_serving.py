@@ -1,0 +1,134 @@
+"""Models to predictions: SageMaker's artifacts without MXNet, the serving container contract, roost predict."""
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+
+import numpy as np
+import pytest
+import requests
+
+from roost.serving.predictor import InputError, Predictor, import_sagemaker, load_any
+
+FIXTURE_MODELS = ["resnet20_3x28x28", "resnet20_3x28x28_fc_head", "resnet164_3x28x28_bottleneck", "resnet18_3x64x64"]
+
+
+@pytest.mark.parametrize("name", FIXTURE_MODELS)
+def test_sagemaker_artifacts_predict_like_mxnet(mxnet_fixtures, name):
+    folder = mxnet_fixtures / "model"
+    predictor = Predictor.load(folder / name / "model.tar.gz")
+    expected = json.loads((folder / name / "predictions.json").read_text())["probabilities"]
+    images = sorted(expected)
+    got = predictor.predict([(folder / img).read_bytes() for img in images])
+    for img, pred in zip(images, got):
+        np.testing.assert_allclose(pred.probabilities, expected[img], atol=1e-4, err_msg=f"{name} {img}")
+    assert predictor.meta.head == ("fc" if "fc_head" in name else "fc1")
+
+
+def test_import_sagemaker_keeps_predictions(mxnet_fixtures, tmp_path):
+    src = mxnet_fixtures / "model" / "resnet164_3x28x28_bottleneck" / "model.tar.gz"
+    out = import_sagemaker(src, tmp_path / "roost.tar.gz")
+    with tarfile.open(out) as tar:
+        names = sorted(tar.getnames())
+    assert names == ["image-classification-0001.safetensors", "model-shapes.json", "roost-model.json"]
+    _, meta = load_any(out)
+    assert (meta.num_layers, meta.image_shape, meta.num_classes) == (164, [3, 28, 28], 4)
+    img = (mxnet_fixtures / "model" / "test_2.png").read_bytes()
+    a = Predictor.load(src).predict([img])[0].probabilities
+    b = Predictor.load(out).predict([img])[0].probabilities
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    r = subprocess.run([sys.executable, "-m", "roost", "import-sagemaker", str(tmp_path / "roost.tar.gz"), "-o",
+                        str(tmp_path / "x.tar.gz")], capture_output=True, text=True)
+    assert r.returncode == 1 and "not a SageMaker image-classification artifact" in r.stderr
+
+
+def test_bad_inputs_are_input_errors(mxnet_fixtures):
+    predictor = Predictor.load(mxnet_fixtures / "model" / "resnet20_3x28x28" / "model.tar.gz")
+    with pytest.raises(InputError, match="cannot be decoded as an image"):
+        predictor.predict([b"GIF89a not really"])
+    with pytest.raises(InputError, match="body is empty"):
+        predictor.predict([b""])
+
+
+def test_predict_command(mxnet_fixtures):
+    folder = mxnet_fixtures / "model"
+    images = [str(folder / f"test_{i}.png") for i in range(3)]
+    r = subprocess.run([sys.executable, "-m", "roost", "predict", str(folder / "resnet20_3x28x28" / "model.tar.gz"),
+                        *images, "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    expected = json.loads((folder / "resnet20_3x28x28" / "predictions.json").read_text())["probabilities"]
+    assert [os.path.basename(row["image"]) for row in rows] == ["test_0.png", "test_1.png", "test_2.png"]
+    for row in rows:
+        np.testing.assert_allclose(row["probabilities"], expected[os.path.basename(row["image"])], atol=1e-4)
+    r = subprocess.run([sys.executable, "-m", "roost", "predict", str(folder / "resnet20_3x28x28" / "model.tar.gz"),
+                        images[0], "--top-k", "2"], capture_output=True, text=True)
+    assert r.returncode == 0 and "test_0.png" in r.stdout and "#2" in r.stdout
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(mxnet_fixtures, tmp_path_factory):
+    """`roost container serve` on an /opt/ml folder holding an unpacked SageMaker artifact."""
+    root = tmp_path_factory.mktemp("opt_ml")
+    with tarfile.open(mxnet_fixtures / "model" / "resnet20_3x28x28" / "model.tar.gz") as tar:
+        tar.extractall(root / "model", filter="data")
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "roost", "container", "serve", "--root", str(root), "--port",
+                             str(port)], stderr=subprocess.PIPE, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if requests.get(url + "/ping", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.2)
+    else:
+        raise RuntimeError(proc.stderr.read().decode())
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=10)
+
+
+def test_container_contract(served, mxnet_fixtures):
+    folder = mxnet_fixtures / "model"
+    expected = json.loads((folder / "resnet20_3x28x28" / "predictions.json").read_text())["probabilities"]
+    img = (folder / "test_3.png").read_bytes()
+    r = requests.post(served + "/invocations", data=img, headers={"Content-Type": "image/png"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    np.testing.assert_allclose(r.json(), expected["test_3.png"], atol=1e-4)
+    r = requests.post(served + "/invocations", data=img,
+                      headers={"Content-Type": "application/x-image", "Accept": "application/jsonlines"})
+    assert r.status_code == 200 and list(json.loads(r.text.strip())) == ["prediction"]
+    r = requests.post(served + "/invocations", data=img, headers={
+        "Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "top_k=2,class_names=true"})
+    body = r.json()
+    assert [t["class"] for t in body["top_k"]] == list(np.argsort(expected["test_3.png"])[::-1][:2])
+    several = {"instances": [base64.b64encode((folder / f"test_{i}.png").read_bytes()).decode() for i in range(3)]}
+    r = requests.post(served + "/invocations", json=several)
+    assert r.status_code == 200 and len(r.json()) == 3
+    np.testing.assert_allclose(r.json()[1]["prediction"], expected["test_1.png"], atol=1e-4)
+
+
+@pytest.mark.parametrize("body,ctype,status,message", [
+    (b"\x89PNG broken", "image/png", 400, "cannot be decoded"),
+    (b"x", "text/csv", 415, "unsupported content type"),
+    (b"\0" * (6 * 1024 * 1024 + 1), "image/png", 413, "the limit is 6291456 bytes"),
+    (b'{"instances": 3}', "application/json", 400, "instances"),
+])
+def test_container_rejects_bad_requests(served, body, ctype, status, message):
+    r = requests.post(served + "/invocations", data=body, headers={"Content-Type": ctype})
+    assert r.status_code == status and message in r.json()["error"]
+    assert requests.get(served + "/ping").status_code == 200  # the worker is still up
