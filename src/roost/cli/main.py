@@ -288,7 +288,7 @@ def convert_weights_cmd(source: Path, num_layers: int, image_shape, output: Path
 
 from roost.cli.jobs import jobs_cmd  # noqa: E402
 from roost.cli.server import server_cmd  # noqa: E402
-from roost.cli.serving import import_sagemaker_cmd, predict_cmd, serve_cmd  # noqa: E402
+from roost.cli.serving import export_cmd, import_sagemaker_cmd, predict_cmd, serve_cmd  # noqa: E402
 from roost.cli.train import container_cmd, train_cmd  # noqa: E402
 
 cli.add_command(train_cmd)
@@ -298,6 +298,7 @@ cli.add_command(jobs_cmd)
 cli.add_command(predict_cmd)
 cli.add_command(serve_cmd)
 cli.add_command(import_sagemaker_cmd)
+cli.add_command(export_cmd)
 
 
 def main() -> None:  # pragma: no cover - console-script shim

@@ -95,3 +95,35 @@ def import_sagemaker_cmd(source: Path, output: Path) -> None:
 def container_serve(root: Path, port: int = 8080) -> None:
     """SageMaker hosting: the model is unpacked in /opt/ml/model; listen on 8080 on every interface."""
     _serve(_load(str(root / "model")), "0.0.0.0", port)
+
+
+@click.command("export")
+@click.argument("model")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (default: model.onnx / model.pt in the current folder).")
+@click.option("--check-images", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Images for the parity check (default: 8 random images of the model's shape). Repeatable.")
+def export_cmd(model: str, fmt: str, output: Path | None, check_images: tuple[Path, ...]) -> None:
+    """Export a model to ONNX or TorchScript and check it against PyTorch.
+
+    The exported model takes float32 [N, C, H, W] pixels (0..255, RGB) and returns
+    probabilities; OUTPUT.json beside it records the preprocessing and class names.
+    The command fails unless the exported model agrees with PyTorch on the top-1
+    class of every check image and within 1e-4 on every probability.
+    """
+    from roost.serving.export import TOLERANCE, export
+
+    predictor = _load(model)
+    out = output or Path("model.onnx" if fmt == "onnx" else "model.pt")
+    arrays = [predictor.preprocess(p.read_bytes()) for p in check_images] or None
+    try:
+        report = export(predictor.model.cpu(), predictor.meta, out, fmt, arrays)
+    except ModuleNotFoundError as err:
+        raise click.ClickException(f"{err}; install the exporters with pip install 'roost[export]'") from None
+    verdict = "[green]parity ok[/]" if report.ok else "[red]PARITY FAILED[/]"
+    ui.err.print(f"{out} ({fmt}): {verdict}: top-1 agrees on {report.top1_agree}/{report.images} images, "
+                 f"max |probability difference| {report.max_abs_diff:.2e} (tolerance {TOLERANCE:g}); "
+                 f"details in {out}.json")
+    if not report.ok:
+        raise SystemExit(1)
