@@ -2,8 +2,6 @@
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,64 +10,9 @@ import uuid
 import boto3
 import pytest
 import requests
-from botocore.config import Config
 from botocore.exceptions import ClientError, WaiterError
 
-from helpers import make_rec_split
-
-KEY, SECRET = "RKTESTKEY0001", "test-secret-key-for-roost"
-FAST = {"Delay": 1, "MaxAttempts": 180}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, data_dir, env=None, **flags):
-        self.data_dir, self.flags, self.proc, self.port = data_dir, flags, None, _free_port()
-        self.env = env or {}
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self):
-        args = [sys.executable, "-m", "roost", "server", "--port", str(self.port), "--data-dir", str(self.data_dir),
-                "--stop-grace", "3"]
-        for k, v in self.flags.items():
-            args += [f"--{k.replace('_', '-')}", str(v)]
-        env = {**os.environ, "ROOST_ACCESS_KEY_ID": KEY, "ROOST_SECRET_ACCESS_KEY": SECRET, "OMP_NUM_THREADS": "1",
-               **self.env}
-        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if requests.get(self.url + "/ping", timeout=1).ok:
-                    return self
-            except requests.RequestException:
-                time.sleep(0.2)
-        raise RuntimeError("server did not start: " + self.proc.stderr.read().decode())
-
-    def kill(self):
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def client(self, service="sagemaker", secret=SECRET, key=KEY):
-        return boto3.client(service, endpoint_url=self.url, region_name="us-east-1", aws_access_key_id=key,
-                            aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
-
+from helpers import FAST, KEY, SECRET, Server, _free_port, make_rec_split
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):

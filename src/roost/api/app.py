@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from roost.api.auth import AuthError, verify
 from roost.jobs.logs import LogService
 from roost.jobs.service import ServiceError, TrainingJobService
+from roost.serving.hosting import HostingService
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def _error(code: str, message: str, status: int, request_id: str) -> Response:
                         headers={"x-amzn-RequestId": request_id, "Content-Type": JSON_11})
 
 
-def create_app(jobs: TrainingJobService, logs: LogService, keys: dict[str, str], *,
+def create_app(jobs: TrainingJobService, logs: LogService, keys: dict[str, str], *, hosting: HostingService | None = None,
                on_startup: Callable[[], None] | None = None, on_shutdown: Callable[[], None] | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -53,6 +54,12 @@ def create_app(jobs: TrainingJobService, logs: LogService, keys: dict[str, str],
         "Logs_20140328.FilterLogEvents": logs.filter_log_events,
         "Logs_20140328.DescribeLogStreams": logs.describe_log_streams,
     }
+    if hosting is not None:
+        for op in ("CreateModel", "DescribeModel", "ListModels", "DeleteModel", "CreateEndpointConfig",
+                   "DescribeEndpointConfig", "DeleteEndpointConfig", "CreateEndpoint", "DescribeEndpoint",
+                   "ListEndpoints", "UpdateEndpoint", "DeleteEndpoint", "CreateTransformJob", "DescribeTransformJob"):
+            operations[f"SageMaker.{op}"] = getattr(hosting, "".join("_" + c.lower() if c.isupper() else c
+                                                                     for c in op).lstrip("_"))
 
     @app.get("/ping")
     def ping() -> dict:
@@ -88,4 +95,36 @@ def create_app(jobs: TrainingJobService, logs: LogService, keys: dict[str, str],
                           request_id)
         return Response(json.dumps(result), media_type=JSON_11, headers={"x-amzn-RequestId": request_id})
 
+    @app.post("/endpoints/{name}/invocations")
+    async def invoke(name: str, request: Request) -> Response:
+        """The sagemaker-runtime API (rest-json): InvokeEndpoint."""
+        request_id = str(uuid.uuid4())
+        body = await request.body()
+        try:
+            verify(request.method, str(request.url), dict(request.headers), body, keys)
+        except AuthError as err:
+            return _runtime_error(err.code, err.message, err.status, request_id)
+        if hosting is None:
+            return _runtime_error("ValidationError", "This server hosts no endpoints.", 400, request_id)
+        h = request.headers
+        try:
+            payload, media, variant = await run_in_threadpool(
+                hosting.invoke, name, body, h.get("content-type", ""), h.get("accept", ""),
+                h.get("x-amzn-sagemaker-custom-attributes"))
+        except ServiceError as err:
+            return _runtime_error(err.code, err.message, err.status, request_id)
+        except Exception:  # noqa: BLE001
+            log.exception("InvokeEndpoint failed")
+            return _runtime_error("InternalFailure", "An internal failure occurred.", 500, request_id)
+        return Response(payload, media_type=media, headers={"x-amzn-RequestId": request_id,
+                                                            "x-Amzn-Invoked-Production-Variant": variant})
+
     return app
+
+
+def _runtime_error(code: str, message: str, status: int, request_id: str) -> Response:
+    body = {"__type": code, "message": message}
+    if code == "ModelError":
+        original = 415 if "(415)" in message else 400
+        body.update(OriginalStatusCode=original, OriginalMessage=message, ErrorCode="CLIENT_ERROR_FROM_MODEL")
+    return JSONResponse(body, status_code=status, headers={"x-amzn-RequestId": request_id, "x-amzn-ErrorType": code})

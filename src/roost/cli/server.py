@@ -37,13 +37,22 @@ def server_cmd(host, port, data_dir, database_url, max_concurrent_jobs, stop_gra
     from roost.jobs.logs import LogService
     from roost.jobs.runner import JobRunner
     from roost.jobs.service import ServiceConfig, TrainingJobService
+    from roost.serving.hosting import HostingService
 
     data_dir.mkdir(parents=True, exist_ok=True)
     keys, created = load_or_create_keys(data_dir, dict(os.environ))
     sessions = open_database(default_url(data_dir, database_url))
     runner = JobRunner(sessions, data_dir, max_concurrent=max_concurrent_jobs, stop_grace=stop_grace)
-    app = create_app(TrainingJobService(sessions, ServiceConfig(region=region, max_active_jobs=max_active_jobs)), LogService(sessions),
-                     {keys.access_key_id: keys.secret_access_key}, on_startup=runner.start, on_shutdown=runner.shutdown)
+    config = ServiceConfig(region=region, max_active_jobs=max_active_jobs)
+    hosting = HostingService(sessions, data_dir, config)
+
+    def startup() -> None:
+        runner.start()
+        hosting.restore()
+
+    app = create_app(TrainingJobService(sessions, config), LogService(sessions),
+                     {keys.access_key_id: keys.secret_access_key}, hosting=hosting, on_startup=startup,
+                     on_shutdown=runner.shutdown)
     if created:
         click.echo(f"Created an access key pair in {created} (aws_access_key_id {keys.access_key_id}).", err=True)
     click.echo(f"Roost serves the SageMaker API at http://{host}:{port} (data in {data_dir})", err=True)

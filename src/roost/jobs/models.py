@@ -48,3 +48,46 @@ class LogEvent(Base):
     timestamp: Mapped[int] = mapped_column(Integer)  # ms since the epoch, as CloudWatch
     ingestion_time: Mapped[int] = mapped_column(Integer)
     message: Mapped[str] = mapped_column(Text)
+
+
+class Model(Base):
+    __tablename__ = "models"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(256))
+    request: Mapped[dict] = mapped_column(JSON)
+    creation_time: Mapped[float] = mapped_column(Float)
+
+
+class EndpointConfig(Base):
+    __tablename__ = "endpoint_configs"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(256))
+    request: Mapped[dict] = mapped_column(JSON)
+    creation_time: Mapped[float] = mapped_column(Float)
+
+
+class Endpoint(Base):
+    __tablename__ = "endpoints"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(256))
+    config_name: Mapped[str] = mapped_column(String(63))
+    status: Mapped[str] = mapped_column(String(32))
+    failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    creation_time: Mapped[float] = mapped_column(Float)
+    last_modified_time: Mapped[float] = mapped_column(Float)
+
+
+class TransformJob(Base):
+    __tablename__ = "transform_jobs"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(256))
+    request: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    creation_time: Mapped[float] = mapped_column(Float)
+    start_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    end_time: Mapped[float | None] = mapped_column(Float, nullable=True)

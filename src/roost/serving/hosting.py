@@ -1,0 +1,348 @@
+"""SageMaker hosting on Roost's server: models, endpoint configs, endpoints, invocations, batch transform.
+
+``CreateModel`` records a ``ModelDataUrl`` (Roost's or SageMaker's own
+``model.tar.gz``); ``CreateEndpoint`` loads it in the background (Creating, then
+InService or Failed with a reason) with ``InitialInstanceCount`` serving workers;
+``InvokeEndpoint`` answers exactly as ``/invocations`` does; ``CreateTransformJob``
+predicts every image under a prefix and writes ``<image>.out`` files. Endpoints
+come back after a server restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from roost.jobs.models import Endpoint, EndpointConfig, Model, TransformJob
+from roost.jobs.service import NAME_PATTERN, ServiceConfig, ServiceError, validation
+from roost.serving.app import decode_request, parse_custom_attributes, render
+from roost.serving.predictor import InputError, Predictor
+from roost.storage.uri import Location, StorageError, download, exists, upload
+
+log = logging.getLogger(__name__)
+
+
+def _check_name(name, member: str) -> str:
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+        raise validation(f"1 validation error detected: Value '{name}' at '{member}' failed to satisfy constraint: "
+                         f"Member must satisfy regular expression pattern: {NAME_PATTERN}")
+    return name
+
+
+@dataclass
+class Hosted:
+    predictor: Predictor
+    pool: ThreadPoolExecutor
+    variant: str
+
+
+class HostingService:
+    def __init__(self, sessions: sessionmaker[Session], data_dir: Path, config: ServiceConfig | None = None) -> None:
+        self.sessions = sessions
+        self.cache = Path(data_dir) / "models"
+        self.config = config or ServiceConfig()
+        self.hosted: dict[str, Hosted] = {}
+        self._lock = threading.Lock()
+
+    def arn(self, kind: str, name: str) -> str:
+        return f"arn:aws:sagemaker:{self.config.region}:{self.config.account}:{kind}/{name.lower()}"
+
+    # ------------------------------------------------------------------ models
+
+    def create_model(self, req: dict) -> dict:
+        name = _check_name(req.get("ModelName"), "modelName")
+        container = req.get("PrimaryContainer") or (req.get("Containers") or [None])[0]
+        url = (container or {}).get("ModelDataUrl")
+        if not url:
+            raise validation("PrimaryContainer.ModelDataUrl is required: the model.tar.gz of a training job")
+        if not str(url).endswith((".tar.gz", ".tgz")):
+            raise validation(f"Could not access model data at {url}. ModelDataUrl must point to a tar.gz file.")
+        try:
+            if not exists(url):
+                raise validation(f"Could not find model data at {url}.")
+        except StorageError as err:
+            raise validation(str(err)) from None
+        with self.sessions.begin() as s:
+            if s.get(Model, name) is not None:
+                raise validation(f'Cannot create already existing model "{self.arn("model", name)}".')
+            s.add(Model(name=name, arn=self.arn("model", name), request=req, creation_time=time.time()))
+        return {"ModelArn": self.arn("model", name)}
+
+    def describe_model(self, req: dict) -> dict:
+        with self.sessions() as s:
+            m = s.get(Model, req.get("ModelName"))
+            if m is None:
+                raise validation(f"Could not find model \"{self.arn('model', str(req.get('ModelName')))}\".")
+            return {"ModelName": m.name, "ModelArn": m.arn, "CreationTime": m.creation_time,
+                    "PrimaryContainer": m.request.get("PrimaryContainer") or (m.request.get("Containers") or [{}])[0],
+                    "ExecutionRoleArn": m.request.get("ExecutionRoleArn"),
+                    "EnableNetworkIsolation": m.request.get("EnableNetworkIsolation", False)}
+
+    def list_models(self, req: dict) -> dict:
+        with self.sessions() as s:
+            rows = s.scalars(select(Model).order_by(Model.creation_time.desc())).all()
+        contains = req.get("NameContains") or ""
+        return {"Models": [{"ModelName": m.name, "ModelArn": m.arn, "CreationTime": m.creation_time}
+                           for m in rows if contains in m.name]}
+
+    def delete_model(self, req: dict) -> dict:
+        with self.sessions.begin() as s:
+            m = s.get(Model, req.get("ModelName"))
+            if m is None:
+                raise validation(f"Could not find model \"{self.arn('model', str(req.get('ModelName')))}\".")
+            s.delete(m)
+        return {}
+
+    # ------------------------------------------------------------------ endpoint configs
+
+    def create_endpoint_config(self, req: dict) -> dict:
+        name = _check_name(req.get("EndpointConfigName"), "endpointConfigName")
+        variants = req.get("ProductionVariants") or []
+        if not 1 <= len(variants) <= 10:
+            raise validation("ProductionVariants must hold 1 to 10 variants")
+        with self.sessions.begin() as s:
+            for v in variants:
+                if s.get(Model, v.get("ModelName")) is None:
+                    raise validation(f"Could not find model \"{self.arn('model', str(v.get('ModelName')))}\".")
+            if s.get(EndpointConfig, name) is not None:
+                raise validation(f'Cannot create already existing endpoint configuration "{self.arn("endpoint-config", name)}".')
+            s.add(EndpointConfig(name=name, arn=self.arn("endpoint-config", name), request=req, creation_time=time.time()))
+        return {"EndpointConfigArn": self.arn("endpoint-config", name)}
+
+    def describe_endpoint_config(self, req: dict) -> dict:
+        with self.sessions() as s:
+            c = self._config(s, req.get("EndpointConfigName"))
+            return {"EndpointConfigName": c.name, "EndpointConfigArn": c.arn, "CreationTime": c.creation_time,
+                    "ProductionVariants": c.request.get("ProductionVariants", [])}
+
+    def delete_endpoint_config(self, req: dict) -> dict:
+        with self.sessions.begin() as s:
+            s.delete(self._config(s, req.get("EndpointConfigName")))
+        return {}
+
+    def _config(self, s: Session, name) -> EndpointConfig:
+        c = s.get(EndpointConfig, name) if isinstance(name, str) else None
+        if c is None:
+            raise validation(f"Could not find endpoint configuration \"{self.arn('endpoint-config', str(name))}\".")
+        return c
+
+    # ------------------------------------------------------------------ endpoints
+
+    def create_endpoint(self, req: dict) -> dict:
+        name = _check_name(req.get("EndpointName"), "endpointName")
+        with self.sessions.begin() as s:
+            self._config(s, req.get("EndpointConfigName"))
+            if s.get(Endpoint, name) is not None:
+                raise validation(f'Cannot create already existing endpoint "{self.arn("endpoint", name)}".')
+            now = time.time()
+            s.add(Endpoint(name=name, arn=self.arn("endpoint", name), config_name=req["EndpointConfigName"],
+                           status="Creating", creation_time=now, last_modified_time=now))
+        self._start_loading(name)
+        return {"EndpointArn": self.arn("endpoint", name)}
+
+    def update_endpoint(self, req: dict) -> dict:
+        with self.sessions.begin() as s:
+            e = self._endpoint(s, req.get("EndpointName"))
+            self._config(s, req.get("EndpointConfigName"))
+            if e.status not in ("InService", "Failed"):
+                raise validation(f"Cannot update in-progress endpoint \"{e.arn}\".")
+            e.config_name, e.status, e.last_modified_time = req["EndpointConfigName"], "Updating", time.time()
+        self._start_loading(req["EndpointName"])
+        return {"EndpointArn": self.arn("endpoint", req["EndpointName"])}
+
+    def describe_endpoint(self, req: dict) -> dict:
+        with self.sessions() as s:
+            e = self._endpoint(s, req.get("EndpointName"))
+            config = s.get(EndpointConfig, e.config_name)
+            variants = (config.request.get("ProductionVariants") if config else None) or []
+        out = {"EndpointName": e.name, "EndpointArn": e.arn, "EndpointConfigName": e.config_name,
+               "EndpointStatus": e.status, "CreationTime": e.creation_time, "LastModifiedTime": e.last_modified_time,
+               "ProductionVariants": [{"VariantName": v.get("VariantName", "AllTraffic"), "CurrentWeight": 1.0,
+                                       "DesiredWeight": 1.0, "CurrentInstanceCount": v.get("InitialInstanceCount", 1),
+                                       "DesiredInstanceCount": v.get("InitialInstanceCount", 1)} for v in variants]}
+        if e.failure_reason:
+            out["FailureReason"] = e.failure_reason
+        return out
+
+    def list_endpoints(self, req: dict) -> dict:
+        with self.sessions() as s:
+            rows = s.scalars(select(Endpoint).order_by(Endpoint.creation_time.desc())).all()
+        return {"Endpoints": [{"EndpointName": e.name, "EndpointArn": e.arn, "CreationTime": e.creation_time,
+                               "LastModifiedTime": e.last_modified_time, "EndpointStatus": e.status}
+                              for e in rows if (req.get("NameContains") or "") in e.name]}
+
+    def delete_endpoint(self, req: dict) -> dict:
+        with self.sessions.begin() as s:
+            s.delete(self._endpoint(s, req.get("EndpointName")))
+        with self._lock:
+            hosted = self.hosted.pop(req["EndpointName"], None)
+        if hosted:
+            hosted.pool.shutdown(wait=False)
+        return {}
+
+    def _endpoint(self, s: Session, name) -> Endpoint:
+        e = s.get(Endpoint, name) if isinstance(name, str) else None
+        if e is None:
+            raise validation(f"Could not find endpoint \"{self.arn('endpoint', str(name))}\".")
+        return e
+
+    def restore(self) -> None:
+        """After a restart: every endpoint that was serving (or on its way) is loaded again."""
+        with self.sessions.begin() as s:
+            names = [e.name for e in s.scalars(select(Endpoint).where(Endpoint.status.in_(
+                ("InService", "Creating", "Updating")))).all()]
+            for e in s.scalars(select(Endpoint).where(Endpoint.name.in_(names))).all():
+                e.status = "Creating" if e.status != "Updating" else "Updating"
+        for name in names:
+            self._start_loading(name)
+
+    def _start_loading(self, name: str) -> None:
+        threading.Thread(target=self._load, args=(name,), name=f"endpoint-{name}", daemon=True).start()
+
+    def _load(self, name: str) -> None:
+        try:
+            with self.sessions() as s:
+                e = self._endpoint(s, name)
+                variant = (s.get(EndpointConfig, e.config_name).request["ProductionVariants"])[0]
+                model = s.get(Model, variant["ModelName"])
+                if model is None:
+                    raise ValueError(f"the endpoint configuration names model {variant['ModelName']!r}, which no longer exists")
+                container = model.request.get("PrimaryContainer") or model.request["Containers"][0]
+            local = self._fetch(model.name, container["ModelDataUrl"])
+            predictor = Predictor.load(local)
+            workers = max(1, int(variant.get("InitialInstanceCount") or 1))
+            hosted = Hosted(predictor, ThreadPoolExecutor(workers, thread_name_prefix=f"{name}-worker"),
+                            variant.get("VariantName", "AllTraffic"))
+            with self._lock:
+                old = self.hosted.get(name)
+                self.hosted[name] = hosted
+            if old:
+                old.pool.shutdown(wait=False)
+            self._set_status(name, "InService")
+        except Exception as err:  # noqa: BLE001 - the endpoint must end Failed with a reason
+            log.exception("endpoint %s failed to load", name)
+            self._set_status(name, "Failed", f"Failed to load the model: {err}")
+
+    def _fetch(self, model_name: str, url: str) -> Path:
+        target = self.cache / model_name / "model.tar.gz"
+        if not target.is_file():
+            loc = Location.parse(url)
+            if loc.scheme == "file":
+                return Path(loc.key)
+            files = download(url, target.parent)
+            return files[0]
+        return target
+
+    def _set_status(self, name: str, status: str, reason: str | None = None) -> None:
+        with self.sessions.begin() as s:
+            e = s.get(Endpoint, name)
+            if e is not None:
+                e.status, e.failure_reason, e.last_modified_time = status, reason, time.time()
+
+    # ------------------------------------------------------------------ invocations
+
+    def invoke(self, name: str, body: bytes, content_type: str, accept: str, custom_attributes: str | None):
+        """``(payload, media type, variant)``; ``ServiceError`` shaped as the runtime API answers."""
+        with self._lock:
+            hosted = self.hosted.get(name)
+        if hosted is None:
+            with self.sessions() as s:
+                e = s.get(Endpoint, name)
+            if e is None:
+                raise ServiceError("ValidationError", f"Endpoint {name} of account {self.config.account} not found.")
+            raise ServiceError("ValidationError", f"Endpoint {name} is not in service (status {e.status}).")
+        try:
+            images, several = decode_request(body, content_type)
+            predictions = hosted.pool.submit(hosted.predictor.predict, images).result()
+            payload, media = render(predictions, accept, parse_custom_attributes(custom_attributes),
+                                    hosted.predictor.class_names, several)
+        except InputError as err:
+            if "limit is" in str(err):
+                raise ServiceError("ValidationError", "Request payload exceeds the 6 MB (6291456 bytes) limit.") from None
+            code = 415 if "unsupported" in str(err) else 400
+            raise ServiceError("ModelError", f"Received client error ({code}) from primary with message "
+                               f"\"{json.dumps({'error': str(err)})}\".", 424) from None
+        return payload, media, hosted.variant
+
+    # ------------------------------------------------------------------ batch transform
+
+    def create_transform_job(self, req: dict) -> dict:
+        name = _check_name(req.get("TransformJobName"), "transformJobName")
+        src = ((req.get("TransformInput") or {}).get("DataSource") or {}).get("S3DataSource") or {}
+        out = (req.get("TransformOutput") or {}).get("S3OutputPath")
+        if not src.get("S3Uri") or not out:
+            raise validation("TransformInput.DataSource.S3DataSource.S3Uri and TransformOutput.S3OutputPath are required")
+        with self.sessions.begin() as s:
+            if s.get(Model, req.get("ModelName")) is None:
+                raise validation(f"Could not find model \"{self.arn('model', str(req.get('ModelName')))}\".")
+            if s.get(TransformJob, name) is not None:
+                raise ServiceError("ResourceInUse", f"Job name must be unique within an AWS account and region, and a "
+                                   f"job with this name already exists ({self.arn('transform-job', name)})")
+            s.add(TransformJob(name=name, arn=self.arn("transform-job", name), request=req, status="InProgress",
+                               creation_time=time.time()))
+        threading.Thread(target=self._transform, args=(name,), name=f"transform-{name}", daemon=True).start()
+        return {"TransformJobArn": self.arn("transform-job", name)}
+
+    def describe_transform_job(self, req: dict) -> dict:
+        with self.sessions() as s:
+            t = s.get(TransformJob, req.get("TransformJobName"))
+            if t is None:
+                raise validation(f"Could not find requested job with name {req.get('TransformJobName')}")
+            out = {"TransformJobName": t.name, "TransformJobArn": t.arn, "TransformJobStatus": t.status,
+                   "ModelName": t.request["ModelName"], "TransformInput": t.request["TransformInput"],
+                   "TransformOutput": t.request["TransformOutput"],
+                   "TransformResources": t.request.get("TransformResources", {}), "CreationTime": t.creation_time}
+            for key, value in (("TransformStartTime", t.start_time), ("TransformEndTime", t.end_time),
+                               ("FailureReason", t.failure_reason)):
+                if value is not None:
+                    out[key] = value
+            return out
+
+    def _transform(self, name: str) -> None:
+        import tempfile
+
+        try:
+            with self.sessions.begin() as s:
+                t = s.get(TransformJob, name)
+                t.start_time = time.time()
+                req = t.request
+                container = s.get(Model, req["ModelName"]).request
+                container = container.get("PrimaryContainer") or container["Containers"][0]
+            predictor = Predictor.load(self._fetch(req["ModelName"], container["ModelDataUrl"]))
+            src = req["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+            out = Location.parse(req["TransformOutput"]["S3OutputPath"])
+            accept = req["TransformOutput"].get("Accept") or "application/jsonlines"
+            with tempfile.TemporaryDirectory() as tmp:
+                inputs = Path(tmp) / "in"
+                files = download(src, inputs)
+                failed = []
+                for f in files:
+                    rel = f.relative_to(inputs).as_posix()
+                    try:
+                        payload, _ = render(predictor.predict([f.read_bytes()]), accept, {}, predictor.class_names,
+                                            several=False)
+                    except InputError as err:
+                        failed.append(f"{rel}: {err}")
+                        continue
+                    result = Path(tmp) / "out" / (rel + ".out")
+                    result.parent.mkdir(parents=True, exist_ok=True)
+                    result.write_bytes(payload)
+                    upload(result, out.join(rel + ".out"))
+            status, reason = ("Failed", "ClientError: " + "; ".join(failed)[:1000]) if failed else ("Completed", None)
+        except (StorageError, ValueError, OSError) as err:
+            status, reason = "Failed", f"ClientError: {err}"
+        except Exception as err:  # noqa: BLE001
+            log.exception("transform job %s failed", name)
+            status, reason = "Failed", f"InternalServerError: {err}"
+        with self.sessions.begin() as s:
+            t = s.get(TransformJob, name)
+            t.status, t.failure_reason, t.end_time = status, reason, time.time()
