@@ -303,3 +303,22 @@ def test_jobs_command_line(server, data, tmp_path):
     r = subprocess.run([sys.executable, "-m", "roost", "jobs", "--endpoint-url", "http://127.0.0.1:9", "list"],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 1 and "cannot reach Roost" in r.stderr
+
+
+def test_predict_by_training_job_name(server, data, tmp_path):
+    sm = server.client()
+    p = params(data, tmp_path, epochs=1)
+    sm.create_training_job(**p)
+    sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName=p["TrainingJobName"], WaiterConfig=FAST)
+    import cv2
+    import numpy as np
+
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), np.full((16, 16, 3), 200, np.uint8))
+    env = {**os.environ, "ROOST_ACCESS_KEY_ID": KEY, "ROOST_SECRET_ACCESS_KEY": SECRET, "ROOST_ENDPOINT_URL": server.url}
+    r = subprocess.run([sys.executable, "-m", "roost", "predict", p["TrainingJobName"], str(img), "--json"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    row = __import__("json").loads(r.stdout)
+    assert len(row["probabilities"]) == 3 and abs(sum(row["probabilities"]) - 1) < 1e-5
+    assert row["top_k"][0]["label"] in ("0", "1", "2")  # no classes.json in the channel: ids stand in

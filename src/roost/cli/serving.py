@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -13,9 +14,32 @@ from roost.cli import ui
 def _load(model: str):
     from roost.serving.predictor import Predictor
 
+    if not Path(model).exists():
+        model = _artifact_of_job(model)
     try:
         return Predictor.load(model)
     except (OSError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+def _artifact_of_job(name: str) -> str:
+    """MODEL given as a training job's name: its model.tar.gz, found through the Roost server."""
+    import tempfile
+
+    from roost.cli.jobs import _call, _clients
+    from roost.storage.uri import StorageError, download
+
+    ctx = click.Context(click.Command("predict"), obj={
+        "endpoint_url": os.environ.get("ROOST_ENDPOINT_URL", "http://127.0.0.1:8080"),
+        "data_dir": os.environ.get("ROOST_DATA_DIR", "roost-data"), "region": "us-east-1"})
+    sm, _ = _clients(ctx)
+    d = _call(sm.describe_training_job, TrainingJobName=name)
+    url = (d.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    if not url:
+        raise click.ClickException(f"training job {name} has no model yet (status {d['TrainingJobStatus']})")
+    try:
+        return str(download(url, Path(tempfile.mkdtemp(prefix="roost-model-")))[0])
+    except StorageError as err:
         raise click.ClickException(str(err)) from None
 
 
@@ -26,7 +50,8 @@ def _load(model: str):
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per image and line: image, probabilities (all, in class order), top classes.")
 def predict_cmd(model: str, images: tuple[Path, ...], top_k: int, as_json: bool) -> None:
-    """Classify images with a model: a model.tar.gz (Roost's or SageMaker's), a model folder, or a job folder."""
+    """Classify images with MODEL: a model.tar.gz (Roost's or SageMaker's), a model or job folder, or the name
+    of a training job on a Roost server (ROOST_ENDPOINT_URL, default http://127.0.0.1:8080)."""
     from roost.serving.predictor import InputError
 
     predictor = _load(model)
