@@ -85,19 +85,21 @@ def predict_cmd(model: str, images: tuple[Path, ...], top_k: int, as_json: bool)
 @click.argument("model")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-def serve_cmd(model: str, host: str, port: int) -> None:
+@click.option("--max-batch", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Images that concurrent requests may share in one forward pass (1: no batching).")
+def serve_cmd(model: str, host: str, port: int, max_batch: int) -> None:
     """Serve a model as SageMaker's container does: GET /ping, POST /invocations."""
-    _serve(_load(model), host, port)
+    _serve(_load(model), host, port, max_batch)
 
 
-def _serve(predictor, host: str, port: int) -> None:
+def _serve(predictor, host: str, port: int, max_batch: int = 8) -> None:
     import uvicorn
 
     from roost.serving.app import create_serving_app
 
     click.echo(f"serving {predictor.meta.num_layers}-layer ResNet ({predictor.meta.num_classes} classes) "
                f"at http://{host}:{port}/invocations", err=True)
-    uvicorn.run(create_serving_app(predictor), host=host, port=port, log_level="warning")
+    uvicorn.run(create_serving_app(predictor, max_batch), host=host, port=port, log_level="warning")
 
 
 @click.command("import-sagemaker")

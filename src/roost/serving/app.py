@@ -85,7 +85,11 @@ def render(predictions: list[Prediction], accept: str, attributes: dict[str, str
     return json.dumps(body).encode(), accept
 
 
-def create_serving_app(predictor: Predictor) -> FastAPI:
+def create_serving_app(predictor: Predictor, max_batch: int = 8) -> FastAPI:
+    """``max_batch`` > 1 lets concurrent requests share forward passes (see ``roost.serving.batching``)."""
+    from roost.serving.batching import DynamicBatcher
+
+    model = DynamicBatcher(predictor, max_batch) if max_batch > 1 else predictor
     app = FastAPI(title="Roost model server", docs_url=None, redoc_url=None)
 
     @app.get("/ping")
@@ -97,7 +101,7 @@ def create_serving_app(predictor: Predictor) -> FastAPI:
         body = await request.body()
         try:
             images, several = decode_request(body, request.headers.get("content-type", ""))
-            predictions = await run_in_threadpool(predictor.predict, images)
+            predictions = await run_in_threadpool(model.predict, images)
             attrs = parse_custom_attributes(request.headers.get("x-amzn-sagemaker-custom-attributes"))
             payload, media = render(predictions, request.headers.get("accept", ""), attrs, predictor.class_names,
                                     several)

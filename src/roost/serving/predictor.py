@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 
+from roost.algorithm.runtime import keep_freed_memory
 from roost.formats.artifact import ModelMeta, pack_model_dir, read_members, read_meta
 from roost.models.artifact import build_model, save_checkpoint
 from roost.models.sagemaker import is_sagemaker_artifact, load_sagemaker
@@ -72,6 +73,8 @@ def import_sagemaker(source: Path, out: Path) -> Path:
 class Predictor:
     def __init__(self, model: torch.nn.Module, meta: ModelMeta, device: torch.device | None = None) -> None:
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cpu":
+            keep_freed_memory()  # each forward's activations reuse the heap instead of fresh mmaps
         self.model = model.to(self.device).eval()
         self.meta = meta
         prep = meta.preprocessing or {}
@@ -100,7 +103,7 @@ class Predictor:
         img = cv2.resize(img, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
         return img[None] if img.ndim == 2 else img.transpose(2, 0, 1)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_arrays(self, chw: list[np.ndarray]) -> np.ndarray:
         x = torch.from_numpy(np.stack(chw)).float().to(self.device)
         logits = self.model(x).float()
