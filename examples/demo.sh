@@ -27,7 +27,8 @@ step "Lab 2: accuracy by epoch" \
   roost plot "$D/job"
 step "Beyond SageMaker: per-class results of the model that ships" \
   roost report "$D/job"
-step "Lab 3: classify images with the trained model" \
-  roost predict "$D/job" "$D/images/bird/bird_0149.png" "$D/images/zebra/zebra_0149.png" "$D/images/cat/cat_0149.png"
+mapfile -t SAMPLES < <(head -n 5 "$D/animals_val.lst" | cut -f3 | sed "s|^|$D/images/|")
+step "Lab 3: classify validation images with the trained model" \
+  roost predict "$D/job" "${SAMPLES[@]}"
 echo
 echo "Demo done. Model: $D/job/model.tar.gz   curve: $D/job/accuracy.png   samples: $D/samples.png"

@@ -107,3 +107,16 @@ def test_recordio_still_default_and_content_type_from_files(tmp_path):
     assert status == 0, failure(job)
     assert json.loads((job / "input" / "config" / "inputdataconfig.json").read_text())["train"]["ContentType"] == \
         "application/x-recordio"
+
+
+def test_class_names_from_the_lst_beside_the_rec(tmp_path):
+    import shutil
+
+    train, val, n = make_rec_split(tmp_path / "d")
+    only = tmp_path / "no_classes_json"
+    only.mkdir()
+    for f in (train, train.with_suffix(".idx"), train.with_suffix(".lst"), val, val.with_suffix(".idx")):
+        shutil.copy(f, only / f.name)
+    status, job = run_job(tmp_path / "job", {"train": only / "train.rec", "validation": only / "val.rec"}, _hp(n))
+    assert status == 0, failure(job)
+    assert read_meta(read_members(job / "model")).class_names == ["class_0", "class_1", "class_2"]

@@ -20,9 +20,9 @@ from pathlib import Path
 from roost.algorithm.hyperparameters import HyperParameters, HyperparameterError, parse_hyperparameters
 from roost.algorithm.state import ResumeError
 from roost.algorithm.train import STOP, BatchHook, ChannelData, train
-from roost.data.channels import (ChannelError, check_disjoint, find_lst, find_rec_files, folder_samples, lst_samples,
+from roost.data.channels import (ChannelError, class_names_from_list, check_disjoint, find_lst, find_rec_files, folder_samples, lst_samples,
                                  manifest_samples, recordio_samples)
-from roost.formats.lst import LstError
+from roost.formats.lst import LstError, iter_list
 from roost.formats.recordio import RecordIOError
 from roost.models.weights import WeightsError
 
@@ -130,8 +130,15 @@ def _guess_attributes(manifest: Path) -> list[str]:
 
 
 def _classes_json(folder: Path, num_classes: int) -> list[str] | None:
+    """Class names: a ``classes.json`` in the channel, else the folders in the paths of an ``.lst`` there
+    (im2rec leaves the list it packed beside the ``.rec``)."""
     f = folder / "classes.json"
     if not f.is_file():
+        lists = sorted(folder.glob("*.lst")) if folder.is_dir() else []
+        if len(lists) == 1:
+            names = class_names_from_list(iter_list(lists[0], errors=[]))
+            if names and len(names) == num_classes:
+                return names
         return None
     names = json.loads(f.read_text(encoding="utf-8"))
     if isinstance(names, dict):

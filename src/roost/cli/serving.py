@@ -75,7 +75,7 @@ def predict_cmd(model: str, images: tuple[Path, ...], top_k: int, as_json: bool)
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("image", no_wrap=True)
     for i in range(min(top_k, predictor.meta.num_classes)):
-        table.add_column(f"#{i + 1}")
+        table.add_column(f"#{i + 1}", no_wrap=True)
     for path, pred in rows:
         table.add_row(str(path), *(f"{t['label']} {t['probability']:.3f}" for t in pred.top(top_k, names)))
     Console(highlight=False).print(table)

@@ -26,8 +26,10 @@ def _link_channel(source: Path, dest: Path) -> None:
         dest.symlink_to(source.resolve(), target_is_directory=True)
         return
     dest.mkdir()
-    # the .idx and a classes.json written by `roost pack` travel with a .rec
-    files = [source] + [p for p in (source.with_suffix(".idx"), source.parent / "classes.json")
+    # the .idx, the .lst im2rec packed it from (class names) and a classes.json written by `roost pack`
+    # travel with a .rec
+    files = [source] + [p for p in (source.with_suffix(".idx"), source.with_suffix(".lst"),
+                                    source.parent / "classes.json")
                         if p.is_file() and source.suffix == ".rec"]
     for f in files:
         (dest / f.name).symlink_to(f.resolve())

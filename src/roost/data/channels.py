@@ -66,6 +66,21 @@ def check_labels(labels: tuple[float, ...], num_classes: int, multi_label: bool,
         )
 
 
+def class_names_from_list(entries) -> list[str] | None:
+    """Class names from an ``im2rec --list --recursive`` list: the one folder each label's images sit in."""
+    folder_of: dict[int, set[str]] = {}
+    for e in entries:
+        if len(e.labels) != 1:
+            return None
+        folder_of.setdefault(int(e.labels[0]), set()).add(os.path.dirname(e.path))
+    if not folder_of or any(len(f) != 1 for f in folder_of.values()):
+        return None
+    names = {label: next(iter(f)) for label, f in folder_of.items()}
+    if len(set(names.values())) != len(names) or "" in names.values():
+        return None
+    return [names.get(i, f"class {i}") for i in range(max(names) + 1)]
+
+
 # --------------------------------------------------------------------------- RecordIO
 
 

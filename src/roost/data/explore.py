@@ -21,6 +21,7 @@ import numpy as np
 
 from roost.data import im2rec
 from roost.data.images import DEFAULT_EXTS, ImageDecodeError, imdecode, imread
+from roost.data.channels import class_names_from_list
 from roost.data.parallel import process_pool
 from roost.formats import recordio
 from roost.formats.lst import iter_list
@@ -81,26 +82,11 @@ def _folder_items(root: Path, exts) -> tuple[list[_Item], list[str]]:
     return items, [name for name, _ in found]
 
 
-def _names_from_paths(entries) -> list[str] | None:
-    """Class names from an ``im2rec --list --recursive`` list: the one folder each label's images sit in."""
-    folder_of: dict[int, set[str]] = {}
-    for e in entries:
-        if len(e.labels) != 1:
-            return None
-        folder_of.setdefault(int(e.labels[0]), set()).add(os.path.dirname(e.path))
-    if not folder_of or any(len(f) != 1 for f in folder_of.values()):
-        return None
-    names = {label: next(iter(f)) for label, f in folder_of.items()}
-    if len(set(names.values())) != len(names) or "" in names.values():
-        return None
-    return [names.get(i, f"class {i}") for i in range(max(names) + 1)]
-
-
 def _lst_items(lst: Path, root: Path) -> tuple[list[_Item], list[str] | None, list[str]]:
     errors: list = []
     entries = list(iter_list(lst, errors=errors))
     items = [_Item(str(root / e.path), e.labels) for e in entries]
-    names = _class_names_near(lst) or _names_from_paths(entries)
+    names = _class_names_near(lst) or class_names_from_list(entries)
     return items, names, [f"ignored malformed line: {e}" for e in errors]
 
 
@@ -174,7 +160,7 @@ def explore(
         # im2rec leaves the .lst it packed beside the .rec: its paths name the classes
         sibling = source.with_suffix(".lst")
         names = _class_names_near(source) or (
-            _names_from_paths(iter_list(sibling, errors=[])) if sibling.is_file() else None
+            class_names_from_list(iter_list(sibling, errors=[])) if sibling.is_file() else None
         )
     elif not source.exists():
         raise FileNotFoundError(f"{source}: no such file or folder")
