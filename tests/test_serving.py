@@ -160,3 +160,32 @@ def test_export_with_parity_check(mxnet_fixtures, tmp_path, fmt, suffix):
 
         got = torch.jit.load(str(out))(torch.from_numpy(x))[0].detach().numpy()
     np.testing.assert_allclose(got, expected["test_4.png"], atol=1e-4)
+
+
+def test_endpoint_predictions_equal_the_training_evaluation(tmp_path):
+    """Same image, same model: /invocations' preprocessing gives what validation computed during training."""
+    import cv2
+    import torch
+    from helpers import BASE_HP, make_rec_split, run_job
+
+    from roost.algorithm.hyperparameters import parse_hyperparameters
+    from roost.algorithm.train import load_channel
+    from roost.data import im2rec
+    from roost.formats.lst import ListEntry, write_list
+    from roost.models.artifact import load_model
+
+    train, val, n = make_rec_split(tmp_path / "d")
+    status, job = run_job(tmp_path / "job", {"train": train, "validation": val}, {**BASE_HP, "num_training_samples": n})
+    assert status == 0
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)  # exactly the model's H x W: no resize either way
+    cv2.imwrite(str(tmp_path / "x.png"), img)
+    write_list(tmp_path / "x.lst", [ListEntry(0, "x.png", (1.0,))])
+    im2rec.pack_list(tmp_path / "x.lst", tmp_path, im2rec.EncodeOptions(encoding=".png"))
+    hp = parse_hyperparameters({**BASE_HP, "num_training_samples": n})
+    x, _ = load_channel([tmp_path / "x.rec"], hp, train=False)[0]
+    model, _ = load_model(job / "model")
+    with torch.no_grad():
+        expected = torch.softmax(model(x[None].float()), 1)[0].numpy()
+    got = Predictor.load(job / "model").predict([(tmp_path / "x.png").read_bytes()])[0].probabilities
+    np.testing.assert_allclose(got, expected, atol=1e-6)
