@@ -59,7 +59,7 @@ def _dump(obj) -> str:
     return json.dumps(obj, indent=2, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v))
 
 
-@click.group("jobs")
+@click.group("jobs", short_help="Create, list, describe, stop and follow jobs on a server.")
 @click.option("--endpoint-url", envvar="ROOST_ENDPOINT_URL", default="http://127.0.0.1:8080", show_default=True,
               help="The Roost server.")
 @click.option("--data-dir", default="roost-data", show_default=True, type=click.Path(file_okay=False),

@@ -201,7 +201,7 @@ def plot_cmd(source: Path, output: Path | None, title: str | None) -> None:
     click.echo(f"wrote {output}")
 
 
-@cli.command("sample-data", short_help="Write real sample images (animal silhouettes) as class folders.")
+@cli.command("sample-data", short_help="Real sample images (animal silhouettes) as class folders.")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--per-class", default=60, show_default=True, type=click.IntRange(1, 1000), help="Images per class.")
 @click.option("--classes", default=None, help="Comma-separated subset, e.g. bird,cat,dog (default: all ten).")
@@ -221,7 +221,7 @@ def sample_data_cmd(out: Path, per_class: int, classes: str | None) -> None:
     click.echo(f"wrote {len(names)} classes x {per_class} images to {out}")
 
 
-@cli.command("report", short_help="Per-class precision/recall/F1 and confusion matrix of a trained job.")
+@cli.command("report", short_help="Per-class precision/recall/F1 and confusion matrix of a job.")
 @click.argument("job", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def report_cmd(job: Path, as_json: bool) -> None:
@@ -260,7 +260,7 @@ def report_cmd(job: Path, as_json: bool) -> None:
     console.print(matrix)
 
 
-@cli.command("convert-weights", short_help="Make pretrained weights for use_pretrained_model=1 from weights you have.")
+@cli.command("convert-weights", short_help="Pretrained weights for use_pretrained_model=1.")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--num-layers", required=True, type=int, help="ResNet depth of the weights (18, 34, 50, 101, 152, 200).")
 @click.option("--image-shape", default="3,224,224", show_default=True, callback=_parse_image_shape, metavar="C,H,W",

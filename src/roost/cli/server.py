@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 
-@click.command("server")
+@click.command("server", short_help="Serve SageMaker's training-job and hosting API for boto3.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--data-dir", default="roost-data", show_default=True, type=click.Path(file_okay=False, path_type=Path),

@@ -43,7 +43,7 @@ def _artifact_of_job(name: str) -> str:
         raise click.ClickException(str(err)) from None
 
 
-@click.command("predict")
+@click.command("predict", short_help="Classify images with a model, a job folder or a job name.")
 @click.argument("model")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--top-k", default=3, show_default=True, type=click.IntRange(min=1), help="Classes shown per image.")
@@ -81,7 +81,7 @@ def predict_cmd(model: str, images: tuple[Path, ...], top_k: int, as_json: bool)
     Console(highlight=False).print(table)
 
 
-@click.command("serve")
+@click.command("serve", short_help="Serve a model: GET /ping, POST /invocations.")
 @click.argument("model")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
@@ -102,7 +102,7 @@ def _serve(predictor, host: str, port: int, max_batch: int = 8) -> None:
     uvicorn.run(create_serving_app(predictor, max_batch), host=host, port=port, log_level="warning")
 
 
-@click.command("import-sagemaker")
+@click.command("import-sagemaker", short_help="Convert a SageMaker (MXNet) model.tar.gz to Roost's format.")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The Roost model.tar.gz to write.")
@@ -124,7 +124,7 @@ def container_serve(root: Path, port: int = 8080) -> None:
     _serve(_load(str(root / "model")), "0.0.0.0", port)
 
 
-@click.command("export")
+@click.command("export", short_help="Export to ONNX or TorchScript with a parity check.")
 @click.argument("model")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),

@@ -95,7 +95,7 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
 _existing = click.Path(exists=True, path_type=Path)
 
 
-@click.command("train")
+@click.command("train", short_help="Train the algorithm: SageMaker hyperparameters, log and model.tar.gz.")
 @click.option("--train", "train_path", required=True, type=_existing,
               help="train channel: .rec file(s), a folder of images (class folders, or the root of --train-lst), "
                    "or an augmented manifest (.manifest/.jsonl).")
@@ -179,7 +179,7 @@ def train_cmd(train_path, validation_path, train_lst, validation_lst, model_path
                  f"[green]log:[/] {job / 'training.log'}")
 
 
-@click.group("container")
+@click.group("container", short_help="SageMaker container entry points: train, serve.")
 def container_cmd() -> None:
     """SageMaker container entry points (docker run IMAGE train)."""
 
