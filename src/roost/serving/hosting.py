@@ -10,6 +10,7 @@ come back after a server restart.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -222,6 +223,10 @@ class HostingService:
             workers = max(1, int(variant.get("InitialInstanceCount") or 1))
             hosted = Hosted(predictor, ThreadPoolExecutor(workers, thread_name_prefix=f"{name}-worker"),
                             variant.get("VariantName", "AllTraffic"))
+            with self.sessions() as s:
+                if s.get(Endpoint, name) is None:  # deleted while it was loading
+                    hosted.pool.shutdown(wait=False)
+                    return
             with self._lock:
                 old = self.hosted.get(name)
                 self.hosted[name] = hosted
@@ -233,7 +238,9 @@ class HostingService:
             self._set_status(name, "Failed", f"Failed to load the model: {err}")
 
     def _fetch(self, model_name: str, url: str) -> Path:
-        target = self.cache / model_name / "model.tar.gz"
+        # keyed by the URL too: a model deleted and created again under its name may point elsewhere
+        digest = hashlib.sha1(url.encode()).hexdigest()[:12]
+        target = self.cache / f"{model_name}-{digest}" / "model.tar.gz"
         if not target.is_file():
             loc = Location.parse(url)
             if loc.scheme == "file":
