@@ -1,10 +1,11 @@
-# Roost's algorithm as a SageMaker training container ("bring your own algorithm").
+# Roost as a SageMaker container ("bring your own algorithm"): training and hosting.
 # SageMaker runs `docker run <image> train` with /opt/ml laid out as documented;
 # the entry point reads the hyperparameters and channels there, writes
 # /opt/ml/model (packed into model.tar.gz by SageMaker) and /opt/ml/output/failure.
 #
 #   docker build -t roost-image-classification .
 #   docker run --rm -v "$PWD/job:/opt/ml" roost-image-classification train
+#   docker run --rm -p 8080:8080 -v "$PWD/model:/opt/ml/model" roost-image-classification serve
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
