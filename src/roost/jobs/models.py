@@ -50,22 +50,21 @@ class LogEvent(Base):
     message: Mapped[str] = mapped_column(Text)
 
 
-class Model(Base):
+class _Recorded:
+    """A resource that is just its creation request: a model, an endpoint configuration."""
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(256))
+    request: Mapped[dict] = mapped_column(JSON)
+    creation_time: Mapped[float] = mapped_column(Float)
+
+
+class Model(_Recorded, Base):
     __tablename__ = "models"
 
-    name: Mapped[str] = mapped_column(String(63), primary_key=True)
-    arn: Mapped[str] = mapped_column(String(256))
-    request: Mapped[dict] = mapped_column(JSON)
-    creation_time: Mapped[float] = mapped_column(Float)
 
-
-class EndpointConfig(Base):
+class EndpointConfig(_Recorded, Base):
     __tablename__ = "endpoint_configs"
-
-    name: Mapped[str] = mapped_column(String(63), primary_key=True)
-    arn: Mapped[str] = mapped_column(String(256))
-    request: Mapped[dict] = mapped_column(JSON)
-    creation_time: Mapped[float] = mapped_column(Float)
 
 
 class Endpoint(Base):

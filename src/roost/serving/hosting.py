@@ -78,11 +78,15 @@ class HostingService:
             s.add(Model(name=name, arn=self.arn("model", name), request=req, creation_time=time.time()))
         return {"ModelArn": self.arn("model", name)}
 
+    def _model(self, s: Session, name) -> Model:
+        m = s.get(Model, name) if isinstance(name, str) else None
+        if m is None:
+            raise validation(f"Could not find model \"{self.arn('model', str(name))}\".")
+        return m
+
     def describe_model(self, req: dict) -> dict:
         with self.sessions() as s:
-            m = s.get(Model, req.get("ModelName"))
-            if m is None:
-                raise validation(f"Could not find model \"{self.arn('model', str(req.get('ModelName')))}\".")
+            m = self._model(s, req.get("ModelName"))
             return {"ModelName": m.name, "ModelArn": m.arn, "CreationTime": m.creation_time,
                     "PrimaryContainer": m.request.get("PrimaryContainer") or (m.request.get("Containers") or [{}])[0],
                     "ExecutionRoleArn": m.request.get("ExecutionRoleArn"),
@@ -97,10 +101,7 @@ class HostingService:
 
     def delete_model(self, req: dict) -> dict:
         with self.sessions.begin() as s:
-            m = s.get(Model, req.get("ModelName"))
-            if m is None:
-                raise validation(f"Could not find model \"{self.arn('model', str(req.get('ModelName')))}\".")
-            s.delete(m)
+            s.delete(self._model(s, req.get("ModelName")))
         return {}
 
     # ------------------------------------------------------------------ endpoint configs
@@ -112,8 +113,7 @@ class HostingService:
             raise validation("ProductionVariants must hold 1 to 10 variants")
         with self.sessions.begin() as s:
             for v in variants:
-                if s.get(Model, v.get("ModelName")) is None:
-                    raise validation(f"Could not find model \"{self.arn('model', str(v.get('ModelName')))}\".")
+                self._model(s, v.get("ModelName"))
             if s.get(EndpointConfig, name) is not None:
                 raise validation(f'Cannot create already existing endpoint configuration "{self.arn("endpoint-config", name)}".')
             s.add(EndpointConfig(name=name, arn=self.arn("endpoint-config", name), request=req, creation_time=time.time()))
@@ -289,8 +289,7 @@ class HostingService:
         if not src.get("S3Uri") or not out:
             raise validation("TransformInput.DataSource.S3DataSource.S3Uri and TransformOutput.S3OutputPath are required")
         with self.sessions.begin() as s:
-            if s.get(Model, req.get("ModelName")) is None:
-                raise validation(f"Could not find model \"{self.arn('model', str(req.get('ModelName')))}\".")
+            self._model(s, req.get("ModelName"))
             if s.get(TransformJob, name) is not None:
                 raise ServiceError("ResourceInUse", f"Job name must be unique within an AWS account and region, and a "
                                    f"job with this name already exists ({self.arn('transform-job', name)})")
