@@ -238,3 +238,25 @@ def test_bad_index_line(tmp_path):
 def test_record_size_limit():
     with pytest.raises(ValueError, match="smaller than 2\\*\\*29"):
         rio.encode_record(memoryview(bytearray(1 << 29)))
+
+
+def test_read_header_at_matches_full_unpack(mxnet_fixtures, expected):
+    """Headers read alone (split records included) equal those of the full records."""
+    d = mxnet_fixtures / "recordio"
+    with IndexedRecordReader(d / "edge.idx", d / "edge.rec") as r:
+        for rec in expected["files"]["edge.rec"]["records"]:
+            if rec["record_length"] < 24:
+                continue
+            head = r.read_header_at(rec["offset"])
+            full, _ = rio.unpack(r.read_at(rec["offset"]))
+            assert (head.flag, head.id, head.id2) == (full.flag, full.id, full.id2)
+            assert np.array_equal(np.atleast_1d(head.label), np.atleast_1d(full.label))
+
+
+def test_read_header_at_reports_truncation(tmp_path):
+    path = tmp_path / "t.rec"
+    with RecordWriter(path) as w:
+        w.write(rio.pack(IRHeader(0, 1.0, 0, 0), b"x" * 100))
+    path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(RecordIOError, match="truncated file"), RecordReader(path) as r:
+        r.read_header_at(0)

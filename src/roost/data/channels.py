@@ -107,7 +107,7 @@ def recordio_samples(files: list[Path], num_classes: int, multi_label: bool) -> 
             for off in offsets:
                 where = f"{path} record at byte {off}"
                 try:
-                    header, _ = recordio.unpack(reader.read_at(off))
+                    header = reader.read_header_at(off)
                 except ValueError as err:
                     raise ChannelError(f"{where}: {err}") from None
                 labels = tuple(float(x) for x in header.label) if header.flag > 0 else (float(header.label),)

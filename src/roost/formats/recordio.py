@@ -359,6 +359,32 @@ class RecordReader:
             raise RecordIOError(self.path, offset, "expected a record, found the end of the file")
         return data
 
+    def read_header_at(self, offset: int) -> IRHeader:
+        """The IRHeader (and labels) of the record at ``offset``, reading only those bytes.
+
+        Indexing a channel needs every record's label, not its image: this reads a few
+        dozen bytes per record instead of the whole file. A record split inside its
+        header (rare: the magic word in the header or labels) is read whole.
+        """
+        if offset < 0 or offset >= self.size:
+            raise RecordIOError(self.path, offset, f"expected a record here, but the file has only {self.size} bytes (stale .idx?)")
+        self._f.seek(offset)
+        head = self._f.read(8)
+        magic, lrec = _PART_HEADER.unpack(head) if len(head) == 8 else (None, 0)
+        if magic != MAGIC:
+            return unpack(self.read_at(offset))[0]  # let the full reader name the problem
+        cflag, length = lrec >> _LENGTH_BITS, lrec & _LENGTH_MASK
+        if cflag == 0 and offset + 8 + length + _pad(length) > self.size:
+            raise RecordIOError(self.path, offset + 8, f"expected {length} payload bytes (+{_pad(length)} padding), "
+                                "but the file ends before them (truncated file?)")
+        prefix = self._f.read(min(length, IR_HEADER_SIZE))
+        if len(prefix) == IR_HEADER_SIZE:
+            flag = _IR_HEADER.unpack_from(prefix)[0]
+            need = IR_HEADER_SIZE + 4 * flag
+            if need <= length:
+                return unpack(prefix + self._f.read(need - IR_HEADER_SIZE))[0]
+        return unpack(self.read_at(offset))[0]
+
     def _resync(self, offset: int) -> int | None:
         """Offset of the next aligned magic word that begins a record (cflag 0 or 1)."""
         pos = (offset + 3) & ~3
