@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from helpers import make_rec_split, single_entry_rec
+from helpers import BASE_HP, make_rec_split, single_entry_rec
 from roost.algorithm.container import run_training
 from roost.algorithm.hyperparameters import parse_hyperparameters
 from roost.algorithm.tasks import per_class_report
@@ -18,6 +18,11 @@ from roost.cli.train import prepare_job
 from roost.formats.artifact import read_members, read_meta
 from roost.models.artifact import load_model
 from roost.models.resnet import ResNet
+
+def _job_hp(n: int, **overrides) -> dict:
+    """One-epoch hyperparameters for the tiny test data set, as strings."""
+    return {k: str(v) for k, v in {**BASE_HP, "num_training_samples": n, "epochs": 1, **overrides}.items()}
+
 
 LINE = r"^\[\d\d/\d\d/\d{4} \d\d:\d\d:\d\d (INFO|WARNING|ERROR) \d+\] "
 
@@ -90,9 +95,7 @@ def test_bad_hyperparameters_fail_before_any_work(tmp_path, data):
 def test_container_writes_client_error_failure(tmp_path, data):
     train, val, n = data
     job = tmp_path / "job"
-    prepare_job(job, {"train": train, "validation": val},
-                {"num_classes": "2", "num_training_samples": str(n), "mini_batch_size": "4", "num_layers": "8",
-                 "image_shape": "3,16,16", "epochs": "1"})
+    prepare_job(job, {"train": train, "validation": val}, _job_hp(n, num_classes="2", mini_batch_size="4"))
     assert run_training(job, workers=0) == 1
     failure = (job / "output" / "failure").read_text()
     assert failure.startswith("ClientError: ") and "is outside 0..1 (num_classes=2)" in failure
@@ -101,8 +104,7 @@ def test_container_writes_client_error_failure(tmp_path, data):
 def test_container_missing_channel_and_wrong_content_type(tmp_path, data):
     train, val, n = data
     job = tmp_path / "job"
-    hp = {"num_classes": "3", "num_training_samples": str(n), "mini_batch_size": "4", "num_layers": "8",
-          "image_shape": "3,16,16", "epochs": "1"}
+    hp = _job_hp(n, mini_batch_size="4")
     prepare_job(job, {"train": train}, hp)
     assert run_training(job, workers=0) == 1
     assert "'validation' channel" in (job / "output" / "failure").read_text()
@@ -177,9 +179,7 @@ def test_label_outside_num_classes(tmp_path):
 def test_container_entry_point_on_an_opt_ml_folder(tmp_path, data):
     train, val, n = data
     job = tmp_path / "opt_ml"
-    prepare_job(job, {"train": train, "validation": val},
-                {"num_classes": "3", "num_training_samples": str(n), "mini_batch_size": "8", "num_layers": "8",
-                 "image_shape": "3,16,16", "epochs": "1"})
+    prepare_job(job, {"train": train, "validation": val}, _job_hp(n))
     r = subprocess.run([sys.executable, "-m", "roost", "container", "train", "--root", str(job)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

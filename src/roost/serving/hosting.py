@@ -78,11 +78,15 @@ class HostingService:
             s.add(Model(name=name, arn=self.arn("model", name), request=req, creation_time=time.time()))
         return {"ModelArn": self.arn("model", name)}
 
+    def _find(self, s: Session, table, name, kind: str, what: str):
+        """The row named ``name``, or SageMaker's "Could not find ..." ValidationException."""
+        row = s.get(table, name) if isinstance(name, str) else None
+        if row is None:
+            raise validation(f"Could not find {what} \"{self.arn(kind, str(name))}\".")
+        return row
+
     def _model(self, s: Session, name) -> Model:
-        m = s.get(Model, name) if isinstance(name, str) else None
-        if m is None:
-            raise validation(f"Could not find model \"{self.arn('model', str(name))}\".")
-        return m
+        return self._find(s, Model, name, "model", "model")
 
     def describe_model(self, req: dict) -> dict:
         with self.sessions() as s:
@@ -131,10 +135,7 @@ class HostingService:
         return {}
 
     def _config(self, s: Session, name) -> EndpointConfig:
-        c = s.get(EndpointConfig, name) if isinstance(name, str) else None
-        if c is None:
-            raise validation(f"Could not find endpoint configuration \"{self.arn('endpoint-config', str(name))}\".")
-        return c
+        return self._find(s, EndpointConfig, name, "endpoint-config", "endpoint configuration")
 
     # ------------------------------------------------------------------ endpoints
 
@@ -191,10 +192,7 @@ class HostingService:
         return {}
 
     def _endpoint(self, s: Session, name) -> Endpoint:
-        e = s.get(Endpoint, name) if isinstance(name, str) else None
-        if e is None:
-            raise validation(f"Could not find endpoint \"{self.arn('endpoint', str(name))}\".")
-        return e
+        return self._find(s, Endpoint, name, "endpoint", "endpoint")
 
     def restore(self) -> None:
         """After a restart: every endpoint that was serving (or on its way) is loaded again."""
