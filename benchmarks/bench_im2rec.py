@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from roost.data import im2rec as core
-from roost.data.parallel import available_cores
+from roost.system import available_cores
 from roost.formats.lst import ListEntry, write_list
 
 

@@ -35,7 +35,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from roost.algorithm.hyperparameters import parse_hyperparameters  # noqa: E402
 from roost.algorithm.train import TrainStep, load_channel, make_optimizer, pick_device  # noqa: E402
-from roost.data.parallel import available_cores  # noqa: E402
+from roost.system import available_cores  # noqa: E402
 from roost.data.dataset import make_loader  # noqa: E402
 from roost.formats import recordio  # noqa: E402
 from roost.models.resnet import ResNet  # noqa: E402

@@ -60,9 +60,9 @@ BASE_HP = {"num_classes": "3", "mini_batch_size": "8", "num_layers": "8", "image
 def run_job(job: Path, channels: dict, hp: dict, **kwargs) -> tuple[int, Path]:
     """Lay out an /opt/ml-style job and run the algorithm in-process (no loader workers, for speed)."""
     from roost.algorithm.container import run_training
-    from roost.cli.train import prepare_job
+    from roost.algorithm.layout import prepare_local_job
 
-    prepare_job(job, channels, {k: str(v) for k, v in hp.items()}, **kwargs)
+    prepare_local_job(job, channels, {k: str(v) for k, v in hp.items()}, **kwargs)
     return run_training(job, workers=0), job
 
 

@@ -9,14 +9,15 @@ from botocore.credentials import Credentials
 
 from helpers import make_rec_split
 from roost.api.auth import AuthError, load_or_create_keys, verify
-from roost.jobs.db import open_database
+from roost.storage.database import open_database
 from roost.jobs.logs import matches
-from roost.jobs.service import ServiceConfig, ServiceError, TrainingJobService, final_metrics
+from roost.aws import ServiceError
+from roost.jobs.service import TrainingJobService, final_metrics
 
 
 @pytest.fixture()
 def service(tmp_path):
-    return TrainingJobService(open_database(f"sqlite:///{tmp_path / 'db.sqlite'}"), ServiceConfig(max_active_jobs=2))
+    return TrainingJobService(open_database(f"sqlite:///{tmp_path / 'db.sqlite'}"), max_active_jobs=2)
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ from safetensors.torch import load_file
 from helpers import BASE_HP, failure, make_multilabel, make_rec_split, run_job
 from roost.algorithm.hyperparameters import parse_hyperparameters
 from roost.algorithm.runtime import precision_plan
-from roost.algorithm.train import ChannelData, train
+from roost.algorithm.train import train
 from roost.data import im2rec
-from roost.data.channels import recordio_samples
+from roost.data.channels import ChannelData, recordio_samples
 from roost.formats.artifact import read_members, read_meta
 from roost.formats.lst import read_list
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import requests
 
-from roost.serving.predictor import InputError, Predictor, import_sagemaker, load_any
+from roost.models.artifact import import_sagemaker, load
+from roost.serving.predictor import InputError, Predictor
 
 FIXTURE_MODELS = ["resnet20_3x28x28", "resnet20_3x28x28_fc_head", "resnet164_3x28x28_bottleneck", "resnet18_3x64x64"]
 
@@ -37,7 +38,7 @@ def test_import_sagemaker_keeps_predictions(mxnet_fixtures, tmp_path):
     with tarfile.open(out) as tar:
         names = sorted(tar.getnames())
     assert names == ["image-classification-0001.safetensors", "model-shapes.json", "roost-model.json"]
-    _, meta = load_any(out)
+    _, meta = load(out)
     assert (meta.num_layers, meta.image_shape, meta.num_classes) == (164, [3, 28, 28], 4)
     img = (mxnet_fixtures / "model" / "test_2.png").read_bytes()
     a = Predictor.load(src).predict([img])[0].probabilities
@@ -172,7 +173,7 @@ def test_endpoint_predictions_equal_the_training_evaluation(tmp_path):
     from roost.algorithm.train import load_channel
     from roost.data import im2rec
     from roost.formats.lst import ListEntry, write_list
-    from roost.models.artifact import load_model
+    from roost.models.artifact import load
 
     train, val, n = make_rec_split(tmp_path / "d")
     status, job = run_job(tmp_path / "job", {"train": train, "validation": val}, {**BASE_HP, "num_training_samples": n})
@@ -184,7 +185,7 @@ def test_endpoint_predictions_equal_the_training_evaluation(tmp_path):
     im2rec.pack_list(tmp_path / "x.lst", tmp_path, im2rec.EncodeOptions(encoding=".png"))
     hp = parse_hyperparameters({**BASE_HP, "num_training_samples": n})
     x, _ = load_channel([tmp_path / "x.rec"], hp, train=False)[0]
-    model, _ = load_model(job / "model")
+    model, _ = load(job / "model")
     with torch.no_grad():
         expected = torch.softmax(model(x[None].float()), 1)[0].numpy()
     got = Predictor.load(job / "model").predict([(tmp_path / "x.png").read_bytes()])[0].probabilities

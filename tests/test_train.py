@@ -13,10 +13,12 @@ from helpers import BASE_HP, make_rec_split, single_entry_rec
 from roost.algorithm.container import run_training
 from roost.algorithm.hyperparameters import parse_hyperparameters
 from roost.algorithm.tasks import per_class_report
-from roost.algorithm.train import EpochMetrics, MultiFactorSchedule, _should_stop, make_optimizer
-from roost.cli.train import prepare_job
+from roost.algorithm.metrics import EpochMetrics
+from roost.algorithm.optim import MultiFactorSchedule, make_optimizer
+from roost.algorithm.train import should_stop_early
+from roost.algorithm.layout import prepare_local_job
 from roost.formats.artifact import read_members, read_meta
-from roost.models.artifact import load_model
+from roost.models.artifact import load
 from roost.models.resnet import ResNet
 
 def _job_hp(n: int, **overrides) -> dict:
@@ -69,8 +71,8 @@ def test_roost_train_end_to_end(tmp_path, data):
     assert meta.class_names == ["class_0", "class_1", "class_2"] and meta.hyperparameters["epochs"] == "3"
     assert meta.preprocessing["resize"] == {"height": 16, "width": 16, "keep_aspect_ratio": False, "interpolation": "bilinear"}
     # loading it back rebuilds the network with identical outputs
-    model, _ = load_model(job / "model.tar.gz")
-    again, _ = load_model(job / "model")
+    model, _ = load(job / "model.tar.gz")
+    again, _ = load(job / "model")
     x = torch.rand(2, 3, 16, 16) * 255
     with torch.no_grad():
         assert torch.equal(model(x), again(x))
@@ -95,7 +97,7 @@ def test_bad_hyperparameters_fail_before_any_work(tmp_path, data):
 def test_container_writes_client_error_failure(tmp_path, data):
     train, val, n = data
     job = tmp_path / "job"
-    prepare_job(job, {"train": train, "validation": val}, _job_hp(n, num_classes="2", mini_batch_size="4"))
+    prepare_local_job(job, {"train": train, "validation": val}, _job_hp(n, num_classes="2", mini_batch_size="4"))
     assert run_training(job, workers=0) == 1
     failure = (job / "output" / "failure").read_text()
     assert failure.startswith("ClientError: ") and "is outside 0..1 (num_classes=2)" in failure
@@ -105,10 +107,10 @@ def test_container_missing_channel_and_wrong_content_type(tmp_path, data):
     train, val, n = data
     job = tmp_path / "job"
     hp = _job_hp(n, mini_batch_size="4")
-    prepare_job(job, {"train": train}, hp)
+    prepare_local_job(job, {"train": train}, hp)
     assert run_training(job, workers=0) == 1
     assert "'validation' channel" in (job / "output" / "failure").read_text()
-    prepare_job(job, {"train": train, "validation": val}, hp)
+    prepare_local_job(job, {"train": train, "validation": val}, hp)
     cfg = job / "input" / "config" / "inputdataconfig.json"
     cfg.write_text(json.dumps({"train": {"ContentType": "application/x-image"}}))
     assert run_training(job, workers=0) == 1
@@ -151,11 +153,13 @@ def test_early_stopping_relative_rule():
                                 "early_stopping_patience": "2", "early_stopping_tolerance": "0.1"})
 
     def hist(accs):
-        return [EpochMetrics(i, 0, None, 0, a, None, None, 0.1, 1, 1) for i, a in enumerate(accs)]
+        return [EpochMetrics(epoch=i, train_accuracy=0, train_top_k=None, train_loss=0, validation_accuracy=a,
+                             validation_top_k=None, validation_loss=None, learning_rate=0.1, time_cost=1,
+                             images_per_second=1) for i, a in enumerate(accs)]
 
-    assert not _should_stop(hist([0.5, 0.5]), hp)  # before min epochs
-    assert _should_stop(hist([0.5, 0.52, 0.54]), hp)  # +4% and +8% relative: not improvements at tolerance 0.1
-    assert not _should_stop(hist([0.5, 0.52, 0.56]), hp)  # 0.56 is +12%: an improvement
+    assert not should_stop_early(hist([0.5, 0.5]), hp)  # before min epochs
+    assert should_stop_early(hist([0.5, 0.52, 0.54]), hp)  # +4% and +8% relative: not improvements at tolerance 0.1
+    assert not should_stop_early(hist([0.5, 0.52, 0.56]), hp)  # 0.56 is +12%: an improvement
 
 
 def test_per_class_report():
@@ -179,7 +183,7 @@ def test_label_outside_num_classes(tmp_path):
 def test_container_entry_point_on_an_opt_ml_folder(tmp_path, data):
     train, val, n = data
     job = tmp_path / "opt_ml"
-    prepare_job(job, {"train": train, "validation": val}, _job_hp(n))
+    prepare_local_job(job, {"train": train, "validation": val}, _job_hp(n))
     r = subprocess.run([sys.executable, "-m", "roost", "container", "train", "--root", str(job)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

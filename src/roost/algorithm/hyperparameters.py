@@ -17,9 +17,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from roost.models.resnet import resnet_spec
+from roost.errors import UserError
 
 
-class HyperparameterError(ValueError):
+class HyperparameterError(UserError):
     """One or more hyperparameters are invalid; ``problems`` lists one message per hyperparameter."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -1,12 +1,68 @@
-"""Reading training progress back: SageMaker-format log lines and Roost's metrics files, and plotting them."""
+"""Training progress on disk: one record per epoch, written to ``metrics.csv`` / ``metrics.jsonl`` and read back
+(also from SageMaker-format log lines), and plotted."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from roost.formats.artifact import META_FILE
+
+
+@dataclass(kw_only=True)
+class EpochMetrics:
+    """One epoch's results, as ``metrics.csv`` and ``metrics.jsonl`` record them."""
+
+    epoch: int
+    train_accuracy: float
+    train_top_k: float | None
+    train_loss: float
+    validation_accuracy: float
+    validation_top_k: float | None
+    validation_loss: float | None
+    learning_rate: float
+    time_cost: float
+    images_per_second: float
+    validation_per_class: list[dict] | None = None
+    validation_confusion: list[list[int]] | None = None
+    validation_map: float | None = None
+
+
+class MetricsWriter:
+    """``metrics.csv`` (one row per epoch) and ``metrics.jsonl`` (with per-class validation results)."""
+
+    COLUMNS = ["epoch", "train_accuracy", "train_top_k", "train_loss", "validation_accuracy", "validation_top_k",
+               "validation_loss", "validation_map", "learning_rate", "time_cost", "images_per_second"]
+
+    def __init__(self, folder: Path, class_names: list[str] | None, previous: Sequence[EpochMetrics] = ()) -> None:
+        self.csv_path = folder / "metrics.csv"
+        self.jsonl_path = folder / "metrics.jsonl"
+        self.class_names = class_names
+        with open(self.csv_path, "w", newline="") as f:
+            csv.writer(f).writerow(self.COLUMNS)
+        self.jsonl_path.write_text("")
+        for m in previous:  # a resumed run keeps the epochs it already has
+            self.write(m)
+
+    def write(self, m: EpochMetrics) -> None:
+        with open(self.csv_path, "a", newline="") as f:
+            csv.writer(f).writerow(["" if getattr(m, c) is None else getattr(m, c) for c in self.COLUMNS])
+        record = {c: getattr(m, c) for c in self.COLUMNS}
+        if m.validation_per_class is not None:
+            names = self.class_names or []
+            record["validation_per_class"] = [
+                {**row, "name": names[row["class"]]} if row["class"] < len(names) else row
+                for row in m.validation_per_class
+            ]
+            record["validation_confusion"] = m.validation_confusion
+        with open(self.jsonl_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
 
 #: matches Roost's and SageMaker's lines, also with CloudWatch's time prefix in front
 EPOCH_LINE = re.compile(r"Epoch\[(\d+)\] (Train|Validation)-(accuracy|top_k_accuracy_\d+)=([-+0-9.eE]+|nan)")
@@ -64,13 +120,11 @@ def load_curves(path: str | os.PathLike) -> Curves:
 
 def validation_report(job: str | os.PathLike) -> dict:
     """The served model's epoch from a job folder: its metrics, per-class results and confusion matrix."""
-    import json
-
     job = Path(job)
-    meta_path = job / "model" / "roost-model.json"
+    meta_path = job / "model" / META_FILE
     metrics_path = job / "output" / "data" / "metrics.jsonl"
     if not meta_path.is_file() or not metrics_path.is_file():
-        raise FileNotFoundError(f"{job}: no model/roost-model.json and output/data/metrics.jsonl; is it a finished Roost job?")
+        raise FileNotFoundError(f"{job}: no model/{META_FILE} and output/data/metrics.jsonl; is it a finished Roost job?")
     meta = json.loads(meta_path.read_text())
     epoch = next(c["epoch"] for c in meta["checkpoints"] if c["file"] == meta["model"]) - 1
     for line in metrics_path.read_text().splitlines():

@@ -18,37 +18,55 @@ from pathlib import Path
 
 import torch
 
+from roost.algorithm.metrics import EpochMetrics
+from roost.errors import UserError
+from roost.formats.artifact import Checkpoint
+
 log = logging.getLogger("roost.algorithm")
 
 STATE_FILE = "roost-training-state.pt"
 MODEL_COPY = "model"
 
 
-class ResumeError(ValueError):
+class ResumeError(UserError):
     """The checkpoint folder holds a run that cannot be continued with this job's settings."""
 
 
 @dataclass
 class Progress:
+    """Where a run stands: the next epoch to train, updates so far, and what every epoch gave."""
+
     next_epoch: int = 0
     num_update: int = 0
-    best: float | None = None
-    history: list[dict] = field(default_factory=list)
-    checkpoints: list[dict] = field(default_factory=list)
+    history: list[EpochMetrics] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)  # the model files shipped so far
+
+    @property
+    def best(self) -> float | None:
+        return max((m.validation_accuracy for m in self.history), default=None)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Progress:
+        return cls(next_epoch=d["next_epoch"], num_update=d["num_update"],
+                   history=[EpochMetrics(**m) for m in d["history"]],
+                   checkpoints=[Checkpoint(**c) for c in d["checkpoints"]])
 
 
 def save(folder: Path, hp, step, schedule, model_dir: Path, progress: Progress) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     copy = folder / MODEL_COPY
     copy.mkdir(exist_ok=True)
-    shipped = {c["file"] for c in progress.checkpoints}
+    shipped = {c.file for c in progress.checkpoints}
     for f in shipped:
         if not (copy / f).is_file():
             shutil.copy2(model_dir / f, copy / (f + ".partial"))
             os.replace(copy / (f + ".partial"), copy / f)
     state = {
         "hyperparameters": hp.to_strings(),
-        "progress": asdict(progress),
+        "progress": progress.to_dict(),
         "model": step.model.state_dict(),
         "optimizer": step.optimizer.state_dict(),
         "scaler": step.precision.scaler.state_dict() if step.precision.scaler is not None else None,
@@ -86,8 +104,8 @@ def restore(folder: Path, hp, step, schedule, model_dir: Path) -> Progress | Non
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    progress = Progress(**state["progress"])
+    progress = Progress.from_dict(state["progress"])
     model_dir.mkdir(parents=True, exist_ok=True)
     for c in progress.checkpoints:
-        shutil.copy2(folder / MODEL_COPY / c["file"], model_dir / c["file"])
+        shutil.copy2(folder / MODEL_COPY / c.file, model_dir / c.file)
     return progress

@@ -128,3 +128,6 @@ class _MultiEval:
         aps = [r["average_precision"] for r in per_class if r["average_precision"] is not None]
         return {"accuracy": float((pred == truth).mean()), "per_class": per_class, "confusion": None,
                 "mAP": float(np.mean(aps)) if aps else None}
+
+
+Task = SingleLabel | MultiLabel

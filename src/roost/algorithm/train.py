@@ -1,22 +1,21 @@
 """The training loop: SageMaker's image-classification algorithm on PyTorch.
 
-Read top to bottom: ``train`` builds data, network and optimizer from the
-hyperparameters, then alternates ``train_one_epoch`` and ``evaluate``,
-logging SageMaker's lines, writing metrics and keeping checkpoints.
+Read top to bottom: :func:`train` builds data, network and optimizer from the
+hyperparameters, finds where to start (the beginning, or a saved state), then
+alternates :func:`train_one_epoch` and :func:`evaluate`, logging SageMaker's
+lines, writing metrics, and keeping the model files :class:`ModelFolder`
+decides to ship.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,17 +24,19 @@ from torch import nn
 from roost import __version__
 from roost.algorithm import state as run_state
 from roost.algorithm.hyperparameters import HyperParameters
-from roost.algorithm.runtime import Precision, keep_freed_memory, precision_plan
-from roost.algorithm.tasks import MultiLabel, SingleLabel
+from roost.algorithm.metrics import EpochMetrics, MetricsWriter
+from roost.algorithm.optim import MultiFactorSchedule, make_optimizer
+from roost.algorithm.runtime import Precision, precision_plan
+from roost.algorithm.tasks import MultiLabel, SingleLabel, Task
 from roost.data.augment import Preprocess
-from roost.data.channels import ChannelError, Sample, recordio_samples
+from roost.data.channels import ChannelData, ChannelError, recordio_samples
 from roost.data.dataset import ImageDataset, make_loader
-from roost.data.parallel import available_cores
 from roost.formats.artifact import (META_FILE, Checkpoint, ModelMeta, checkpoint_name, serving_preprocessing,
                                     write_model_shapes)
 from roost.models.artifact import save_checkpoint
 from roost.models.resnet import ResNet
 from roost.models.weights import load_incremental, load_pretrained
+from roost.system import cpu_budget, keep_freed_memory
 
 log = logging.getLogger("roost.algorithm")
 
@@ -50,20 +51,21 @@ class StopRequested(Exception):
 
 
 @dataclass
-class EpochMetrics:
-    epoch: int
-    train_accuracy: float
-    train_top_k: float | None
-    train_loss: float
-    validation_accuracy: float | None
-    validation_top_k: float | None
-    validation_loss: float | None
-    learning_rate: float
-    time_cost: float
-    images_per_second: float
-    validation_per_class: list[dict] | None = None
-    validation_confusion: list[list[int]] | None = None
-    validation_map: float | None = None
+class TrainStats:
+    accuracy: float
+    top_k: float | None
+    loss: float
+    images: int
+
+
+@dataclass
+class EvalStats:
+    accuracy: float
+    top_k: float | None
+    loss: float
+    per_class: list[dict]
+    confusion: list[list[int]] | None
+    mean_ap: float | None  # multi-label only
 
 
 @dataclass
@@ -77,70 +79,12 @@ class TrainResult:
 # --------------------------------------------------------------------------- pieces
 
 
-def cpu_budget() -> int:
-    """Cores this job may use: ``ROOST_THREADS`` (set by the job runner when jobs share a machine), else all."""
-    try:
-        return max(1, int(os.environ["ROOST_THREADS"]))
-    except (KeyError, ValueError):
-        return available_cores()
-
-
 def pick_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda")
     torch.set_num_threads(cpu_budget())
     keep_freed_memory()
     return torch.device("cpu")
-
-
-def make_optimizer(model: nn.Module, hp: HyperParameters) -> torch.optim.Optimizer:
-    """SageMaker's optimizer names and arguments (reference §1.5).
-
-    Like MXNet (``wd_mult`` 0 for biases, gamma and beta), weight decay applies
-    to conv and fully connected weights only, and - as SageMaker documents -
-    only for sgd and nag.
-    """
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        is_weight = name.endswith("weight") and p.ndim > 1
-        (decay if is_weight else no_decay).append(p)
-    wd = hp.weight_decay if hp.optimizer in ("sgd", "nag") else 0.0
-    groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
-    lr = hp.learning_rate
-    if hp.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=hp.momentum)
-    if hp.optimizer == "nag":
-        return torch.optim.SGD(groups, lr=lr, momentum=hp.momentum, nesterov=hp.momentum > 0)
-    if hp.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=lr, betas=(hp.beta_1, hp.beta_2), eps=hp.eps)
-    return torch.optim.RMSprop(groups, lr=lr, alpha=hp.gamma, eps=hp.eps)
-
-
-class MultiFactorSchedule:
-    """MXNet's ``MultiFactorScheduler`` over update counts, steps from epochs as ``fit.py`` computes them.
-
-    The container runs Python 2, so ``epoch_size`` is ``floor(num_training_samples / mini_batch_size)``.
-    """
-
-    def __init__(self, hp: HyperParameters) -> None:
-        self.base = hp.learning_rate
-        self.factor = hp.lr_scheduler_factor
-        epoch_size = max(1, hp.num_training_samples // hp.mini_batch_size)
-        self.steps = [epoch_size * e for e in (hp.lr_scheduler_step or ())]
-        self.index = 0
-
-    def lr(self, num_update: int) -> float:
-        """Learning rate for the ``num_update``-th update (1-based); logs each change like MXNet."""
-        while self.index < len(self.steps) and num_update > self.steps[self.index]:
-            self.index += 1
-            log.info("Update[%d]: Change learning rate to %0.5e", num_update, self.current)
-        return self.current
-
-    @property
-    def current(self) -> float:
-        return self.base * self.factor**self.index
 
 
 def to_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -156,7 +100,7 @@ class TrainStep:
     """One optimisation step on a uint8 batch: the unit the training benchmark times."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
-                 task=None, precision: Precision | None = None) -> None:
+                 task: Task | None = None, precision: Precision | None = None) -> None:
         self.model, self.optimizer, self.device = model, optimizer, device
         self.task = task or SingleLabel()
         self.precision = precision or Precision("float32")
@@ -189,8 +133,12 @@ class TrainStep:
         return logits.detach().float(), loss.detach().float()
 
 
-def train_one_epoch(step: TrainStep, loader, schedule, num_update: int, epoch: int, top_k,
-                    on_batch: BatchHook | None) -> tuple[dict, int]:
+# --------------------------------------------------------------------------- epochs
+
+
+def train_one_epoch(step: TrainStep, loader, schedule: MultiFactorSchedule, num_update: int, epoch: int,
+                    top_k: int | None, on_batch: BatchHook | None) -> tuple[TrainStats, int]:
+    """One pass over the training data; returns its statistics and the update count after it."""
     step.model.train()
     seen = decisions = correct = correct_k = 0
     loss_sum = 0.0
@@ -215,11 +163,12 @@ def train_one_epoch(step: TrainStep, loader, schedule, num_update: int, epoch: i
         if STOP.is_set():
             raise StopRequested
     top = correct_k / seen if top_k and not step.task.multi_label else None
-    return {"accuracy": correct / decisions, "top_k": top, "loss": loss_sum / seen, "images": seen}, num_update
+    return TrainStats(accuracy=correct / decisions, top_k=top, loss=loss_sum / seen, images=seen), num_update
 
 
 @torch.no_grad()
-def evaluate(step: TrainStep, loader, epoch: int, top_k, num_classes: int, on_batch: BatchHook | None) -> dict:
+def evaluate(step: TrainStep, loader, epoch: int, top_k: int | None, num_classes: int,
+             on_batch: BatchHook | None) -> EvalStats:
     model, task = step.model, step.task
     model.eval()
     acc = task.evaluator(num_classes)
@@ -237,12 +186,12 @@ def evaluate(step: TrainStep, loader, epoch: int, top_k, num_classes: int, on_ba
         if on_batch:
             on_batch("validation", epoch, b, total)
     report = acc.report()
-    report["loss"] = loss_sum / seen
-    report["top_k"] = correct_k / seen if top_k and not task.multi_label else None
-    return report
+    return EvalStats(accuracy=report["accuracy"], top_k=correct_k / seen if top_k and not task.multi_label else None,
+                     loss=loss_sum / seen, per_class=report["per_class"], confusion=report["confusion"],
+                     mean_ap=report.get("mAP"))
 
 
-# --------------------------------------------------------------------------- the job
+# --------------------------------------------------------------------------- SageMaker's log lines
 
 
 def log_parameters(hp: HyperParameters, precision: Precision) -> None:
@@ -280,13 +229,22 @@ def log_parameters(hp: HyperParameters, precision: Precision) -> None:
     log.info("--------------------")
 
 
-@dataclass
-class ChannelData:
-    """One channel resolved to samples (see ``roost.data.channels``)."""
+def log_train_epoch(epoch: int, tr: TrainStats, cost: float, top_k: int | None) -> None:
+    log.info("Epoch[%d] Train-accuracy=%f", epoch, tr.accuracy)
+    if tr.top_k is not None:
+        log.info("Epoch[%d] Train-top_k_accuracy_%d=%f", epoch, top_k, tr.top_k)
+    log.info("Epoch[%d] Time cost=%.3f", epoch, cost)
 
-    samples: list[Sample]
-    rec_files: list[Path] = field(default_factory=list)
-    class_names: list[str] | None = None
+
+def log_validation(epoch: int, va: EvalStats, top_k: int | None) -> None:
+    log.info("Epoch[%d] Validation-accuracy=%f", epoch, va.accuracy)
+    if va.top_k is not None:
+        log.info("Epoch[%d] Validation-top_k_accuracy_%d=%f", epoch, top_k, va.top_k)
+    if va.mean_ap is not None:
+        log.info("Epoch[%d] Validation-mAP=%f", epoch, va.mean_ap)
+
+
+# --------------------------------------------------------------------------- set-up
 
 
 def make_dataset(data: ChannelData, hp: HyperParameters, train: bool) -> ImageDataset:
@@ -301,7 +259,20 @@ def load_channel(files: list[Path], hp: HyperParameters, train: bool) -> ImageDa
     return make_dataset(ChannelData(recordio_samples(files, hp.num_classes, bool(hp.multi_label)), files), hp, train)
 
 
-def make_task(hp: HyperParameters, train_set: ImageDataset):
+def check_datasets(hp: HyperParameters, train_set: ImageDataset, val_set: ImageDataset) -> None:
+    if len(train_set) != hp.num_training_samples:
+        log.warning(
+            "num_training_samples=%d but the train channel holds %d images; the learning-rate schedule "
+            "(lr_scheduler_step) counts updates from num_training_samples", hp.num_training_samples, len(train_set))
+    if len(train_set) < hp.mini_batch_size:
+        raise ChannelError(
+            f"The number of input images must be bigger or equal to the mini_batch_size: the train channel has "
+            f"{len(train_set)} images, mini_batch_size is {hp.mini_batch_size}")
+    if not len(val_set):
+        raise ChannelError("the validation channel holds no images")
+
+
+def make_task(hp: HyperParameters, train_set: ImageDataset) -> Task:
     if not hp.multi_label:
         if hp.use_weighted_loss:
             log.info("use_weighted_loss applies to multi-label training only; ignored")
@@ -334,6 +305,78 @@ def build_model(hp: HyperParameters, model_channel: Path | None, pretrained_fold
     return ResNet(hp.num_classes, hp.num_layers, hp.image_shape)
 
 
+class ModelFolder:
+    """What ``model/`` ships: the best epoch's weights, or every ``checkpoint_frequency``-th epoch's,
+    and the description (``roost-model.json``, ``model-shapes.json``) that serving reads."""
+
+    def __init__(self, folder: Path, hp: HyperParameters, checkpoints: list[Checkpoint]) -> None:
+        self.folder, self.hp, self.checkpoints = folder, hp, checkpoints
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def after_epoch(self, model: nn.Module, m: EpochMetrics, best_before: float | None) -> None:
+        accuracy = m.validation_accuracy
+        if self.hp.checkpoint_frequency:
+            if (m.epoch + 1) % self.hp.checkpoint_frequency == 0:
+                self.checkpoints.append(self._save(model, m.epoch, accuracy))
+        elif best_before is None or accuracy > best_before:
+            log.info("Storing the best model with validation accuracy: %f", accuracy)
+            for old in self.checkpoints:
+                (self.folder / old.file).unlink(missing_ok=True)
+            self.checkpoints[:] = [self._save(model, m.epoch, accuracy)]
+
+    def finish(self, model: ResNet, history: list[EpochMetrics], class_names: list[str] | None) -> Checkpoint:
+        """Write the description; returns the checkpoint serving loads (the best of those shipped)."""
+        if not self.checkpoints:  # stopped early, or a checkpoint_frequency that never fired: keep the current weights
+            last = history[-1] if history else None
+            self.checkpoints.append(self._save(model, last.epoch if last else 0,
+                                               last.validation_accuracy if last else None))
+        # with periodic checkpoints SageMaker ships them all; serving takes the best of them
+        served = max(self.checkpoints, key=lambda c: (c.validation_accuracy or 0.0, c.epoch))
+        hp = self.hp
+        write_model_shapes(self.folder, hp.mini_batch_size, hp.image_shape)
+        meta = ModelMeta(
+            num_classes=hp.num_classes, num_layers=hp.num_layers, image_shape=list(hp.image_shape),
+            hyperparameters=hp.to_strings(), checkpoints=self.checkpoints, model=served.file, head=model.head_name,
+            multi_label=bool(hp.multi_label), class_names=class_names,
+            preprocessing=serving_preprocessing(hp.image_shape), roost_version=__version__,
+        )
+        (self.folder / META_FILE).write_text(meta.to_json(), encoding="utf-8")
+        return served
+
+    def _save(self, model: nn.Module, epoch: int, accuracy: float | None) -> Checkpoint:
+        name = checkpoint_name(epoch)
+        path = save_checkpoint(model, self.folder / name)
+        log.info('Saved checkpoint to "%s"', path)
+        return Checkpoint(name, epoch + 1, accuracy)
+
+
+def _improves(new: float, best: float, tolerance: float) -> bool:
+    """Relative improvement rule of ``early_stopping_tolerance``: (new - best) / best >= tolerance."""
+    if new <= best:
+        return False
+    return best == 0 or (new - best) / best >= tolerance
+
+
+def should_stop_early(history: list[EpochMetrics], hp: HyperParameters) -> bool:
+    if not history:
+        return False
+    epoch = history[-1].epoch
+    if epoch + 1 < hp.early_stopping_min_epochs:
+        return False
+    best, best_epoch = history[0].validation_accuracy, history[0].epoch
+    for m in history[1:]:
+        if _improves(m.validation_accuracy, best, hp.early_stopping_tolerance):
+            best, best_epoch = m.validation_accuracy, m.epoch
+    if epoch - best_epoch < hp.early_stopping_patience:
+        return False
+    log.info("Early stopping: validation accuracy has not improved by a relative %g for %d epochs "
+             "(best %f at epoch %d)", hp.early_stopping_tolerance, epoch - best_epoch, best, best_epoch)
+    return True
+
+
+# --------------------------------------------------------------------------- the job
+
+
 def train(
     hp: HyperParameters,
     train_data: ChannelData,
@@ -356,18 +399,8 @@ def train(
     # ---- data
     train_set = make_dataset(train_data, hp, train=True)
     val_set = make_dataset(validation_data, hp, train=False)
-    if len(train_set) != hp.num_training_samples:
-        log.warning(
-            "num_training_samples=%d but the train channel holds %d images; the learning-rate schedule "
-            "(lr_scheduler_step) counts updates from num_training_samples", hp.num_training_samples, len(train_set))
-    if len(train_set) < hp.mini_batch_size:
-        raise ChannelError(
-            f"The number of input images must be bigger or equal to the mini_batch_size: the train channel has "
-            f"{len(train_set)} images, mini_batch_size is {hp.mini_batch_size}")
-    if not len(val_set):
-        raise ChannelError("the validation channel holds no images")
-    if workers is None:
-        workers = cpu_budget()
+    check_datasets(hp, train_set, val_set)
+    workers = cpu_budget() if workers is None else workers
     pin = device.type == "cuda"
     train_loader = make_loader(train_set, hp.mini_batch_size, train=True, workers=workers, seed=seed, pin_memory=pin)
     val_loader = make_loader(val_set, hp.mini_batch_size, train=False, workers=workers, pin_memory=pin)
@@ -384,8 +417,6 @@ def train(
     log.info("Training on %s with %d data-loading workers; precision: %s", device, workers, precision.description)
 
     # ---- where to start: the beginning, or a saved state in the checkpoint folder
-    model_dir.mkdir(parents=True, exist_ok=True)
-    output_data_dir.mkdir(parents=True, exist_ok=True)
     progress = run_state.Progress()
     if checkpoint_dir is not None:
         resumed = run_state.restore(checkpoint_dir, hp, step, schedule, model_dir)
@@ -393,131 +424,36 @@ def train(
             progress = resumed
             log.info("Resuming from %s: %d epoch(s) done, continuing at epoch %d", checkpoint_dir,
                      progress.next_epoch, progress.next_epoch)
-    writer = MetricsWriter(output_data_dir, class_names, [EpochMetrics(**m) for m in progress.history])
+    shipped = ModelFolder(model_dir, hp, list(progress.checkpoints))
+    output_data_dir.mkdir(parents=True, exist_ok=True)
+    writer = MetricsWriter(output_data_dir, class_names, progress.history)
 
     # ---- epochs
-    history = [EpochMetrics(**m) for m in progress.history]
-    checkpoints = [Checkpoint(**c) for c in progress.checkpoints]
-    best = progress.best
-    num_update = progress.num_update
     try:
         for epoch in range(progress.next_epoch, hp.epochs):
-            if history and hp.early_stopping and _should_stop(history, hp):
+            if hp.early_stopping and should_stop_early(progress.history, hp):
                 break
             tic = time.perf_counter()
-            tr, num_update = train_one_epoch(step, train_loader, schedule, num_update, epoch, hp.top_k, on_batch)
-            log.info("Epoch[%d] Train-accuracy=%f", epoch, tr["accuracy"])
-            if tr["top_k"] is not None:
-                log.info("Epoch[%d] Train-top_k_accuracy_%d=%f", epoch, hp.top_k, tr["top_k"])
+            tr, progress.num_update = train_one_epoch(step, train_loader, schedule, progress.num_update, epoch,
+                                                      hp.top_k, on_batch)
             cost = time.perf_counter() - tic
-            log.info("Epoch[%d] Time cost=%.3f", epoch, cost)
+            log_train_epoch(epoch, tr, cost, hp.top_k)
             va = evaluate(step, val_loader, epoch, hp.top_k, hp.num_classes, on_batch)
-            log.info("Epoch[%d] Validation-accuracy=%f", epoch, va["accuracy"])
-            if va["top_k"] is not None:
-                log.info("Epoch[%d] Validation-top_k_accuracy_%d=%f", epoch, hp.top_k, va["top_k"])
-            if va.get("mAP") is not None:
-                log.info("Epoch[%d] Validation-mAP=%f", epoch, va["mAP"])
-
-            metrics = EpochMetrics(epoch, tr["accuracy"], tr["top_k"], tr["loss"], va["accuracy"], va["top_k"],
-                                   va["loss"], schedule.current, cost, tr["images"] / cost, va["per_class"],
-                                   va["confusion"], va.get("mAP"))
-            history.append(metrics)
+            log_validation(epoch, va, hp.top_k)
+            metrics = EpochMetrics(
+                epoch=epoch, train_accuracy=tr.accuracy, train_top_k=tr.top_k, train_loss=tr.loss,
+                validation_accuracy=va.accuracy, validation_top_k=va.top_k, validation_loss=va.loss,
+                learning_rate=schedule.current, time_cost=cost, images_per_second=tr.images / cost,
+                validation_per_class=va.per_class, validation_confusion=va.confusion, validation_map=va.mean_ap)
             writer.write(metrics)
-
-            # ---- checkpoints
-            if hp.checkpoint_frequency:
-                if (epoch + 1) % hp.checkpoint_frequency == 0:
-                    checkpoints.append(_save(model, model_dir, epoch, va["accuracy"]))
-            elif best is None or va["accuracy"] > best:
-                log.info("Storing the best model with validation accuracy: %f", va["accuracy"])
-                for old in checkpoints:
-                    (model_dir / old.file).unlink(missing_ok=True)
-                checkpoints[:] = [_save(model, model_dir, epoch, va["accuracy"])]
-            if best is None or va["accuracy"] > best:
-                best = va["accuracy"]
+            shipped.after_epoch(model, metrics, progress.best)
+            progress.history.append(metrics)
+            progress.checkpoints = list(shipped.checkpoints)
+            progress.next_epoch = epoch + 1
             if checkpoint_dir is not None:
-                run_state.save(checkpoint_dir, hp, step, schedule, model_dir, run_state.Progress(
-                    next_epoch=epoch + 1, num_update=num_update, best=best,
-                    history=[asdict(m) for m in history], checkpoints=[asdict(c) for c in checkpoints]))
+                run_state.save(checkpoint_dir, hp, step, schedule, model_dir, progress)
     except StopRequested:
         log.info("Stop requested (SIGTERM): stopping after the current batch and keeping the model trained so far")
 
-    if not checkpoints:  # stopped early, or a checkpoint_frequency that never fired: keep the current weights
-        last = history[-1] if history else None
-        checkpoints.append(_save(model, model_dir, last.epoch if last else 0, last.validation_accuracy if last else None))
-    served = _served_checkpoint(checkpoints)
-    write_model_shapes(model_dir, hp.mini_batch_size, hp.image_shape)
-    meta = ModelMeta(
-        num_classes=hp.num_classes, num_layers=hp.num_layers, image_shape=list(hp.image_shape),
-        hyperparameters=hp.to_strings(), checkpoints=checkpoints, model=served.file, head=model.head_name,
-        multi_label=bool(hp.multi_label), class_names=class_names,
-        preprocessing=serving_preprocessing(hp.image_shape), roost_version=__version__,
-    )
-    (model_dir / META_FILE).write_text(meta.to_json(), encoding="utf-8")
-    best = max((m.validation_accuracy for m in history), default=None)
-    return TrainResult(len(history), best, served.file, history)
-
-
-def _save(model: nn.Module, model_dir: Path, epoch: int, accuracy: float) -> Checkpoint:
-    name = checkpoint_name(epoch)
-    path = save_checkpoint(model, model_dir / name)
-    log.info('Saved checkpoint to "%s"', path)
-    return Checkpoint(name, epoch + 1, accuracy)
-
-
-def _served_checkpoint(checkpoints: list[Checkpoint]) -> Checkpoint:
-    # with periodic checkpoints SageMaker ships them all; serving takes the best of them
-    return max(checkpoints, key=lambda c: (c.validation_accuracy or 0.0, c.epoch))
-
-
-def _improves(new: float, best: float, tolerance: float) -> bool:
-    """Relative improvement rule of ``early_stopping_tolerance``: (new - best) / best >= tolerance."""
-    if new <= best:
-        return False
-    return best == 0 or (new - best) / best >= tolerance
-
-
-def _should_stop(history: list[EpochMetrics], hp: HyperParameters) -> bool:
-    epoch = history[-1].epoch
-    if epoch + 1 < hp.early_stopping_min_epochs:
-        return False
-    best, best_epoch = None, 0
-    for m in history:
-        if best is None or _improves(m.validation_accuracy, best, hp.early_stopping_tolerance):
-            best, best_epoch = m.validation_accuracy, m.epoch
-    if epoch - best_epoch < hp.early_stopping_patience:
-        return False
-    log.info("Early stopping: validation accuracy has not improved by a relative %g for %d epochs "
-             "(best %f at epoch %d)", hp.early_stopping_tolerance, epoch - best_epoch, best, best_epoch)
-    return True
-
-
-class MetricsWriter:
-    """``metrics.csv`` (one row per epoch) and ``metrics.jsonl`` (with per-class validation results)."""
-
-    COLUMNS = ["epoch", "train_accuracy", "train_top_k", "train_loss", "validation_accuracy", "validation_top_k",
-               "validation_loss", "validation_map", "learning_rate", "time_cost", "images_per_second"]
-
-    def __init__(self, folder: Path, class_names: list[str] | None, previous: list[EpochMetrics] = ()) -> None:
-        self.csv_path = folder / "metrics.csv"
-        self.jsonl_path = folder / "metrics.jsonl"
-        self.class_names = class_names
-        with open(self.csv_path, "w", newline="") as f:
-            csv.writer(f).writerow(self.COLUMNS)
-        self.jsonl_path.write_text("")
-        for m in previous:  # a resumed run keeps the epochs it already has
-            self.write(m)
-
-    def write(self, m: EpochMetrics) -> None:
-        with open(self.csv_path, "a", newline="") as f:
-            csv.writer(f).writerow(["" if getattr(m, c) is None else getattr(m, c) for c in self.COLUMNS])
-        record = {c: getattr(m, c) for c in self.COLUMNS}
-        if m.validation_per_class is not None:
-            names = self.class_names or []
-            record["validation_per_class"] = [
-                {**row, "name": names[row["class"]]} if row["class"] < len(names) else row
-                for row in m.validation_per_class
-            ]
-            record["validation_confusion"] = m.validation_confusion
-        with open(self.jsonl_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+    served = shipped.finish(model, progress.history, class_names)
+    return TrainResult(len(progress.history), progress.best, served.file, progress.history)

@@ -21,6 +21,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from roost.aws import ServiceError
+
 AUTH_RE = re.compile(
     r"AWS4-HMAC-SHA256\s+Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request,\s*"
     r"SignedHeaders=(?P<signed>[^,]+),\s*Signature=(?P<sig>[0-9a-f]{64})"
@@ -28,10 +30,11 @@ AUTH_RE = re.compile(
 MAX_SKEW = dt.timedelta(minutes=15)
 
 
-class AuthError(Exception):
+class AuthError(ServiceError):
+    """A request that is not signed, or not signed right: 403 unless AWS says otherwise."""
+
     def __init__(self, code: str, message: str, status: int = 403) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
+        super().__init__(code, message, status)
 
 
 @dataclass(frozen=True)

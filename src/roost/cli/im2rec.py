@@ -13,7 +13,7 @@ import sys
 
 from roost.cli import ui
 from roost.data import im2rec as core
-from roost.data.parallel import available_cores
+from roost.system import available_cores
 from roost.data.images import DEFAULT_EXTS
 
 

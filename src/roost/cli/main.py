@@ -65,7 +65,7 @@ def pack_cmd(images: Path, out_dir: Path, val_ratio, test_ratio, resize, center_
     share of its images to validation.
     """
     from roost.data import im2rec as core
-    from roost.data.parallel import available_cores
+    from roost.system import available_cores
     from roost.formats.lst import write_list
 
     ui.setup_logging()
@@ -147,7 +147,7 @@ def explore_cmd(source, root, image_shape, min_per_class, imbalance_ratio, grid_
     """
     from roost.cli.explore import render
     from roost.data import explore as ex
-    from roost.data.parallel import available_cores
+    from roost.system import available_cores
 
     with ui.progress() as bar:
         task = bar.add_task("decoding", total=None)

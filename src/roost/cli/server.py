@@ -32,26 +32,27 @@ def server_cmd(host, port, data_dir, database_url, max_concurrent_jobs, stop_gra
 
     from roost.api.app import create_app
     from roost.api.auth import load_or_create_keys
-    from roost.jobs.db import database_url as default_url
-    from roost.jobs.db import open_database
+    from roost.aws import Account
     from roost.jobs.logs import LogService
     from roost.jobs.runner import JobRunner
-    from roost.jobs.service import ServiceConfig, TrainingJobService
+    from roost.jobs.service import TrainingJobService
     from roost.serving.hosting import HostingService
+    from roost.storage.database import database_url as default_url
+    from roost.storage.database import open_database
 
     data_dir.mkdir(parents=True, exist_ok=True)
     keys, created = load_or_create_keys(data_dir, dict(os.environ))
     sessions = open_database(default_url(data_dir, database_url))
     runner = JobRunner(sessions, data_dir, max_concurrent=max_concurrent_jobs, stop_grace=stop_grace)
-    config = ServiceConfig(region=region, max_active_jobs=max_active_jobs)
-    hosting = HostingService(sessions, data_dir, config)
+    account = Account(region=region)
+    hosting = HostingService(sessions, data_dir, account)
 
     def startup() -> None:
         runner.start()
         hosting.restore()
 
-    app = create_app(TrainingJobService(sessions, config), LogService(sessions),
-                     {keys.access_key_id: keys.secret_access_key}, hosting=hosting, on_startup=startup,
+    services = [TrainingJobService(sessions, account, max_active_jobs=max_active_jobs), LogService(sessions), hosting]
+    app = create_app(services, {keys.access_key_id: keys.secret_access_key}, on_startup=startup,
                      on_shutdown=runner.shutdown)
     if created:
         click.echo(f"Created an access key pair in {created} (aws_access_key_id {keys.access_key_id}).", err=True)

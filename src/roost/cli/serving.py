@@ -108,11 +108,11 @@ def _serve(predictor, host: str, port: int, max_batch: int = 8) -> None:
               help="The Roost model.tar.gz to write.")
 def import_sagemaker_cmd(source: Path, output: Path) -> None:
     """Convert a model.tar.gz made by SageMaker's built-in algorithm (MXNet) into Roost's format."""
-    from roost.serving.predictor import import_sagemaker, load_any
+    from roost.models.artifact import import_sagemaker, load
 
     try:
         import_sagemaker(source, output)
-        _, meta = load_any(output)
+        _, meta = load(output)
     except (OSError, ValueError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"wrote {output}: ResNet-{meta.num_layers}, image_shape {','.join(map(str, meta.image_shape))}, "

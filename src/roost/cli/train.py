@@ -2,85 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import sys
 from pathlib import Path
 
 import click
 
 from roost.cli import ui
-
-MANIFEST_SUFFIXES = (".manifest", ".jsonl")
-
-
-def _link_channel(source: Path, dest: Path) -> None:
-    """``input/data/<channel>``: a link to a folder channel, or a folder of links to a file and its companions."""
-    if dest.is_symlink() or dest.is_file():
-        dest.unlink()
-    elif dest.exists():
-        shutil.rmtree(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if source.is_dir():
-        dest.symlink_to(source.resolve(), target_is_directory=True)
-        return
-    dest.mkdir()
-    # the .idx, the .lst im2rec packed it from (class names) and a classes.json written by `roost pack`
-    # travel with a .rec
-    files = [source] + [p for p in (source.with_suffix(".idx"), source.with_suffix(".lst"),
-                                    source.parent / "classes.json")
-                        if p.is_file() and source.suffix == ".rec"]
-    for f in files:
-        (dest / f.name).symlink_to(f.resolve())
-
-
-def channel_config(name: str, source: Path, content_type: str | None, attribute_names: list[str] | None) -> dict:
-    """inputdataconfig.json's entry for a channel; the content type is guessed from the files when not given."""
-    cfg = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
-    manifest = source.is_file() and source.suffix.lower() in MANIFEST_SUFFIXES
-    if name == "model":
-        content_type = content_type or "application/x-sagemaker-model"
-    elif name.endswith("_lst"):
-        content_type = content_type or "application/x-image"
-    elif content_type is None:
-        if manifest:
-            content_type = "application/x-recordio"
-        elif source.is_file() or any(source.rglob("*.rec")):
-            content_type = "application/x-recordio"
-        else:
-            content_type = "application/x-image"
-    if manifest:
-        cfg.update({"S3DataType": "AugmentedManifestFile", "RecordWrapperType": "RecordIO"})
-        if attribute_names:
-            cfg["AttributeNames"] = attribute_names
-    cfg["ContentType"] = content_type
-    return cfg
-
-
-def prepare_job(job: Path, channels: dict[str, Path], hyperparameters: dict[str, str], *,
-                content_types: dict[str, str] | None = None, attribute_names: list[str] | None = None,
-                keep_state: bool = False) -> None:
-    """Lay ``job`` out like SageMaker's ``/opt/ml`` for these channels and hyperparameters."""
-    config = job / "input" / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2))
-    (config / "inputdataconfig.json").write_text(json.dumps({
-        name: channel_config(name, source, (content_types or {}).get(name), attribute_names)
-        for name, source in channels.items()}, indent=2))
-    (config / "resourceconfig.json").write_text(json.dumps(
-        {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}, indent=2))
-    data = job / "input" / "data"
-    if data.exists():
-        for old in data.iterdir():
-            if old.name not in channels:
-                old.unlink() if old.is_symlink() or old.is_file() else shutil.rmtree(old)
-    for name, source in channels.items():
-        _link_channel(source, data / name)
-    for stale in ("model", "output") if keep_state else ("model", "output", "checkpoints"):
-        shutil.rmtree(job / stale, ignore_errors=True)
-    (job / "checkpoints").mkdir(exist_ok=True)
-
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     out = {}
@@ -136,6 +64,8 @@ def train_cmd(train_path, validation_path, train_lst, validation_lst, model_path
     """
     from roost.algorithm.container import log_formatter, run_training
     from roost.algorithm.hyperparameters import HyperparameterError, load_json, parse_hyperparameters, parse_key_values
+    from roost.algorithm.layout import JobLayout, prepare_local_job
+    from roost.algorithm.state import STATE_FILE
     from roost.formats.artifact import pack_model_dir
 
     try:
@@ -145,16 +75,17 @@ def train_cmd(train_path, validation_path, train_lst, validation_lst, model_path
         parse_hyperparameters(values)  # fail before touching the job folder
     except HyperparameterError as err:
         raise click.UsageError("invalid hyperparameters:\n  " + "\n  ".join(err.problems)) from None
-    if resume and not (job / "checkpoints" / "roost-training-state.pt").is_file():
-        raise click.UsageError(f"--resume: {job} holds no saved training state (checkpoints/roost-training-state.pt)")
+    layout = JobLayout(job)
+    if resume and not (layout.checkpoints / STATE_FILE).is_file():
+        raise click.UsageError(f"--resume: {job} holds no saved training state (checkpoints/{STATE_FILE})")
     channels = {"train": train_path, "validation": validation_path}
     for name, path in (("train_lst", train_lst), ("validation_lst", validation_lst), ("model", model_path)):
         if path is not None:
             channels[name] = path
     job.mkdir(parents=True, exist_ok=True)
-    prepare_job(job, channels, values, content_types=_pairs(content_types, "--content-type"),
-                attribute_names=[a.strip() for a in attribute_names.split(",")] if attribute_names else None,
-                keep_state=resume)
+    prepare_local_job(job, channels, values, content_types=_pairs(content_types, "--content-type"),
+                      attribute_names=[a.strip() for a in attribute_names.split(",")] if attribute_names else None,
+                      keep_state=resume)
 
     file_log = logging.FileHandler(job / "training.log", mode="a" if resume else "w", encoding="utf-8")
     file_log.setFormatter(log_formatter())
@@ -171,11 +102,10 @@ def train_cmd(train_path, validation_path, train_lst, validation_lst, model_path
         logging.getLogger("roost").removeHandler(file_log)
         file_log.close()
     if status != 0:
-        reason = (job / "output" / "failure").read_text()
-        ui.err.print(f"[red]Training failed:[/] {reason}")
+        ui.err.print(f"[red]Training failed:[/] {layout.read_failure()}")
         sys.exit(status)
-    tar = pack_model_dir(job / "model", job / "model.tar.gz")
-    ui.err.print(f"[green]model:[/] {tar}   [green]metrics:[/] {job / 'output' / 'data' / 'metrics.csv'}   "
+    tar = pack_model_dir(layout.model, job / "model.tar.gz")
+    ui.err.print(f"[green]model:[/] {tar}   [green]metrics:[/] {layout.output_data / 'metrics.csv'}   "
                  f"[green]log:[/] {job / 'training.log'}")
 
 
@@ -200,6 +130,9 @@ def container_serve_cmd(root: Path, port: int) -> None:
               help="The /opt/ml folder.")
 def container_train(root: Path) -> None:
     """Train on /opt/ml as SageMaker lays it out; exit status and output/failure as SageMaker expects."""
+    from roost.system import die_with_parent_from_env
+
+    die_with_parent_from_env()  # started by Roost's job runner: never outlive it
     from roost.algorithm.container import run_training
 
     sys.exit(run_training(root, entrypoint=True))

@@ -12,18 +12,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from roost.data.images import DEFAULT_EXTS
+from roost.errors import UserError
 from roost.formats import recordio
-from roost.formats.lst import LstError, parse_line
+from roost.formats.lst import LstError, iter_list, parse_line
+from roost.formats.manifest import iter_objects
 
 log = logging.getLogger(__name__)
 
 
-class ChannelError(ValueError):
+class ChannelError(UserError):
     """A data channel cannot be used as given."""
 
 
@@ -35,6 +37,15 @@ class Sample:
 
     def describe(self, rec_files: list[Path]) -> str:
         return f"{rec_files[self.rec]} record at byte {self.where}" if self.rec >= 0 else str(self.where)
+
+
+@dataclass
+class ChannelData:
+    """One channel resolved to samples: where each image is, its labels, and the class names when known."""
+
+    samples: list[Sample]
+    rec_files: list[Path] = field(default_factory=list)
+    class_names: list[str] | None = None
 
 
 # --------------------------------------------------------------------------- label rules
@@ -79,6 +90,26 @@ def class_names_from_list(entries) -> list[str] | None:
     if len(set(names.values())) != len(names) or "" in names.values():
         return None
     return [names.get(i, f"class {i}") for i in range(max(names) + 1)]
+
+
+def channel_class_names(folder: Path, num_classes: int) -> list[str] | None:
+    """Class names: a ``classes.json`` in the channel, else the folders in the paths of an ``.lst`` there
+    (im2rec leaves the list it packed beside the ``.rec``)."""
+    f = folder / "classes.json"
+    if not f.is_file():
+        lists = sorted(folder.glob("*.lst")) if folder.is_dir() else []
+        if len(lists) == 1:
+            names = class_names_from_list(iter_list(lists[0], errors=[]))
+            if names and len(names) == num_classes:
+                return names
+        return None
+    names = json.loads(f.read_text(encoding="utf-8"))
+    if isinstance(names, dict):
+        names = [names[k] for k in sorted(names, key=int)]
+    if len(names) != num_classes:
+        log.warning("%s names %d classes but num_classes=%d; ignoring the names", f, len(names), num_classes)
+        return None
+    return [str(n) for n in names]
 
 
 # --------------------------------------------------------------------------- RecordIO
@@ -250,24 +281,17 @@ def manifest_samples(manifest: Path, attribute_names: list[str], label_format: s
         raise ChannelError(f"label-format {label_format!r} is not supported: use multi-hot or class-id")
     ref_key, label_key = attribute_names
     samples = []
-    with open(manifest, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{manifest}: line {lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ChannelError(f"{where}: not a JSON object ({err.msg})") from None
-            for key in (ref_key, label_key):
-                if key not in obj:
-                    raise ChannelError(f"{where}: no {key!r} attribute (AttributeNames are {attribute_names})")
-            path = _ref_to_path(str(obj[ref_key]), manifest.resolve().parent)
-            if not path.is_file():
-                raise ChannelError(f"{where}: image {obj[ref_key]!r} not found")
-            labels = _manifest_labels(obj[label_key], label_format, num_classes, multi_label, where)
-            check_labels(labels, num_classes, multi_label, where)
-            samples.append(Sample(-1, str(path), labels))
+    for lineno, obj in iter_objects(manifest):
+        where = f"{manifest}: line {lineno}"
+        for key in (ref_key, label_key):
+            if key not in obj:
+                raise ChannelError(f"{where}: no {key!r} attribute (AttributeNames are {attribute_names})")
+        path = _ref_to_path(str(obj[ref_key]), manifest.resolve().parent)
+        if not path.is_file():
+            raise ChannelError(f"{where}: image {obj[ref_key]!r} not found")
+        labels = _manifest_labels(obj[label_key], label_format, num_classes, multi_label, where)
+        check_labels(labels, num_classes, multi_label, where)
+        samples.append(Sample(-1, str(path), labels))
     if not samples:
         raise ChannelError(f"{manifest}: the manifest has no lines")
     return samples

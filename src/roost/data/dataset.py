@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from roost.data.augment import Preprocess
 from roost.data.channels import ChannelError, Sample
+from roost.data.images import decode_rgb, limit_threads, read_rgb
 from roost.formats import recordio
 
 
@@ -29,7 +29,7 @@ class ImageDataset(Dataset):
         self.samples = samples
         self.rec_files = [Path(f) for f in rec_files]
         self.preprocess = preprocess
-        self.color = cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE
+        self.channels = channels
         self.num_classes = num_classes
         self.multi_label = multi_label
         self.seed = seed
@@ -60,13 +60,12 @@ class ImageDataset(Dataset):
             if s.rec not in self._readers:
                 self._readers[s.rec] = recordio.RecordReader(self.rec_files[s.rec])
             _, data = recordio.unpack(self._readers[s.rec].read_at(s.where))
-            img = cv2.imdecode(np.frombuffer(data, np.uint8), self.color)
+            img = decode_rgb(data, self.channels)
         else:
-            # imread, not imdecode: it also decodes truncated JPEGs, as im2rec (and MXNet) do
-            img = cv2.imread(s.where, self.color)
+            img = read_rgb(s.where, self.channels)
         if img is None:
             raise ChannelError(f"{s.describe(self.rec_files)}: the image cannot be decoded")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 else img
+        return img
 
     def __getitem__(self, i: int):
         self._per_process()
@@ -99,7 +98,7 @@ class RoundBatchSampler(Sampler[list[int]]):
 
 
 def _worker_init(_: int) -> None:
-    cv2.setNumThreads(1)
+    limit_threads()
 
 
 def make_loader(dataset: ImageDataset, batch_size: int, *, train: bool, workers: int, seed: int = 0,

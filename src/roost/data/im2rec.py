@@ -30,6 +30,7 @@ from roost.data.images import DEFAULT_EXTS, ImageDecodeError, encode, imread
 from roost.data.parallel import process_pool
 from roost.formats import recordio
 from roost.formats.lst import ListEntry, LstError, iter_list, write_list
+from roost.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +287,7 @@ def find_lists(prefix: str | os.PathLike) -> tuple[str, list[str]]:
 # --------------------------------------------------------------------------- one step: class folders -> train/val
 
 
-class DatasetLayoutError(ValueError):
+class DatasetLayoutError(UserError):
     pass
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from roost.errors import UserError
 
 #: What ``im2rec.py --exts`` accepts by default (MXNet >= 1.1).
 DEFAULT_EXTS = (".jpeg", ".jpg", ".png")
@@ -24,7 +25,7 @@ except AttributeError:  # pragma: no cover - very old OpenCV
     pass
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(UserError):
     pass
 
 
@@ -50,6 +51,34 @@ def imdecode(data: bytes, color: int = 1) -> np.ndarray:
     if img is None:
         raise ImageDecodeError(f"{len(data)} bytes cannot be decoded as an image")
     return img
+
+
+def _to_rgb(img: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 else img
+
+
+def decode_rgb(data: bytes, channels: int) -> np.ndarray | None:
+    """Encoded bytes -> HWC RGB (``channels`` 3) or HW greyscale (1), as training and serving see images;
+    None when the bytes are not an image."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE)
+    return None if img is None else _to_rgb(img)
+
+
+def read_rgb(path: str | os.PathLike, channels: int) -> np.ndarray | None:
+    """:func:`decode_rgb` for a file; ``imread``, not ``imdecode``, because it also decodes truncated JPEGs as
+    im2rec (and MXNet) do."""
+    img = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE)
+    return None if img is None else _to_rgb(img)
+
+
+def resize_exact(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize to ``height`` x ``width``, aspect ratio ignored (SageMaker's inference preprocessing)."""
+    return cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def limit_threads() -> None:
+    """One OpenCV thread: for worker processes that already run one per core."""
+    cv2.setNumThreads(1)
 
 
 def encode(img: np.ndarray, encoding: str = ".jpg", quality: int = 95) -> bytes:

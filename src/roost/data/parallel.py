@@ -3,16 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 from multiprocessing.pool import Pool
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its affinity mask, not the machine's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def process_pool(workers: int, initializer=None, initargs=()) -> Pool:

@@ -20,11 +20,17 @@ import tarfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from roost.errors import UserError
+
 PREFIX = "image-classification"
 META_FILE = "roost-model.json"
 SHAPES_FILE = "model-shapes.json"
 FORMAT = "roost-image-classification"
 FORMAT_VERSION = 1
+
+
+class ArtifactError(UserError):
+    """A model.tar.gz (or model folder) that cannot be read as a model."""
 
 
 def checkpoint_name(epoch_index: int) -> str:
@@ -62,9 +68,9 @@ class ModelMeta:
     def from_json(cls, text: str) -> ModelMeta:
         d = json.loads(text)
         if d.get("format") != FORMAT:
-            raise ValueError(f"not a Roost model description (format {d.get('format')!r}, expected {FORMAT!r})")
+            raise ArtifactError(f"not a Roost model description (format {d.get('format')!r}, expected {FORMAT!r})")
         if d.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(f"model format version {d['format_version']} is newer than this Roost understands ({FORMAT_VERSION}); upgrade Roost")
+            raise ArtifactError(f"model format version {d['format_version']} is newer than this Roost understands ({FORMAT_VERSION}); upgrade Roost")
         d["checkpoints"] = [Checkpoint(**c) for c in d["checkpoints"]]
         return cls(**d)
 
@@ -116,15 +122,11 @@ def read_members(source: str | os.PathLike) -> dict[str, bytes]:
                     out[os.path.basename(m.name)] = data.read() if data else b""
             return out
     except (tarfile.TarError, OSError) as err:
-        raise ValueError(f"{source}: not a readable model.tar.gz ({err})") from None
+        raise ArtifactError(f"{source}: not a readable model.tar.gz ({err})") from None
 
 
 def read_meta(members: dict[str, bytes], source: str | os.PathLike = "model") -> ModelMeta:
+    """The description of a Roost artifact (``roost.models.artifact.load`` reads SageMaker's too)."""
     if META_FILE not in members:
-        if any(n.endswith(".params") for n in members):
-            raise ValueError(
-                f"{source} is a SageMaker (MXNet) artifact, not a Roost one: it has no {META_FILE}, "
-                "and reading MXNet .params files is not supported yet"
-            )
-        raise ValueError(f"{source}: no {META_FILE} inside; was it made by Roost?")
+        raise ArtifactError(f"{source}: no {META_FILE} inside; was it made by Roost?")
     return ModelMeta.from_json(members[META_FILE].decode("utf-8"))

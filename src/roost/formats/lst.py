@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from roost.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class ListEntry:
         return self.labels[0]
 
 
-class LstError(ValueError):
+class LstError(UserError):
     def __init__(self, path: str | os.PathLike, lineno: int, message: str) -> None:
         self.path = os.fspath(path)
         self.lineno = lineno

@@ -19,6 +19,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+from roost.errors import UserError
 
 LIST_MAGIC = 0x112
 V1_MAGIC = 0xF993FAC8
@@ -27,7 +28,7 @@ V3_MAGIC = 0xF993FACA
 DTYPES = {0: np.float32, 1: np.float64, 2: np.float16, 3: np.uint8, 4: np.int32, 5: np.int8, 6: np.int64}
 
 
-class ParamsError(ValueError):
+class ParamsError(UserError):
     def __init__(self, source: str, offset: int, message: str) -> None:
         super().__init__(f"{source}: at byte offset {offset}: {message}")
 

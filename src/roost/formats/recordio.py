@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 import numpy as np
+from roost.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ IR_HEADER_SIZE = _IR_HEADER.size  # 24
 _READ_BLOCK = 1 << 20
 
 
-class RecordIOError(ValueError):
+class RecordIOError(UserError):
     """A RecordIO file is not what it should be at a given byte offset."""
 
     def __init__(self, path: str | os.PathLike, offset: int, message: str) -> None:

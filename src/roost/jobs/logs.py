@@ -12,8 +12,8 @@ import shlex
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from roost.jobs.models import LogEvent, TrainingJob
-from roost.jobs.service import ServiceError
+from roost.aws import Service, ServiceError, operation
+from roost.storage.tables import LogEvent, TrainingJob
 
 GROUP = "/aws/sagemaker/TrainingJobs"
 
@@ -53,7 +53,9 @@ def _read_token(token: str | None) -> tuple[str, int] | None:
         raise ServiceError("InvalidParameterException", "The specified nextToken is invalid.") from None
 
 
-class LogService:
+class LogService(Service):
+    target_prefix = "Logs_20140328"
+
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
@@ -68,6 +70,7 @@ class LogService:
             raise _not_found("stream")
         return job
 
+    @operation("GetLogEvents")
     def get_log_events(self, req: dict) -> dict:
         self._check_group(req)
         limit = min(int(req.get("limit") or 10000), 10000)
@@ -95,6 +98,7 @@ class LogService:
             "nextBackwardToken": _token("b", first),
         }
 
+    @operation("FilterLogEvents")
     def filter_log_events(self, req: dict) -> dict:
         self._check_group(req)
         limit = min(int(req.get("limit") or 10000), 10000)
@@ -130,6 +134,7 @@ class LogService:
             out["nextToken"] = _token("f", int(events[-1]["eventId"]))
         return out
 
+    @operation("DescribeLogStreams")
     def describe_log_streams(self, req: dict) -> dict:
         self._check_group(req)
         limit = min(int(req.get("limit") or 50), 50)

@@ -11,12 +11,8 @@ entry point, streams its output into the job's log, enforces
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,27 +20,31 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from roost.data.parallel import available_cores
+from roost.algorithm.layout import ChannelConfig, JobLayout
 from roost.formats.artifact import pack_model_dir
-from roost.jobs.models import LogEvent, TrainingJob
+from roost.jobs.launcher import JobProcess, Launcher, LocalProcesses
 from roost.jobs.service import BUILTIN_METRICS, final_metrics, set_status
+from roost.storage.tables import LogEvent, SecondaryStatus, TrainingJob, TrainingJobStatus
 from roost.storage.uri import Location, StorageError, download, upload
+from roost.system import THREADS_ENV, available_cores
 
 log = logging.getLogger(__name__)
 
 FAILURE_LIMIT = 1024
+Status, Secondary = TrainingJobStatus, SecondaryStatus
 
 
 class JobRunner:
     def __init__(self, sessions: sessionmaker[Session], data_dir: Path, *, max_concurrent: int = 1,
-                 stop_grace: float = 120.0, poll: float = 0.5) -> None:
+                 stop_grace: float = 120.0, poll: float = 0.5, launcher: Launcher | None = None) -> None:
         self.sessions = sessions
         self.jobs_dir = Path(data_dir) / "jobs"
         self.max_concurrent = max(1, max_concurrent)
         self.stop_grace = stop_grace
         self.poll = poll
+        self.launcher: Launcher = launcher or LocalProcesses()
         self.running: dict[str, threading.Thread] = {}
-        self.processes: dict[str, subprocess.Popen] = {}
+        self.processes: dict[str, JobProcess] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -62,27 +62,29 @@ class JobRunner:
         with self._lock:
             procs = list(self.processes.values())
         for p in procs:
-            _signal_group(p, signal.SIGKILL)
+            p.kill()
         if self._thread:
             self._thread.join(timeout=5)
 
     def recover(self) -> None:
         """After a restart: jobs that were running resume from their checkpoints, or fail saying why."""
         with self.sessions.begin() as s:
-            for job in s.scalars(select(TrainingJob).where(TrainingJob.status.in_(("InProgress", "Stopping")))).all():
-                _kill_leftover(self.jobs_dir / job.name)
-                if job.status == "Stopping":
-                    set_status(s, job, "Stopped", "Stopped", "Training job stopped (the Roost server restarted while it was stopping)")
+            for job in s.scalars(select(TrainingJob).where(TrainingJob.status.in_(
+                    (Status.IN_PROGRESS, Status.STOPPING)))).all():
+                self.launcher.reap(self.jobs_dir / job.name)
+                if job.status == Status.STOPPING:
+                    set_status(s, job, Status.STOPPED, Secondary.STOPPED,
+                               "Training job stopped (the Roost server restarted while it was stopping)")
                     job.training_end_time = job.training_end_time or time.time()
                 elif job.request.get("CheckpointConfig") and job.training_start_time:
-                    set_status(s, job, "InProgress", "Restarting",
+                    set_status(s, job, Status.IN_PROGRESS, Secondary.RESTARTING,
                                "The Roost server restarted; the job resumes from its last checkpoint")
-                elif job.training_start_time or job.secondary_status != "Starting":
+                elif job.training_start_time or job.secondary_status != Secondary.STARTING:
                     job.failure_reason = ("InternalServerError: the Roost server stopped while this job was running, "
                                           "and the job has no CheckpointConfig to resume from. Create it again "
                                           "(with CheckpointConfig to make it resumable).")
                     job.training_end_time = time.time()
-                    set_status(s, job, "Failed", "Failed", "Training job failed")
+                    set_status(s, job, Status.FAILED, Secondary.FAILED, "Training job failed")
 
     # ------------------------------------------------------------------ scheduling
 
@@ -100,13 +102,13 @@ class JobRunner:
                 del self.running[name]
             free = self.max_concurrent - len(self.running)
         with self.sessions.begin() as s:
-            waiting = s.scalars(select(TrainingJob).where(TrainingJob.status == "InProgress")
+            waiting = s.scalars(select(TrainingJob).where(TrainingJob.status == Status.IN_PROGRESS)
                                 .order_by(TrainingJob.creation_time)).all()
             waiting = [j for j in waiting if j.name not in self.running]
             start, queued = waiting[:max(free, 0)], waiting[max(free, 0):]
             for job in queued:
-                if job.secondary_status == "Starting":
-                    set_status(s, job, None, "Starting",
+                if job.secondary_status == Secondary.STARTING:
+                    set_status(s, job, None, Secondary.STARTING,
                                f"Waiting for a free slot ({self.max_concurrent} job(s) run at a time)")
         for job in start:
             t = threading.Thread(target=self._run_safely, args=(job.name,), name=f"job-{job.name}", daemon=True)
@@ -122,75 +124,55 @@ class JobRunner:
         except Exception as err:  # noqa: BLE001 - whatever happens, the job must end with a reason
             log.exception("job %s failed in the runner", name)
             reason = f"ClientError: {err}" if isinstance(err, StorageError) else f"InternalServerError: {err}"
-            self._finish(name, "Failed", "Failed", "Training job failed", failure=reason)
+            self._finish(name, Status.FAILED, Secondary.FAILED, "Training job failed", failure=reason)
         finally:
             with self._lock:
                 self.processes.pop(name, None)
 
     def _run(self, name: str) -> None:
         job_dir = self.jobs_dir / name
-        root = job_dir / "opt_ml"
+        layout = JobLayout(job_dir / "opt_ml")
         with self.sessions.begin() as s:
             job = s.get(TrainingJob, name)
-            req = job.request
-            resuming = job.secondary_status == "Restarting"
-            set_status(s, job, None, "Starting", "Preparing the instances for training")
-        self._prepare(req, root, resuming)
+            req, arn = job.request, job.arn
+            resuming = job.secondary_status == Secondary.RESTARTING
+            set_status(s, job, None, Secondary.STARTING, "Preparing the instances for training")
+        self._prepare(req, layout, resuming)
         with self.sessions.begin() as s:
             job = s.get(TrainingJob, name)
-            set_status(s, job, None, "Training", "Training image download completed. Training in progress.")
+            set_status(s, job, None, Secondary.TRAINING, "Training image download completed. Training in progress.")
             job.training_start_time = job.training_start_time or time.time()
             started = job.training_start_time
-        rc, stopped_by = self._execute(name, req, root, job_dir, started, resuming)
-        self._settle(name, req, root, job_dir, rc, stopped_by)
-
-    def _prepare(self, req: dict, root: Path, resuming: bool) -> None:
-        config = root / "input" / "config"
-        config.mkdir(parents=True, exist_ok=True)
-        (config / "hyperparameters.json").write_text(json.dumps(req.get("HyperParameters") or {}, indent=2))
-        data_config = {}
-        for ch in req["InputDataConfig"]:
-            src = ch["DataSource"]["S3DataSource"]
-            entry = {"TrainingInputMode": ch.get("InputMode") or req["AlgorithmSpecification"]["TrainingInputMode"],
-                     "S3DistributionType": src.get("S3DataDistributionType", "FullyReplicated"),
-                     "RecordWrapperType": ch.get("RecordWrapperType", "None")}
-            if ch.get("ContentType"):
-                entry["ContentType"] = ch["ContentType"]
-            if src.get("S3DataType"):
-                entry["S3DataType"] = src["S3DataType"]
-            if src.get("AttributeNames"):
-                entry["AttributeNames"] = src["AttributeNames"]
-            data_config[ch["ChannelName"]] = entry
-        (config / "inputdataconfig.json").write_text(json.dumps(data_config, indent=2))
-        (config / "resourceconfig.json").write_text(json.dumps(
-            {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}, indent=2))
-        if req.get("CheckpointConfig"):
-            (root / "checkpoints").mkdir(parents=True, exist_ok=True)
-        if resuming and (root / "input" / "data").is_dir():
-            return  # the channels are already here from the first start
-        with self.sessions.begin() as s:
-            job = s.get(TrainingJob, req["TrainingJobName"])
-            set_status(s, job, None, "Downloading", "Downloading input data")
-        for ch in req["InputDataConfig"]:
-            download(ch["DataSource"]["S3DataSource"]["S3Uri"], root / "input" / "data" / ch["ChannelName"])
-
-    def _execute(self, name: str, req: dict, root: Path, job_dir: Path, started: float,
-                 resuming: bool) -> tuple[int, str | None]:
-        env = {**os.environ, **(req.get("Environment") or {}), "TRAINING_JOB_NAME": name,
-               "TRAINING_JOB_ARN": self._arn(name), "PYTHONUNBUFFERED": "1",
-               "ROOST_THREADS": str(max(1, available_cores() // self.max_concurrent))}
-        cmd = [sys.executable, "-m", "roost", "container", "train", "--root", str(root)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                start_new_session=True, bufsize=1, preexec_fn=_die_with_parent)
-        (job_dir / "pid").write_text(f"{proc.pid}\n{root}\n")
+        env = {**os.environ, **(req.get("Environment") or {}), "TRAINING_JOB_NAME": name, "TRAINING_JOB_ARN": arn,
+               THREADS_ENV: str(max(1, available_cores() // self.max_concurrent))}
+        proc = self.launcher.launch(job_dir, layout.root, env)
         with self._lock:
             self.processes[name] = proc
+        rc, stopped_by = self._watch(name, req, proc, job_dir, started)
+        self._settle(name, req, layout, job_dir, rc, stopped_by)
+
+    def _prepare(self, req: dict, layout: JobLayout, resuming: bool) -> None:
+        input_mode = req["AlgorithmSpecification"]["TrainingInputMode"]
+        layout.write_config(req.get("HyperParameters") or {}, {
+            ch["ChannelName"]: ChannelConfig.from_request(ch, input_mode) for ch in req["InputDataConfig"]})
+        if req.get("CheckpointConfig"):
+            layout.checkpoints.mkdir(parents=True, exist_ok=True)
+        if resuming and layout.data.is_dir():
+            return  # the channels are already here from the first start
+        with self.sessions.begin() as s:
+            set_status(s, s.get(TrainingJob, req["TrainingJobName"]), None, Secondary.DOWNLOADING,
+                       "Downloading input data")
+        for ch in req["InputDataConfig"]:
+            download(ch["DataSource"]["S3DataSource"]["S3Uri"], layout.channel(ch["ChannelName"]))
+
+    def _watch(self, name: str, req: dict, proc: JobProcess, job_dir: Path, started: float) -> tuple[int, str | None]:
+        """Until the process ends: its log into the job's stream, StopTrainingJob and MaxRuntimeInSeconds enforced."""
         reader = threading.Thread(target=self._pump_log, args=(name, proc, job_dir), daemon=True)
         reader.start()
         max_runtime = (req.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
         stopped_by = None
         term_sent = None
-        while proc.poll() is None:
+        while (rc := proc.poll()) is None:
             time.sleep(min(self.poll, 0.5))
             if stopped_by is None:
                 with self.sessions() as s:
@@ -199,20 +181,18 @@ class JobRunner:
                 if stopped_by is None and max_runtime and time.time() - started > max_runtime:
                     stopped_by = "max_runtime"
                     with self.sessions.begin() as s:
-                        set_status(s, s.get(TrainingJob, name), "Stopping", "MaxRuntimeExceeded",
+                        set_status(s, s.get(TrainingJob, name), Status.STOPPING, Secondary.MAX_RUNTIME_EXCEEDED,
                                    f"Training job exceeded MaxRuntimeInSeconds ({max_runtime} s); stopping it")
                 if stopped_by:
-                    # SIGTERM to the algorithm only: it stops its data workers itself after saving
-                    proc.send_signal(signal.SIGTERM)
+                    proc.terminate()
                     term_sent = time.time()
             elif term_sent and time.time() - term_sent > self.stop_grace:
-                _signal_group(proc, signal.SIGKILL)
+                proc.kill()
                 term_sent = None
         reader.join(timeout=10)
-        (job_dir / "pid").unlink(missing_ok=True)
-        return proc.returncode, stopped_by
+        return rc, stopped_by
 
-    def _pump_log(self, name: str, proc: subprocess.Popen, job_dir: Path) -> None:
+    def _pump_log(self, name: str, proc: JobProcess, job_dir: Path) -> None:
         """The container's output, line by line, into the job's log stream (and a plain file beside it)."""
         pending: list[LogEvent] = []
         last_flush = time.time()
@@ -233,32 +213,32 @@ class JobRunner:
             with self.sessions.begin() as s:
                 s.add_all(events)
 
-    def _settle(self, name: str, req: dict, root: Path, job_dir: Path, rc: int, stopped_by: str | None) -> None:
-        model_dir = root / "model"
-        has_model = model_dir.is_dir() and any(model_dir.iterdir())
+    def _settle(self, name: str, req: dict, layout: JobLayout, job_dir: Path, rc: int,
+                stopped_by: str | None) -> None:
+        has_model = layout.model.is_dir() and any(layout.model.iterdir())
         artifact = None
         if has_model and (rc == 0 or stopped_by):
             with self.sessions.begin() as s:
-                set_status(s, s.get(TrainingJob, name), None, "Uploading", "Uploading generated training model")
-            tar = pack_model_dir(model_dir, job_dir / "model.tar.gz")
+                set_status(s, s.get(TrainingJob, name), None, Secondary.UPLOADING, "Uploading generated training model")
+            tar = pack_model_dir(layout.model, job_dir / "model.tar.gz")
             artifact = upload(tar, Location.parse(req["OutputDataConfig"]["S3OutputPath"]).join(name, "output", "model.tar.gz"))
         if stopped_by == "max_runtime":
-            self._finish(name, "Stopped", "MaxRuntimeExceeded", "Training job exceeded MaxRuntimeInSeconds provided",
-                         artifact=artifact)
+            self._finish(name, Status.STOPPED, Secondary.MAX_RUNTIME_EXCEEDED,
+                         "Training job exceeded MaxRuntimeInSeconds provided", artifact=artifact)
         elif stopped_by:
-            self._finish(name, "Stopped", "Stopped", "Training job stopped", artifact=artifact)
+            self._finish(name, Status.STOPPED, Secondary.STOPPED, "Training job stopped", artifact=artifact)
         elif rc == 0:
-            self._finish(name, "Completed", "Completed", "Training job completed", artifact=artifact)
+            self._finish(name, Status.COMPLETED, Secondary.COMPLETED, "Training job completed", artifact=artifact)
         else:
-            failure_file = root / "output" / "failure"
-            reason = failure_file.read_text(encoding="utf-8", errors="replace").strip() if failure_file.is_file() else ""
+            reason = layout.read_failure()
             if not reason:
                 how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
                 reason = f"AlgorithmError: the algorithm {how} without writing a failure reason; see the job's log"
-            self._finish(name, "Failed", "Failed", "Training job failed", failure=reason, artifact=artifact)
+            self._finish(name, Status.FAILED, Secondary.FAILED, "Training job failed", failure=reason,
+                         artifact=artifact)
 
-    def _finish(self, name: str, status: str, secondary: str, message: str, *, failure: str | None = None,
-                artifact: str | None = None) -> None:
+    def _finish(self, name: str, status: TrainingJobStatus, secondary: SecondaryStatus, message: str, *,
+                failure: str | None = None, artifact: str | None = None) -> None:
         with self.sessions.begin() as s:
             job = s.get(TrainingJob, name)
             lines = [(e.timestamp / 1000, e.message) for e in
@@ -271,39 +251,3 @@ class JobRunner:
                 job.model_artifacts = artifact
             job.training_end_time = time.time()
             set_status(s, job, status, secondary, message)
-
-    def _arn(self, name: str) -> str:
-        with self.sessions() as s:
-            return s.get(TrainingJob, name).arn
-
-
-def _die_with_parent() -> None:
-    """Linux: the job gets SIGKILL if the server dies, instead of training on unobserved (resume picks it up)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _kill_leftover(job_dir: Path) -> None:
-    """A job process that outlived its server (the pid file names it and its folder)."""
-    pid_file = job_dir / "pid"
-    if not pid_file.is_file():
-        return
-    try:
-        pid_text, root = pid_file.read_text().splitlines()[:2]
-        cmdline = Path(f"/proc/{int(pid_text)}/cmdline").read_bytes().decode(errors="replace")
-        if root in cmdline:
-            os.killpg(int(pid_text), signal.SIGKILL)
-    except (OSError, ValueError):
-        pass
-    pid_file.unlink(missing_ok=True)

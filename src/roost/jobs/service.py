@@ -1,7 +1,7 @@
 """SageMaker's training-job operations on Roost's job database.
 
 ``CreateTrainingJob``, ``DescribeTrainingJob``, ``ListTrainingJobs`` and
-``StopTrainingJob`` take and return the same shapes as SageMaker (reference §6),
+``StopTrainingJob`` take and return the same shapes as SageMaker (docs/sagemaker.md, "The API"),
 and fail with SageMaker's error codes and messages (:class:`ServiceError`). The
 runner (``roost.jobs.runner``) moves the jobs through their statuses.
 """
@@ -12,21 +12,20 @@ import base64
 import json
 import re
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from roost.algorithm.hyperparameters import HyperparameterError, parse_hyperparameters
-from roost.jobs.models import StatusTransition, TrainingJob
+from roost.aws import (NAME_PATTERN, Account, Service, ServiceError, constraint, is_valid_name, operation, validation,
+                       validation_errors)
+from roost.storage.tables import (ACTIVE, TERMINAL, SecondaryStatus, StatusTransition, TrainingJob,
+                                  TrainingJobStatus)
 from roost.storage.uri import Location, StorageError, exists
 
-NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
 CHANNEL_PATTERN = r"[A-Za-z0-9\.\-_]+"
 ROLE_PATTERN = r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$"
-ACTIVE = ("InProgress", "Stopping")
-TERMINAL = ("Completed", "Failed", "Stopped")
 
 #: SageMaker's built-in metrics for this algorithm (their regexes are not published; these match its log lines)
 BUILTIN_METRICS = [
@@ -35,84 +34,62 @@ BUILTIN_METRICS = [
 ]
 
 
-class ServiceError(Exception):
-    """An error in SageMaker's shape: ``__type`` code, message, HTTP status."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
-
-
-def validation(message: str) -> ServiceError:
-    return ServiceError("ValidationException", message)
-
-
-@dataclass
-class ServiceConfig:
-    region: str = "us-east-1"
-    account: str = "000000000000"
-    max_active_jobs: int = 100  # beyond this CreateTrainingJob answers ResourceLimitExceeded
-
-
-def _constraint(value: Any, member: str, rule: str) -> str:
-    return f"Value '{value}' at '{member}' failed to satisfy constraint: {rule}"
-
-
 def _check_request(req: dict) -> None:
     """The request checks SageMaker makes before it creates a job (the 2022 model's required members)."""
     problems = []
     name = req.get("TrainingJobName")
-    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
-        problems.append(_constraint(name, "trainingJobName", f"Member must satisfy regular expression pattern: {NAME_PATTERN}"))
+    if not is_valid_name(name):
+        problems.append(constraint(name, "trainingJobName", f"Member must satisfy regular expression pattern: {NAME_PATTERN}"))
     for member, key in (("algorithmSpecification", "AlgorithmSpecification"), ("roleArn", "RoleArn"),
                         ("outputDataConfig", "OutputDataConfig"), ("resourceConfig", "ResourceConfig"),
                         ("stoppingCondition", "StoppingCondition")):
         if req.get(key) in (None, ""):
-            problems.append(_constraint(None, member, "Member must not be null"))
+            problems.append(constraint(None, member, "Member must not be null"))
     role = req.get("RoleArn")
     if isinstance(role, str) and not re.fullmatch(ROLE_PATTERN, role):
-        problems.append(_constraint(role, "roleArn", f"Member must satisfy regular expression pattern: {ROLE_PATTERN}"))
+        problems.append(constraint(role, "roleArn", f"Member must satisfy regular expression pattern: {ROLE_PATTERN}"))
     algo = req.get("AlgorithmSpecification") or {}
     if algo and algo.get("TrainingInputMode") not in ("Pipe", "File", "FastFile"):
-        problems.append(_constraint(algo.get("TrainingInputMode"), "algorithmSpecification.trainingInputMode",
-                                    "Member must satisfy enum value set: [Pipe, File, FastFile]"))
+        problems.append(constraint(algo.get("TrainingInputMode"), "algorithmSpecification.trainingInputMode",
+                                   "Member must satisfy enum value set: [Pipe, File, FastFile]"))
     output = req.get("OutputDataConfig") or {}
     if req.get("OutputDataConfig") and not output.get("S3OutputPath"):
-        problems.append(_constraint(None, "outputDataConfig.s3OutputPath", "Member must not be null"))
+        problems.append(constraint(None, "outputDataConfig.s3OutputPath", "Member must not be null"))
     channels = req.get("InputDataConfig") or []
     if not 1 <= len(channels) <= 20:
-        problems.append(_constraint(len(channels), "inputDataConfig", "Member must have length between 1 and 20"))
+        problems.append(constraint(len(channels), "inputDataConfig", "Member must have length between 1 and 20"))
     for i, ch in enumerate(channels):
         cname = ch.get("ChannelName")
         if not isinstance(cname, str) or not re.fullmatch(CHANNEL_PATTERN, cname) or len(cname) > 64:
-            problems.append(_constraint(cname, f"inputDataConfig.{i + 1}.member.channelName",
-                                        f"Member must satisfy regular expression pattern: {CHANNEL_PATTERN}"))
+            problems.append(constraint(cname, f"inputDataConfig.{i + 1}.member.channelName",
+                                       f"Member must satisfy regular expression pattern: {CHANNEL_PATTERN}"))
         if not (ch.get("DataSource") or {}).get("S3DataSource", {}).get("S3Uri"):
-            problems.append(_constraint(None, f"inputDataConfig.{i + 1}.member.dataSource.s3DataSource.s3Uri",
-                                        "Member must not be null"))
+            problems.append(constraint(None, f"inputDataConfig.{i + 1}.member.dataSource.s3DataSource.s3Uri",
+                                       "Member must not be null"))
     stopping = req.get("StoppingCondition") or {}
     runtime = stopping.get("MaxRuntimeInSeconds")
     if runtime is not None and not (isinstance(runtime, int) and runtime >= 1):
-        problems.append(_constraint(runtime, "stoppingCondition.maxRuntimeInSeconds",
-                                    "Member must have value greater than or equal to 1"))
+        problems.append(constraint(runtime, "stoppingCondition.maxRuntimeInSeconds",
+                                   "Member must have value greater than or equal to 1"))
     if len(req.get("HyperParameters") or {}) > 100:
-        problems.append(_constraint("...", "hyperParameters", "Member must have length less than or equal to 100"))
+        problems.append(constraint("...", "hyperParameters", "Member must have length less than or equal to 100"))
     if problems:
-        n = len(problems)
-        raise validation(f"{n} validation error{'s' if n > 1 else ''} detected: " + "; ".join(problems))
+        raise validation_errors(problems)
 
 
-class TrainingJobService:
-    def __init__(self, sessions: sessionmaker[Session], config: ServiceConfig | None = None) -> None:
+class TrainingJobService(Service):
+    def __init__(self, sessions: sessionmaker[Session], account: Account | None = None, *,
+                 max_active_jobs: int = 100) -> None:
         self.sessions = sessions
-        self.config = config or ServiceConfig()
+        self.account = account or Account()
+        self.max_active_jobs = max_active_jobs  # beyond this CreateTrainingJob answers ResourceLimitExceeded
 
     def arn(self, name: str) -> str:
-        # SageMaker writes resource names in lower case inside ARNs
-        return f"arn:aws:sagemaker:{self.config.region}:{self.config.account}:training-job/{name.lower()}"
+        return self.account.arn("training-job", name)
 
     # ------------------------------------------------------------------ CreateTrainingJob
 
+    @operation("CreateTrainingJob")
     def create_training_job(self, req: dict) -> dict:
         _check_request(req)
         name = req["TrainingJobName"]
@@ -143,14 +120,14 @@ class TrainingJobService:
                 raise ServiceError("ResourceInUse", f"Training job names must be unique within an AWS account and region, "
                                    f"and a training job with this name already exists ({self.arn(name)})")
             active = s.scalar(select(func.count()).select_from(TrainingJob).where(TrainingJob.status.in_(ACTIVE)))
-            if active >= self.config.max_active_jobs:
+            if active >= self.max_active_jobs:
                 raise ServiceError("ResourceLimitExceeded", f"The account-level service limit 'Number of concurrent "
-                                   f"training jobs' is {self.config.max_active_jobs} Jobs; {active} are in progress.")
-            s.add(TrainingJob(name=name, arn=self.arn(name), request=req, status="InProgress",
-                              secondary_status="Starting", creation_time=now, last_modified_time=now,
+                                   f"training jobs' is {self.max_active_jobs} Jobs; {active} are in progress.")
+            s.add(TrainingJob(name=name, arn=self.arn(name), request=req, status=TrainingJobStatus.IN_PROGRESS,
+                              secondary_status=SecondaryStatus.STARTING, creation_time=now, last_modified_time=now,
                               stop_requested=False, log_stream=f"{name}/algo-1-{int(now)}"))
             s.flush()  # the job row before rows that refer to it (no ORM relationship orders them)
-            s.add(StatusTransition(job_name=name, status="Starting", start_time=now,
+            s.add(StatusTransition(job_name=name, status=SecondaryStatus.STARTING, start_time=now,
                                    message="Starting the training job"))
         return {"TrainingJobArn": self.arn(name)}
 
@@ -163,6 +140,7 @@ class TrainingJobService:
             raise validation("Requested resource not found.")
         return job
 
+    @operation("DescribeTrainingJob")
     def describe_training_job(self, req: dict) -> dict:
         with self.sessions() as s:
             job = self._job(s, req.get("TrainingJobName"))
@@ -170,17 +148,18 @@ class TrainingJobService:
                                     .order_by(StatusTransition.id)).all()
             return describe(job, transitions)
 
+    @operation("ListTrainingJobs")
     def list_training_jobs(self, req: dict) -> dict:
         limit = int(req.get("MaxResults") or 10)
         if not 1 <= limit <= 100:
-            raise validation(_constraint(limit, "maxResults", "Member must have value less than or equal to 100"))
+            raise validation(constraint(limit, "maxResults", "Member must have value less than or equal to 100"))
         sort_by = req.get("SortBy", "CreationTime")
         order = req.get("SortOrder", "Ascending")
         column = {"Name": TrainingJob.name, "CreationTime": TrainingJob.creation_time,
                   "Status": TrainingJob.status}.get(sort_by)
         if column is None or order not in ("Ascending", "Descending"):
-            raise validation(_constraint(sort_by if column is None else order, "sortBy" if column is None else "sortOrder",
-                                         "Member must satisfy enum value set"))
+            raise validation(constraint(sort_by if column is None else order, "sortBy" if column is None else "sortOrder",
+                                        "Member must satisfy enum value set"))
         q = select(TrainingJob)
         for key, col, op in (("CreationTimeAfter", TrainingJob.creation_time, "gt"),
                              ("CreationTimeBefore", TrainingJob.creation_time, "lt"),
@@ -201,6 +180,7 @@ class TrainingJobService:
             out["NextToken"] = _encode_token(offset + limit)
         return out
 
+    @operation("StopTrainingJob")
     def stop_training_job(self, req: dict) -> dict:
         with self.sessions.begin() as s:
             name = req.get("TrainingJobName")
@@ -209,16 +189,17 @@ class TrainingJobService:
             job = self._job(s, name)
             if job.status in TERMINAL:
                 raise validation(f"The request was rejected because the training job is in status {job.status}.")
-            if job.status == "InProgress":
+            if job.status == TrainingJobStatus.IN_PROGRESS:
                 job.stop_requested = True
-                set_status(s, job, "Stopping", "Stopping", "Stopping the training job")
+                set_status(s, job, TrainingJobStatus.STOPPING, SecondaryStatus.STOPPING, "Stopping the training job")
         return {}
 
 
 # ---------------------------------------------------------------------- shapes and transitions
 
 
-def set_status(s: Session, job: TrainingJob, status: str | None, secondary: str, message: str) -> None:
+def set_status(s: Session, job: TrainingJob, status: TrainingJobStatus | None, secondary: SecondaryStatus,
+               message: str) -> None:
     """Record a secondary-status change (closing the previous one) and, optionally, the primary status."""
     now = time.time()
     last = s.scalars(select(StatusTransition).where(StatusTransition.job_name == job.name)

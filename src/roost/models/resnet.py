@@ -11,10 +11,13 @@ one onto MXNet's parameter name (``stage1_unit1.bn1.weight`` <->
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from roost.errors import UserError
 
 # MXNet BatchNorm: eps 2e-5; running = 0.9 * running + 0.1 * batch
 BN_EPS = 2e-5
@@ -44,8 +47,12 @@ class ResNetSpec:
     small_stem: bool  # 3x3 stride-1 stem (height <= 32) instead of 7x7/2 + max pool
 
 
+class UnsupportedDepth(UserError):
+    """A depth MXNet's resnet.py has no recipe for at this image height."""
+
+
 def resnet_spec(num_layers: int, height: int) -> ResNetSpec:
-    """MXNet's ``get_symbol`` depth table; ``ValueError`` for a depth it has no recipe for."""
+    """MXNet's ``get_symbol`` depth table; :class:`UnsupportedDepth` for a depth it has no recipe for."""
     # get_symbol picks the table with height <= 28, resnet() the stem with
     # height <= 32: for 29..32 the ImageNet table meets the 3x3 stem.
     if height <= 28:
@@ -54,16 +61,16 @@ def resnet_spec(num_layers: int, height: int) -> ResNetSpec:
         elif (num_layers - 2) % 6 == 0 and num_layers < 164:
             per, filters, bottleneck = (num_layers - 2) // 6, (16, 16, 32, 64), False
         else:
-            raise ValueError(
+            raise UnsupportedDepth(
                 f"num_layers={num_layers} has no network for images of height {height} (<= 28): use 6n+2 below 164 "
                 f"(e.g. {', '.join(map(str, SMALL_IMAGE_DEPTHS))}) or 9n+2 from 164 (e.g. 164, 1001)"
             )
         if per < 1:
-            raise ValueError(f"num_layers={num_layers} is too shallow: the smallest network for height <= 28 is 8")
+            raise UnsupportedDepth(f"num_layers={num_layers} is too shallow: the smallest network for height <= 28 is 8")
         units = (per, per, per)
     else:
         if num_layers not in IMAGENET_UNITS:
-            raise ValueError(
+            raise UnsupportedDepth(
                 f"num_layers={num_layers} has no network for images of height {height} (> 28): "
                 f"use one of {', '.join(map(str, IMAGENET_UNITS))}"
             )
@@ -180,6 +187,23 @@ class ResNet(nn.Module):
         return self.head(self.features(x))
 
 
+#: the classifier's names: ``fc1`` as MXNet's resnet.py builds it, ``fc`` after transfer learning (fine-tune.py)
+HEAD_NAMES = ("fc1", "fc")
+
+
+def find_head(names: Iterable[str]) -> str | None:
+    """The head that a state dict (``fc.weight``) or MXNet parameters (``arg:fc_weight``) hold, if any."""
+    names = set(names)
+    for head in ("fc", "fc1"):
+        if f"{head}.weight" in names or f"arg:{head}_weight" in names:
+            return head
+    return None
+
+
+class WeightsMismatch(UserError):
+    """Weights that do not fit the network they are loaded into."""
+
+
 def mxnet_name(torch_name: str) -> str:
     """``stage1_unit1.bn1.running_mean`` -> ``aux:stage1_unit1_bn1_moving_mean`` (MXNet's parameter names)."""
     module, _, leaf = torch_name.rpartition(".")
@@ -211,7 +235,7 @@ def load_mxnet_params(model: ResNet, params: dict) -> None:
     missing = sorted(set(by_mxnet) - set(params))
     unexpected = sorted(set(params) - set(by_mxnet))
     if missing or unexpected:
-        raise ValueError(
+        raise WeightsMismatch(
             "MXNet parameters do not fit this network: "
             + (f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}" if missing else "")
             + ("; " if missing and unexpected else "")
@@ -221,7 +245,7 @@ def load_mxnet_params(model: ResNet, params: dict) -> None:
     for mx_key, key in by_mxnet.items():
         arr = np.asarray(params[mx_key], dtype=np.float32)
         if tuple(arr.shape) != tuple(state[key].shape):
-            raise ValueError(f"{mx_key}: shape {tuple(arr.shape)} does not fit {tuple(state[key].shape)}")
+            raise WeightsMismatch(f"{mx_key}: shape {tuple(arr.shape)} does not fit {tuple(state[key].shape)}")
         new[key] = torch.from_numpy(arr.copy())
     # fix_gamma=True: MXNet ignores the stored scale of bn_data and uses 1
     new["bn_data.weight"] = torch.ones_like(new["bn_data.weight"])

@@ -15,17 +15,17 @@ import json
 import os
 import re
 
-from roost.formats.artifact import Checkpoint, ModelMeta, checkpoint_name, serving_preprocessing
+from roost.formats.artifact import (META_FILE, SHAPES_FILE, ArtifactError, Checkpoint, ModelMeta, checkpoint_name,
+                                    serving_preprocessing)
 from roost.formats.mxnet_params import load_params
-from roost.models.resnet import ResNet, load_mxnet_params, resnet_spec
+from roost.models.resnet import ResNet, find_head, load_mxnet_params, resnet_spec
 
 SYMBOL = "image-classification-symbol.json"
-SHAPES = "model-shapes.json"
 PARAMS_RE = re.compile(r"image-classification-(\d{4})\.params$")
 
 
 def is_sagemaker_artifact(members: dict[str, bytes]) -> bool:
-    return any(PARAMS_RE.search(n) for n in members) and "roost-model.json" not in members
+    return any(PARAMS_RE.search(n) for n in members) and META_FILE not in members
 
 
 def _depth(params: dict, height: int) -> int:
@@ -36,13 +36,13 @@ def _depth(params: dict, height: int) -> int:
             stage, unit = int(m[1]), int(m[2])
             units[stage] = max(units.get(stage, 0), unit)
     if not units:
-        raise ValueError("the parameters hold no stage<N>_unit<M> layers: not MXNet's resnet.py network")
+        raise ArtifactError("the parameters hold no stage<N>_unit<M> layers: not MXNet's resnet.py network")
     bottleneck = any(k.endswith("_conv3_weight") for k in params)
     total_units = sum(units.values())
     layers = total_units * (3 if bottleneck else 2) + 2
     spec = resnet_spec(layers, height)  # raises if the tables disagree
     if tuple(units[s] for s in sorted(units)) != spec.units:
-        raise ValueError(f"units per stage {units} do not match a {layers}-layer ResNet for height {height}")
+        raise ArtifactError(f"units per stage {units} do not match a {layers}-layer ResNet for height {height}")
     return layers
 
 
@@ -51,18 +51,18 @@ def load_sagemaker(members: dict[str, bytes], source: str = "model.tar.gz",
     """Roost's network with a SageMaker artifact's weights, and a description as Roost's artifacts carry."""
     params_files = sorted((n for n in members if PARAMS_RE.search(n)), key=lambda n: PARAMS_RE.search(n)[1])
     if not params_files:
-        raise ValueError(f"{source}: no image-classification-NNNN.params inside")
+        raise ArtifactError(f"{source}: no image-classification-NNNN.params inside")
     name = checkpoint or params_files[-1]
     if name not in members:
-        raise ValueError(f"{source}: no {name}; it holds {', '.join(params_files)}")
-    if SHAPES not in members:
-        raise ValueError(f"{source}: no {SHAPES}, so the input shape is unknown")
-    shape = json.loads(members[SHAPES])[0]["shape"]
+        raise ArtifactError(f"{source}: no {name}; it holds {', '.join(params_files)}")
+    if SHAPES_FILE not in members:
+        raise ArtifactError(f"{source}: no {SHAPES_FILE}, so the input shape is unknown")
+    shape = json.loads(members[SHAPES_FILE])[0]["shape"]
     image_shape = tuple(int(x) for x in shape[1:])
     params = load_params(members[name], f"{source}:{name}")
-    head = "fc" if "arg:fc_weight" in params else "fc1"
-    if f"arg:{head}_weight" not in params:
-        raise ValueError(f"{source}: no fully connected head (fc1 or fc) in {name}")
+    head = find_head(params)
+    if head is None:
+        raise ArtifactError(f"{source}: no fully connected head (fc1 or fc) in {name}")
     num_classes = int(params[f"arg:{head}_weight"].shape[0])
     layers = _depth(params, image_shape[1])
     multi_label = False

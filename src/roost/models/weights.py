@@ -16,12 +16,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from roost.formats.artifact import read_members, read_meta
 from roost.formats.mxnet_params import load_params
-from roost.models.resnet import ResNet, load_mxnet_params
+from roost.models.artifact import load
+from roost.models.resnet import HEAD_NAMES, ResNet, find_head, load_mxnet_params
+from roost.errors import UserError
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError):
     """Starting weights that cannot be used (the user's to fix)."""
 
 
@@ -34,7 +35,7 @@ def pretrained_file(num_layers: int, folder: Path | None = None) -> Path:
 
 
 def _head_keys(state: dict) -> set[str]:
-    return {k for k in state if k.split(".")[0] in ("fc", "fc1")}
+    return {k for k in state if k.split(".")[0] in HEAD_NAMES}
 
 
 def load_pretrained(model: ResNet, num_layers: int, folder: Path | None = None) -> Path:
@@ -67,11 +68,11 @@ def load_pretrained(model: ResNet, num_layers: int, folder: Path | None = None) 
 
 
 def load_incremental(model_source: Path, num_layers: int, image_shape, num_classes: int) -> tuple[dict, str]:
-    """State dict and head name of a Roost ``model.tar.gz``, after checking it fits this job."""
+    """State dict and head name of the model channel's ``model.tar.gz`` (Roost's or SageMaker's), after checking
+    it fits this job."""
     try:
-        members = read_members(model_source)
-        meta = read_meta(members, model_source)
-    except ValueError as err:
+        model, meta = load(model_source)
+    except UserError as err:
         raise WeightsError(f"model channel: {err}") from None
     differs = [
         f"{name} (model: {theirs}, this job: {ours})"
@@ -87,23 +88,21 @@ def load_incremental(model_source: Path, num_layers: int, image_shape, num_class
             "incremental training needs the same num_layers, image_shape and num_classes as the model in the "
             "model channel; these differ: " + "; ".join(differs)
         )
-    from safetensors.torch import load as load_bytes
-
-    return load_bytes(members[meta.model]), meta.head
+    return model.state_dict(), meta.head
 
 
 # --------------------------------------------------------------------------- conversion
 
 
 def _network_for_mxnet(params: dict, num_layers: int, image_shape) -> ResNet:
-    head = "fc" if "arg:fc_weight" in params else "fc1"
-    if f"arg:{head}_weight" not in params:
+    head = find_head(params)
+    if head is None:
         raise WeightsError("no fully connected head (arg:fc1_weight or arg:fc_weight) in the MXNet parameters")
     classes = params[f"arg:{head}_weight"].shape[0]
     model = ResNet(classes, num_layers, tuple(image_shape), head=head)
     try:
         load_mxnet_params(model, params)
-    except ValueError as err:
+    except UserError as err:
         raise WeightsError(f"{err} (is num_layers={num_layers} right for these weights?)") from None
     return model
 
@@ -115,16 +114,11 @@ def read_any_weights(source: Path, num_layers: int, image_shape=(3, 224, 224)) -
     if name.endswith(".params"):
         return _network_for_mxnet(load_params(source), num_layers, image_shape).state_dict()
     if name.endswith((".tar.gz", ".tgz")):
-        members = read_members(source)
-        if "roost-model.json" in members:
-            from safetensors.torch import load as load_bytes
-
-            return load_bytes(members[read_meta(members, source).model])
-        params_files = sorted(n for n in members if n.endswith(".params"))
-        if not params_files:
-            raise WeightsError(f"{source}: neither a Roost nor a SageMaker image-classification model.tar.gz")
-        return _network_for_mxnet(load_params(members[params_files[-1]], params_files[-1]), num_layers,
-                                  image_shape).state_dict()
+        try:
+            return load(source)[0].state_dict()
+        except UserError as err:
+            raise WeightsError(f"{source}: neither a Roost nor a SageMaker image-classification model.tar.gz "
+                               f"({err})") from None
     if name.endswith(".safetensors"):
         state = load_file(os.fspath(source))
     elif name.endswith((".pt", ".pth", ".bin")):
@@ -146,13 +140,14 @@ def convert_weights(source: Path, num_layers: int, out: Path, image_shape=(3, 22
         state = read_any_weights(source, num_layers, image_shape)
     except (tarfile.TarError, OSError) as err:
         raise WeightsError(f"{source}: cannot read it ({err})") from None
-    head = "fc" if "fc.weight" in state else "fc1"
+    head = find_head(state) or "fc1"
     classes = state[f"{head}.weight"].shape[0] if f"{head}.weight" in state else 1000
     model = ResNet(classes, num_layers, tuple(image_shape), head=head)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise WeightsError(f"{source}: does not fit a {num_layers}-layer ResNet: {str(err).splitlines()[0]}") from None
+        raise WeightsError(f"{source}: does not fit a {num_layers}-layer ResNet (is num_layers={num_layers} right for "
+                           f"these weights?): {str(err).splitlines()[0]}") from None
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.fspath(out))
     return out

@@ -1,9 +1,11 @@
 """Dynamic batching: requests that arrive while the model is busy share its next forward pass.
 
-A single worker thread takes the first waiting request and, without waiting any
+A worker thread takes the first waiting request and, without waiting any
 longer, everything else already queued (up to ``max_batch`` images), and runs
 one forward pass for all of them. A lone client therefore pays no extra
 latency, while concurrent clients get the throughput of batched inference.
+Several workers (an endpoint's ``InitialInstanceCount``) run forward passes
+side by side.
 """
 
 from __future__ import annotations
@@ -16,17 +18,21 @@ import numpy as np
 
 from roost.serving.predictor import Prediction, Predictor
 
+_Request = tuple[list[np.ndarray], Future]
+
 
 class DynamicBatcher:
-    def __init__(self, predictor: Predictor, max_batch: int = 8) -> None:
+    def __init__(self, predictor: Predictor, max_batch: int = 8, workers: int = 1, name: str = "roost-batcher") -> None:
         self.predictor = predictor
         self.max_batch = max(1, max_batch)
-        self._queue: queue.Queue[tuple[list[np.ndarray], Future]] = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="roost-batcher", daemon=True)
-        self._thread.start()
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._threads = [threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
+                         for i in range(max(1, workers))]
+        for t in self._threads:
+            t.start()
 
     @property
-    def class_names(self):
+    def class_names(self) -> list[str] | None:
         return self.predictor.class_names
 
     def predict(self, images: list[bytes]) -> list[Prediction]:
@@ -36,14 +42,24 @@ class DynamicBatcher:
         self._queue.put((arrays, future))
         return [Prediction(p.tolist()) for p in future.result()]
 
+    def close(self) -> None:
+        """Let the workers finish what is queued, then end."""
+        for _ in self._threads:
+            self._queue.put(None)
+
     def _loop(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            size = len(batch[0][0])
+            first = self._queue.get()
+            if first is None:
+                return
+            batch, size = [first], len(first[0])
             while size < self.max_batch:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
+                    break
+                if item is None:  # closing: serve this batch, then stop
+                    self._queue.put(None)
                     break
                 batch.append(item)
                 size += len(item[0])

@@ -13,54 +13,56 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
+import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from roost.jobs.models import Endpoint, EndpointConfig, Model, TransformJob
-from roost.jobs.service import NAME_PATTERN, ServiceConfig, ServiceError, validation
-from roost.serving.app import decode_request, parse_custom_attributes, render
-from roost.serving.predictor import InputError, Predictor
+from roost.aws import Account, Service, ServiceError, check_name, operation, validation
+from roost.errors import UserError
+from roost.serving.batching import DynamicBatcher
+from roost.serving.invocations import answer, render
+from roost.serving.predictor import InputError, Predictor, RequestTooLarge
+from roost.storage.tables import Endpoint, EndpointConfig, EndpointStatus, Model, TransformJob, TransformJobStatus
 from roost.storage.uri import Location, StorageError, download, exists, upload
 
 log = logging.getLogger(__name__)
 
-
-def _check_name(name, member: str) -> str:
-    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
-        raise validation(f"1 validation error detected: Value '{name}' at '{member}' failed to satisfy constraint: "
-                         f"Member must satisfy regular expression pattern: {NAME_PATTERN}")
-    return name
+#: images that concurrent requests to one endpoint may share in a forward pass
+MAX_BATCH = 8
 
 
 @dataclass
 class Hosted:
-    predictor: Predictor
-    pool: ThreadPoolExecutor
+    model: DynamicBatcher
     variant: str
 
 
-class HostingService:
-    def __init__(self, sessions: sessionmaker[Session], data_dir: Path, config: ServiceConfig | None = None) -> None:
+def _container(model: Model) -> dict[str, Any]:
+    return model.request.get("PrimaryContainer") or (model.request.get("Containers") or [{}])[0]
+
+
+class HostingService(Service):
+    def __init__(self, sessions: sessionmaker[Session], data_dir: Path, account: Account | None = None) -> None:
         self.sessions = sessions
         self.cache = Path(data_dir) / "models"
-        self.config = config or ServiceConfig()
+        self.account = account or Account()
         self.hosted: dict[str, Hosted] = {}
         self._lock = threading.Lock()
 
     def arn(self, kind: str, name: str) -> str:
-        return f"arn:aws:sagemaker:{self.config.region}:{self.config.account}:{kind}/{name.lower()}"
+        return self.account.arn(kind, name)
 
     # ------------------------------------------------------------------ models
 
+    @operation("CreateModel")
     def create_model(self, req: dict) -> dict:
-        name = _check_name(req.get("ModelName"), "modelName")
+        name = check_name(req.get("ModelName"), "modelName")
         container = req.get("PrimaryContainer") or (req.get("Containers") or [None])[0]
         url = (container or {}).get("ModelDataUrl")
         if not url:
@@ -88,14 +90,16 @@ class HostingService:
     def _model(self, s: Session, name) -> Model:
         return self._find(s, Model, name, "model", "model")
 
+    @operation("DescribeModel")
     def describe_model(self, req: dict) -> dict:
         with self.sessions() as s:
             m = self._model(s, req.get("ModelName"))
             return {"ModelName": m.name, "ModelArn": m.arn, "CreationTime": m.creation_time,
-                    "PrimaryContainer": m.request.get("PrimaryContainer") or (m.request.get("Containers") or [{}])[0],
+                    "PrimaryContainer": _container(m),
                     "ExecutionRoleArn": m.request.get("ExecutionRoleArn"),
                     "EnableNetworkIsolation": m.request.get("EnableNetworkIsolation", False)}
 
+    @operation("ListModels")
     def list_models(self, req: dict) -> dict:
         with self.sessions() as s:
             rows = s.scalars(select(Model).order_by(Model.creation_time.desc())).all()
@@ -103,6 +107,7 @@ class HostingService:
         return {"Models": [{"ModelName": m.name, "ModelArn": m.arn, "CreationTime": m.creation_time}
                            for m in rows if contains in m.name]}
 
+    @operation("DeleteModel")
     def delete_model(self, req: dict) -> dict:
         with self.sessions.begin() as s:
             s.delete(self._model(s, req.get("ModelName")))
@@ -110,8 +115,9 @@ class HostingService:
 
     # ------------------------------------------------------------------ endpoint configs
 
+    @operation("CreateEndpointConfig")
     def create_endpoint_config(self, req: dict) -> dict:
-        name = _check_name(req.get("EndpointConfigName"), "endpointConfigName")
+        name = check_name(req.get("EndpointConfigName"), "endpointConfigName")
         variants = req.get("ProductionVariants") or []
         if not 1 <= len(variants) <= 10:
             raise validation("ProductionVariants must hold 1 to 10 variants")
@@ -123,12 +129,14 @@ class HostingService:
             s.add(EndpointConfig(name=name, arn=self.arn("endpoint-config", name), request=req, creation_time=time.time()))
         return {"EndpointConfigArn": self.arn("endpoint-config", name)}
 
+    @operation("DescribeEndpointConfig")
     def describe_endpoint_config(self, req: dict) -> dict:
         with self.sessions() as s:
             c = self._config(s, req.get("EndpointConfigName"))
             return {"EndpointConfigName": c.name, "EndpointConfigArn": c.arn, "CreationTime": c.creation_time,
                     "ProductionVariants": c.request.get("ProductionVariants", [])}
 
+    @operation("DeleteEndpointConfig")
     def delete_endpoint_config(self, req: dict) -> dict:
         with self.sessions.begin() as s:
             s.delete(self._config(s, req.get("EndpointConfigName")))
@@ -139,28 +147,32 @@ class HostingService:
 
     # ------------------------------------------------------------------ endpoints
 
+    @operation("CreateEndpoint")
     def create_endpoint(self, req: dict) -> dict:
-        name = _check_name(req.get("EndpointName"), "endpointName")
+        name = check_name(req.get("EndpointName"), "endpointName")
         with self.sessions.begin() as s:
             self._config(s, req.get("EndpointConfigName"))
             if s.get(Endpoint, name) is not None:
                 raise validation(f'Cannot create already existing endpoint "{self.arn("endpoint", name)}".')
             now = time.time()
             s.add(Endpoint(name=name, arn=self.arn("endpoint", name), config_name=req["EndpointConfigName"],
-                           status="Creating", creation_time=now, last_modified_time=now))
+                           status=EndpointStatus.CREATING, creation_time=now, last_modified_time=now))
         self._start_loading(name)
         return {"EndpointArn": self.arn("endpoint", name)}
 
+    @operation("UpdateEndpoint")
     def update_endpoint(self, req: dict) -> dict:
         with self.sessions.begin() as s:
             e = self._endpoint(s, req.get("EndpointName"))
             self._config(s, req.get("EndpointConfigName"))
-            if e.status not in ("InService", "Failed"):
+            if e.status not in (EndpointStatus.IN_SERVICE, EndpointStatus.FAILED):
                 raise validation(f"Cannot update in-progress endpoint \"{e.arn}\".")
-            e.config_name, e.status, e.last_modified_time = req["EndpointConfigName"], "Updating", time.time()
+            e.config_name, e.status, e.last_modified_time = (req["EndpointConfigName"], EndpointStatus.UPDATING,
+                                                             time.time())
         self._start_loading(req["EndpointName"])
         return {"EndpointArn": self.arn("endpoint", req["EndpointName"])}
 
+    @operation("DescribeEndpoint")
     def describe_endpoint(self, req: dict) -> dict:
         with self.sessions() as s:
             e = self._endpoint(s, req.get("EndpointName"))
@@ -175,6 +187,7 @@ class HostingService:
             out["FailureReason"] = e.failure_reason
         return out
 
+    @operation("ListEndpoints")
     def list_endpoints(self, req: dict) -> dict:
         with self.sessions() as s:
             rows = s.scalars(select(Endpoint).order_by(Endpoint.creation_time.desc())).all()
@@ -182,13 +195,14 @@ class HostingService:
                                "LastModifiedTime": e.last_modified_time, "EndpointStatus": e.status}
                               for e in rows if (req.get("NameContains") or "") in e.name]}
 
+    @operation("DeleteEndpoint")
     def delete_endpoint(self, req: dict) -> dict:
         with self.sessions.begin() as s:
             s.delete(self._endpoint(s, req.get("EndpointName")))
         with self._lock:
             hosted = self.hosted.pop(req["EndpointName"], None)
         if hosted:
-            hosted.pool.shutdown(wait=False)
+            hosted.model.close()
         return {}
 
     def _endpoint(self, s: Session, name) -> Endpoint:
@@ -197,10 +211,12 @@ class HostingService:
     def restore(self) -> None:
         """After a restart: every endpoint that was serving (or on its way) is loaded again."""
         with self.sessions.begin() as s:
-            names = [e.name for e in s.scalars(select(Endpoint).where(Endpoint.status.in_(
-                ("InService", "Creating", "Updating")))).all()]
-            for e in s.scalars(select(Endpoint).where(Endpoint.name.in_(names))).all():
-                e.status = "Creating" if e.status != "Updating" else "Updating"
+            serving = (EndpointStatus.IN_SERVICE, EndpointStatus.CREATING, EndpointStatus.UPDATING)
+            endpoints = s.scalars(select(Endpoint).where(Endpoint.status.in_(serving))).all()
+            for e in endpoints:
+                if e.status == EndpointStatus.IN_SERVICE:
+                    e.status = EndpointStatus.CREATING
+            names = [e.name for e in endpoints]
         for name in names:
             self._start_loading(name)
 
@@ -214,26 +230,26 @@ class HostingService:
                 variant = (s.get(EndpointConfig, e.config_name).request["ProductionVariants"])[0]
                 model = s.get(Model, variant["ModelName"])
                 if model is None:
-                    raise ValueError(f"the endpoint configuration names model {variant['ModelName']!r}, which no longer exists")
-                container = model.request.get("PrimaryContainer") or model.request["Containers"][0]
-            local = self._fetch(model.name, container["ModelDataUrl"])
-            predictor = Predictor.load(local)
+                    raise UserError(f"the endpoint configuration names model {variant['ModelName']!r}, which no "
+                                    "longer exists")
+                url = _container(model)["ModelDataUrl"]
+            predictor = Predictor.load(self._fetch(model.name, url))
             workers = max(1, int(variant.get("InitialInstanceCount") or 1))
-            hosted = Hosted(predictor, ThreadPoolExecutor(workers, thread_name_prefix=f"{name}-worker"),
+            hosted = Hosted(DynamicBatcher(predictor, MAX_BATCH, workers, name=f"{name}-worker"),
                             variant.get("VariantName", "AllTraffic"))
             with self.sessions() as s:
                 if s.get(Endpoint, name) is None:  # deleted while it was loading
-                    hosted.pool.shutdown(wait=False)
+                    hosted.model.close()
                     return
             with self._lock:
                 old = self.hosted.get(name)
                 self.hosted[name] = hosted
             if old:
-                old.pool.shutdown(wait=False)
-            self._set_status(name, "InService")
+                old.model.close()
+            self._set_status(name, EndpointStatus.IN_SERVICE)
         except Exception as err:  # noqa: BLE001 - the endpoint must end Failed with a reason
             log.exception("endpoint %s failed to load", name)
-            self._set_status(name, "Failed", f"Failed to load the model: {err}")
+            self._set_status(name, EndpointStatus.FAILED, f"Failed to load the model: {err}")
 
     def _fetch(self, model_name: str, url: str) -> Path:
         # keyed by the URL too: a model deleted and created again under its name may point elsewhere
@@ -247,7 +263,7 @@ class HostingService:
             return files[0]
         return target
 
-    def _set_status(self, name: str, status: str, reason: str | None = None) -> None:
+    def _set_status(self, name: str, status: EndpointStatus, reason: str | None = None) -> None:
         with self.sessions.begin() as s:
             e = s.get(Endpoint, name)
             if e is not None:
@@ -263,25 +279,23 @@ class HostingService:
             with self.sessions() as s:
                 e = s.get(Endpoint, name)
             if e is None:
-                raise ServiceError("ValidationError", f"Endpoint {name} of account {self.config.account} not found.")
+                raise ServiceError("ValidationError", f"Endpoint {name} of account {self.account.account_id} not found.")
             raise ServiceError("ValidationError", f"Endpoint {name} is not in service (status {e.status}).")
         try:
-            images, several = decode_request(body, content_type)
-            predictions = hosted.pool.submit(hosted.predictor.predict, images).result()
-            payload, media = render(predictions, accept, parse_custom_attributes(custom_attributes),
-                                    hosted.predictor.class_names, several)
+            payload, media = answer(hosted.model, body, content_type, accept, custom_attributes)
+        except RequestTooLarge:
+            raise ServiceError("ValidationError", "Request payload exceeds the 6 MB (6291456 bytes) limit.") from None
         except InputError as err:
-            if "limit is" in str(err):
-                raise ServiceError("ValidationError", "Request payload exceeds the 6 MB (6291456 bytes) limit.") from None
-            code = 415 if "unsupported" in str(err) else 400
-            raise ServiceError("ModelError", f"Received client error ({code}) from primary with message "
-                               f"\"{json.dumps({'error': str(err)})}\".", 424) from None
+            message = f"Received client error ({err.status}) from primary with message \"{json.dumps({'error': str(err)})}\"."
+            raise ServiceError("ModelError", message, 424, OriginalStatusCode=err.status, OriginalMessage=message,
+                               ErrorCode="CLIENT_ERROR_FROM_MODEL") from None
         return payload, media, hosted.variant
 
     # ------------------------------------------------------------------ batch transform
 
+    @operation("CreateTransformJob")
     def create_transform_job(self, req: dict) -> dict:
-        name = _check_name(req.get("TransformJobName"), "transformJobName")
+        name = check_name(req.get("TransformJobName"), "transformJobName")
         src = ((req.get("TransformInput") or {}).get("DataSource") or {}).get("S3DataSource") or {}
         out = (req.get("TransformOutput") or {}).get("S3OutputPath")
         if not src.get("S3Uri") or not out:
@@ -291,11 +305,12 @@ class HostingService:
             if s.get(TransformJob, name) is not None:
                 raise ServiceError("ResourceInUse", f"Job name must be unique within an AWS account and region, and a "
                                    f"job with this name already exists ({self.arn('transform-job', name)})")
-            s.add(TransformJob(name=name, arn=self.arn("transform-job", name), request=req, status="InProgress",
-                               creation_time=time.time()))
+            s.add(TransformJob(name=name, arn=self.arn("transform-job", name), request=req,
+                               status=TransformJobStatus.IN_PROGRESS, creation_time=time.time()))
         threading.Thread(target=self._transform, args=(name,), name=f"transform-{name}", daemon=True).start()
         return {"TransformJobArn": self.arn("transform-job", name)}
 
+    @operation("DescribeTransformJob")
     def describe_transform_job(self, req: dict) -> dict:
         with self.sessions() as s:
             t = s.get(TransformJob, req.get("TransformJobName"))
@@ -312,16 +327,13 @@ class HostingService:
             return out
 
     def _transform(self, name: str) -> None:
-        import tempfile
-
         try:
             with self.sessions.begin() as s:
                 t = s.get(TransformJob, name)
                 t.start_time = time.time()
                 req = t.request
-                container = s.get(Model, req["ModelName"]).request
-                container = container.get("PrimaryContainer") or container["Containers"][0]
-            predictor = Predictor.load(self._fetch(req["ModelName"], container["ModelDataUrl"]))
+                url = _container(s.get(Model, req["ModelName"]))["ModelDataUrl"]
+            predictor = Predictor.load(self._fetch(req["ModelName"], url))
             src = req["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
             out = Location.parse(req["TransformOutput"]["S3OutputPath"])
             accept = req["TransformOutput"].get("Accept") or "application/jsonlines"
@@ -341,12 +353,15 @@ class HostingService:
                     result.parent.mkdir(parents=True, exist_ok=True)
                     result.write_bytes(payload)
                     upload(result, out.join(rel + ".out"))
-            status, reason = ("Failed", "ClientError: " + "; ".join(failed)[:1000]) if failed else ("Completed", None)
-        except (StorageError, ValueError, OSError) as err:
-            status, reason = "Failed", f"ClientError: {err}"
+            if failed:
+                status, reason = TransformJobStatus.FAILED, "ClientError: " + "; ".join(failed)[:1000]
+            else:
+                status, reason = TransformJobStatus.COMPLETED, None
+        except UserError as err:
+            status, reason = TransformJobStatus.FAILED, f"ClientError: {err}"
         except Exception as err:  # noqa: BLE001
             log.exception("transform job %s failed", name)
-            status, reason = "Failed", f"InternalServerError: {err}"
+            status, reason = TransformJobStatus.FAILED, f"InternalServerError: {err}"
         with self.sessions.begin() as s:
             t = s.get(TransformJob, name)
             t.status, t.failure_reason, t.end_time = status, reason, time.time()

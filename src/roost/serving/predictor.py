@@ -1,6 +1,6 @@
 """Models to predictions: the preprocessing recorded in the artifact, then the network.
 
-Preprocessing is SageMaker's inference recipe (reference §5), written into every
+Preprocessing is SageMaker's inference recipe (docs/sagemaker.md, "Inference"), written into every
 Roost artifact: decode to RGB (or greyscale for 1-channel models), resize to the
 model's H x W with bilinear interpolation ignoring the aspect ratio, CHW float32
 0..255, no mean subtraction (the network's ``bn_data`` normalises). Output is
@@ -10,22 +10,28 @@ softmax probabilities, or per-class sigmoids for multi-label models.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
-from roost.algorithm.runtime import keep_freed_memory
-from roost.formats.artifact import ModelMeta, pack_model_dir, read_members, read_meta
-from roost.models.artifact import build_model, save_checkpoint
-from roost.models.sagemaker import is_sagemaker_artifact, load_sagemaker
+from roost.data.images import decode_rgb, resize_exact
+from roost.errors import PayloadTooLarge, UnsupportedMediaType, UserError
+from roost.formats.artifact import ModelMeta
+from roost.models.artifact import load
+from roost.system import keep_freed_memory
 
 
-class InputError(ValueError):
+class InputError(UserError):
     """A request the model cannot take (HTTP 4xx): undecodable image, wrong content type, too large."""
+
+
+class RequestTooLarge(InputError, PayloadTooLarge):
+    pass
+
+
+class UnsupportedContent(InputError, UnsupportedMediaType):
+    pass
 
 
 @dataclass
@@ -36,38 +42,6 @@ class Prediction:
         order = np.argsort(self.probabilities)[::-1][:k]
         return [{"class": int(i), "label": names[i] if names and i < len(names) else str(int(i)),
                  "probability": float(self.probabilities[i])} for i in order]
-
-
-def load_any(source: str | os.PathLike) -> tuple[torch.nn.Module, ModelMeta]:
-    """A Roost or a SageMaker ``model.tar.gz`` (or an unpacked folder, or a job folder holding one)."""
-    p = Path(source)
-    if p.is_dir() and (p / "model.tar.gz").is_file():
-        p = p / "model.tar.gz"
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: no such model (give a model.tar.gz, a model folder or a job folder)")
-    members = read_members(p)
-    if is_sagemaker_artifact(members):
-        return load_sagemaker(members, str(p))
-    meta = read_meta(members, p)
-    from safetensors.torch import load as load_bytes
-
-    model = build_model(meta)
-    model.load_state_dict(load_bytes(members[meta.model]))
-    return model.eval(), meta
-
-
-def import_sagemaker(source: Path, out: Path) -> Path:
-    """Write a SageMaker artifact as a Roost ``model.tar.gz`` (safetensors + roost-model.json + model-shapes.json)."""
-    members = read_members(source)
-    if not is_sagemaker_artifact(members):
-        raise ValueError(f"{source}: not a SageMaker image-classification artifact (no image-classification-NNNN.params)")
-    model, meta = load_sagemaker(members, str(source))
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        save_checkpoint(model, folder / meta.model)
-        (folder / "roost-model.json").write_text(meta.to_json())
-        (folder / "model-shapes.json").write_bytes(members["model-shapes.json"])
-        return pack_model_dir(folder, out)
 
 
 class Predictor:
@@ -85,7 +59,7 @@ class Predictor:
 
     @classmethod
     def load(cls, source: str | os.PathLike) -> Predictor:
-        return cls(*load_any(source))
+        return cls(*load(source))
 
     @property
     def class_names(self) -> list[str] | None:
@@ -94,13 +68,10 @@ class Predictor:
     def preprocess(self, data: bytes) -> np.ndarray:
         if not data:
             raise InputError("the request body is empty; send the image's bytes (JPEG or PNG)")
-        flag = cv2.IMREAD_COLOR if self.channels == 3 else cv2.IMREAD_GRAYSCALE
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+        img = decode_rgb(data, self.channels)
         if img is None:
             raise InputError(f"the {len(data)}-byte body cannot be decoded as an image; send JPEG or PNG bytes")
-        if img.ndim == 3:
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        img = cv2.resize(img, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+        img = resize_exact(img, self.height, self.width)
         return img[None] if img.ndim == 2 else img.transpose(2, 0, 1)
 
     @torch.inference_mode()

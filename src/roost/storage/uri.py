@@ -12,9 +12,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+from roost.errors import UserError
 
 
-class StorageError(ValueError):
+class StorageError(UserError):
     """A location that cannot be read or written (the user's to fix)."""
 
 

@@ -1,4 +1,4 @@
-"""The job database: SQLite in the data folder by default, PostgreSQL (or any SQLAlchemy URL) by configuration.
+"""The server's database: SQLite in the data folder by default, PostgreSQL (or any SQLAlchemy URL) by configuration.
 
 The schema is created and upgraded by Alembic migrations at start-up, so a
 newer Roost opens an older database without losing anything.

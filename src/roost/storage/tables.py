@@ -1,9 +1,55 @@
-"""Job state: training jobs, their status history and their log, in SQLite or PostgreSQL."""
+"""The server's state: training jobs with their status history and log, and hosting's resources.
+
+The status columns hold SageMaker's status values, named once here for the
+service, the job runner and hosting. Timestamps are seconds since the epoch as
+floats, except log events, which count milliseconds as CloudWatch does.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text
+from enum import StrEnum
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class TrainingJobStatus(StrEnum):
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+
+
+#: a job in these statuses still holds (or waits for) a slot
+ACTIVE = (TrainingJobStatus.IN_PROGRESS, TrainingJobStatus.STOPPING)
+TERMINAL = (TrainingJobStatus.COMPLETED, TrainingJobStatus.FAILED, TrainingJobStatus.STOPPED)
+
+
+class SecondaryStatus(StrEnum):
+    STARTING = "Starting"
+    DOWNLOADING = "Downloading"
+    TRAINING = "Training"
+    UPLOADING = "Uploading"
+    RESTARTING = "Restarting"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    MAX_RUNTIME_EXCEEDED = "MaxRuntimeExceeded"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+class EndpointStatus(StrEnum):
+    CREATING = "Creating"
+    UPDATING = "Updating"
+    IN_SERVICE = "InService"
+    FAILED = "Failed"
+
+
+class TransformJobStatus(StrEnum):
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
 
 
 class Base(DeclarativeBase):
@@ -45,8 +91,8 @@ class LogEvent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_name: Mapped[str] = mapped_column(ForeignKey("training_jobs.name", ondelete="CASCADE"), index=True)
-    timestamp: Mapped[int] = mapped_column(Integer)  # ms since the epoch, as CloudWatch
-    ingestion_time: Mapped[int] = mapped_column(Integer)
+    timestamp: Mapped[int] = mapped_column(BigInteger)  # ms since the epoch, as CloudWatch
+    ingestion_time: Mapped[int] = mapped_column(BigInteger)
     message: Mapped[str] = mapped_column(Text)
 
 

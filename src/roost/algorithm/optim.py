@@ -1,0 +1,63 @@
+"""SageMaker's optimizers and learning-rate schedule, as MXNet's ``fit.py`` wires them (docs/sagemaker.md,
+"Optimizers and the learning-rate schedule")."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from roost.algorithm.hyperparameters import HyperParameters
+
+log = logging.getLogger("roost.algorithm")
+
+
+def make_optimizer(model: nn.Module, hp: HyperParameters) -> torch.optim.Optimizer:
+    """SageMaker's optimizer names and arguments.
+
+    Like MXNet (``wd_mult`` 0 for biases, gamma and beta), weight decay applies
+    to conv and fully connected weights only, and - as SageMaker documents -
+    only for sgd and nag.
+    """
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_weight = name.endswith("weight") and p.ndim > 1
+        (decay if is_weight else no_decay).append(p)
+    wd = hp.weight_decay if hp.optimizer in ("sgd", "nag") else 0.0
+    groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
+    lr = hp.learning_rate
+    if hp.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=hp.momentum)
+    if hp.optimizer == "nag":
+        return torch.optim.SGD(groups, lr=lr, momentum=hp.momentum, nesterov=hp.momentum > 0)
+    if hp.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=lr, betas=(hp.beta_1, hp.beta_2), eps=hp.eps)
+    return torch.optim.RMSprop(groups, lr=lr, alpha=hp.gamma, eps=hp.eps)
+
+
+class MultiFactorSchedule:
+    """MXNet's ``MultiFactorScheduler`` over update counts, steps from epochs as ``fit.py`` computes them.
+
+    The container runs Python 2, so ``epoch_size`` is ``floor(num_training_samples / mini_batch_size)``.
+    """
+
+    def __init__(self, hp: HyperParameters) -> None:
+        self.base = hp.learning_rate
+        self.factor = hp.lr_scheduler_factor
+        epoch_size = max(1, hp.num_training_samples // hp.mini_batch_size)
+        self.steps = [epoch_size * e for e in (hp.lr_scheduler_step or ())]
+        self.index = 0
+
+    def lr(self, num_update: int) -> float:
+        """Learning rate for the ``num_update``-th update (1-based); logs each change like MXNet."""
+        while self.index < len(self.steps) and num_update > self.steps[self.index]:
+            self.index += 1
+            log.info("Update[%d]: Change learning rate to %0.5e", num_update, self.current)
+        return self.current
+
+    @property
+    def current(self) -> float:
+        return self.base * self.factor**self.index

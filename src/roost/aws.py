@@ -1,0 +1,111 @@
+"""AWS's conventions, written once for every service Roost answers.
+
+* :class:`ServiceError`: an error in AWS's shape (``__type`` code, message,
+  HTTP status, and any extra members the service model gives that error).
+* Validation messages worded as AWS words them (``1 validation error detected:
+  Value 'x' at 'member' failed to satisfy constraint: ...``).
+* :class:`Account`: the region and account id that ARNs carry.
+* Resource-name rules shared by every SageMaker resource.
+* Operation registration: a service class marks its methods with
+  ``@operation("CreateTrainingJob")`` and :func:`dispatch_table` maps
+  ``X-Amz-Target`` values (``SageMaker.CreateTrainingJob``) onto them, so adding
+  an operation is one decorated method and nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+#: SageMaker's pattern for training job, model, endpoint (config) and transform job names
+NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
+
+
+class ServiceError(Exception):
+    """An error as AWS answers it: ``__type`` code, message, HTTP status, extra members."""
+
+    def __init__(self, code: str, message: str, status: int = 400, **members: Any) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status, self.members = code, message, status, members
+
+    def body(self) -> dict[str, Any]:
+        return {"__type": self.code, "message": self.message, **self.members}
+
+
+def validation(message: str) -> ServiceError:
+    return ServiceError("ValidationException", message)
+
+
+def constraint(value: Any, member: str, rule: str) -> str:
+    """One problem, as AWS phrases a failed member constraint."""
+    return f"Value '{value}' at '{member}' failed to satisfy constraint: {rule}"
+
+
+def validation_errors(problems: list[str]) -> ServiceError:
+    n = len(problems)
+    return validation(f"{n} validation error{'s' if n > 1 else ''} detected: " + "; ".join(problems))
+
+
+def is_valid_name(name: Any) -> bool:
+    return isinstance(name, str) and re.fullmatch(NAME_PATTERN, name) is not None
+
+
+def check_name(name: Any, member: str) -> str:
+    """``name`` if it is a valid SageMaker resource name, else the ValidationException AWS answers."""
+    if not is_valid_name(name):
+        raise validation_errors([constraint(name, member, f"Member must satisfy regular expression pattern: {NAME_PATTERN}")])
+    return name
+
+
+@dataclass(frozen=True)
+class Account:
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+
+    def arn(self, resource_type: str, name: str, service: str = "sagemaker") -> str:
+        # SageMaker writes resource names in lower case inside ARNs
+        return f"arn:aws:{service}:{self.region}:{self.account_id}:{resource_type}/{name.lower()}"
+
+
+# --------------------------------------------------------------------------- operations
+
+Handler = Callable[[dict], dict]
+
+
+def operation(name: str) -> Callable[[Callable], Callable]:
+    """Mark a service method as the handler of the AWS operation ``name``."""
+
+    def mark(method: Callable) -> Callable:
+        method.__aws_operation__ = name  # type: ignore[attr-defined]
+        return method
+
+    return mark
+
+
+class Service:
+    """A group of operations answered under one ``X-Amz-Target`` prefix (``SageMaker``, ``Logs_20140328``)."""
+
+    target_prefix: ClassVar[str] = "SageMaker"
+
+    def operations(self) -> dict[str, Handler]:
+        """Operation name -> bound handler, for every method marked with :func:`operation`."""
+        found = {}
+        for attr in dir(type(self)):
+            name = getattr(getattr(type(self), attr), "__aws_operation__", None)
+            if name is not None:
+                found[name] = getattr(self, attr)
+        return found
+
+
+def dispatch_table(*services: Service) -> dict[str, Handler]:
+    """``X-Amz-Target`` -> handler over all ``services``; one operation answered twice is a bug."""
+    table: dict[str, Handler] = {}
+    for service in services:
+        for name, handler in service.operations().items():
+            target = f"{service.target_prefix}.{name}"
+            if target in table:
+                raise RuntimeError(f"{target} is registered twice")
+            table[target] = handler
+    return table
