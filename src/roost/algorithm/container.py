@@ -1,6 +1,6 @@
 """The algorithm as a SageMaker training container, on a folder laid out like ``/opt/ml``.
 
-Inputs (reference §7): ``input/config/hyperparameters.json``,
+Inputs (docs/sagemaker.md, "The training container"): ``input/config/hyperparameters.json``,
 ``input/config/inputdataconfig.json``, ``input/config/resourceconfig.json``,
 ``input/data/<channel>/``. Outputs: ``model/`` (SageMaker - or Roost's job
 runner - packs it into ``model.tar.gz``), ``output/data/`` (metrics), and on
@@ -27,7 +27,7 @@ from roost.formats.manifest import find_manifest, guess_attribute_names
 
 log = logging.getLogger("roost.algorithm")
 
-#: the keys of the container's own default-input.json (reference §1.1), with the effective values
+#: the keys of the container's own default-input.json (docs/sagemaker.md, "Container defaults")
 DEFAULT_KEYS = ("beta_1", "beta_2", "eps", "gamma", "optimizer", "momentum", "weight_decay", "learning_rate",
                 "lr_scheduler_factor", "epochs", "num_layers", "image_shape", "precision_dtype", "mini_batch_size",
                 "use_pretrained_model")

@@ -1,6 +1,6 @@
 """The algorithm's hyperparameters: one typed schema for the CLI, the API and the web form.
 
-Names, defaults and valid values are SageMaker's (reference §1.2). Values
+Names, defaults and valid values are SageMaker's (docs/sagemaker.md, "Hyperparameters"). Values
 arrive as strings, the way SageMaker passes them (``"0.1"``, ``"True"``,
 ``"10, 20"``, ``"3,224,224"``), or as native values from Python. Everything
 is checked before any work starts; an error names the hyperparameter, the
@@ -131,7 +131,7 @@ Flag = Annotated[int, BeforeValidator(_flag)]
 
 
 class HyperParameters(BaseModel):
-    """SageMaker image-classification hyperparameters (reference §1.2)."""
+    """SageMaker image-classification hyperparameters (docs/hyperparameters.md is generated from this)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -1,4 +1,4 @@
-"""Training-time preprocessing, after MXNet 1.3's default image augmenter (reference §1.3).
+"""Training-time preprocessing, after MXNet 1.3's default image augmenter (docs/sagemaker.md, "Augmentation").
 
 Per image: optional ``resize`` of the shorter side -> affine (rotation, shear,
 aspect; ``crop_color_transform``) -> crop to ``image_shape`` (random with any

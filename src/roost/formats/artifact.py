@@ -76,7 +76,7 @@ class ModelMeta:
 
 
 def serving_preprocessing(image_shape: list[int] | tuple[int, ...]) -> dict:
-    """What the endpoint does to a request image (reference §5), recorded with the model."""
+    """What the endpoint does to a request image (docs/sagemaker.md, "Inference"), recorded with the model."""
     c, h, w = image_shape
     return {
         "decode": "RGB" if c == 3 else "greyscale",
