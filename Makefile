@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine with only python3 and pip:
 #   make demo   - create .venv, install Roost, run the demo
-#   make test   - create .venv, install Roost, run the test suite
+#   make test   - create .venv, install Roost, check lint, format and types, run the whole test suite
+# While developing: make test-fast (no end-to-end training), make lint, make format.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,8 +9,9 @@ STAMP := $(VENV)/.installed
 # The CPU/CUDA torch build is chosen by pip for this exact pin; installing it
 # before Roost stops pip from resolving torch itself (and pulling other builds).
 TORCH := torch==2.13.0
+PYTEST := OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast lint format install clean
 
 install: $(STAMP)
 
@@ -24,8 +26,20 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE ./examples/demo.sh
 
-test: $(STAMP)
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
+	$(PYTEST)
+
+test-fast: $(STAMP)
+	$(PYTEST) -m "not slow"
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache
+	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

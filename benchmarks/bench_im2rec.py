@@ -22,8 +22,8 @@ import numpy as np
 from PIL import Image
 
 from roost.data import im2rec as core
-from roost.system import available_cores
 from roost.formats.lst import ListEntry, write_list
+from roost.system import available_cores
 
 
 def make_photos(folder: Path, n: int, size=(500, 375)) -> list[ListEntry]:
@@ -33,8 +33,10 @@ def make_photos(folder: Path, n: int, size=(500, 375)) -> list[ListEntry]:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     entries = []
     for i in range(n):
-        base = np.stack([(xx / w) * rng.uniform(60, 200), (yy / h) * rng.uniform(60, 200),
-                         np.full_like(xx, rng.uniform(40, 160))], axis=-1)
+        base = np.stack(
+            [(xx / w) * rng.uniform(60, 200), (yy / h) * rng.uniform(60, 200), np.full_like(xx, rng.uniform(40, 160))],
+            axis=-1,
+        )
         for _ in range(6):
             cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(15, 90)
             mask = ((xx - cx) ** 2 + (yy - cy) ** 2) < r * r
@@ -82,10 +84,13 @@ def main() -> None:
         results = {"pillow loop (baseline)": best_of(args.repeat, lambda: pillow_loop(folder, entries, args.resize))}
         for workers in (1, 2):
             results[f"roost im2rec, {workers} worker{'s' if workers > 1 else ''}"] = best_of(
-                args.repeat, lambda: core.pack_list(lst, folder, opts, num_workers=workers))
+                args.repeat, lambda workers=workers: core.pack_list(lst, folder, opts, num_workers=workers)
+            )
     base = n / results["pillow loop (baseline)"]
-    print(f"{n} JPEGs 500x375 -> --resize {args.resize}, JPEG q95; best of {args.repeat}; "
-          f"{available_cores()} cores available; python {sys.version.split()[0]}")
+    print(
+        f"{n} JPEGs 500x375 -> --resize {args.resize}, JPEG q95; best of {args.repeat}; "
+        f"{available_cores()} cores available; python {sys.version.split()[0]}"
+    )
     for name, seconds in results.items():
         rate = n / seconds
         print(f"  {name:<28} {rate:8.1f} img/s   ratio {rate / base:5.2f}x")

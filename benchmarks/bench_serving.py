@@ -42,16 +42,26 @@ def make_model(folder: Path) -> Path:
     model = ResNet(10, 18, (3, 224, 224)).eval()
     save_checkpoint(model, folder / "image-classification-0001.safetensors")
     write_model_shapes(folder, 1, (3, 224, 224))
-    meta = ModelMeta(num_classes=10, num_layers=18, image_shape=[3, 224, 224], hyperparameters={}, checkpoints=[],
-                     model="image-classification-0001.safetensors", preprocessing=serving_preprocessing((3, 224, 224)))
+    meta = ModelMeta(
+        num_classes=10,
+        num_layers=18,
+        image_shape=[3, 224, 224],
+        hyperparameters={},
+        checkpoints=[],
+        model="image-classification-0001.safetensors",
+        preprocessing=serving_preprocessing((3, 224, 224)),
+    )
     (folder / "roost-model.json").write_text(meta.to_json())
     return pack_model_dir(folder, folder.parent / "model.tar.gz")
 
 
 def stats(latencies: list[float], seconds: float, n: int) -> dict:
     q = sorted(latencies)
-    return {"p50": statistics.median(q) * 1000, "p99": q[min(len(q) - 1, int(len(q) * 0.99))] * 1000,
-            "rps": n / seconds}
+    return {
+        "p50": statistics.median(q) * 1000,
+        "p99": q[min(len(q) - 1, int(len(q) * 0.99))] * 1000,
+        "rps": n / seconds,
+    }
 
 
 def free_port() -> int:
@@ -62,8 +72,10 @@ def free_port() -> int:
 
 def serve(model: Path, max_batch: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "roost", "serve", str(model), "--port", str(port),
-                             "--max-batch", str(max_batch)], stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roost", "serve", str(model), "--port", str(port), "--max-batch", str(max_batch)],
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -125,11 +137,15 @@ def main() -> None:
                 proc.terminate()
                 proc.wait()
     base = results["bare forward (in process)"]
-    print(f"ResNet-18 3,224,224, CPU, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"JPEG 500x375 body ({len(body)} bytes)")
+    print(
+        f"ResNet-18 3,224,224, CPU, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"JPEG 500x375 body ({len(body)} bytes)"
+    )
     for name, r in results.items():
-        print(f"  {name:<32} p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  {r['rps']:6.1f} img/s  "
-              f"latency x{r['p50'] / base['p50']:.2f}  throughput x{r['rps'] / base['rps']:.2f}")
+        print(
+            f"  {name:<32} p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  {r['rps']:6.1f} img/s  "
+            f"latency x{r['p50'] / base['p50']:.2f}  throughput x{r['rps'] / base['rps']:.2f}"
+        )
 
 
 if __name__ == "__main__":

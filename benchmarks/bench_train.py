@@ -35,10 +35,10 @@ import torch.nn.functional as F  # noqa: E402
 
 from roost.algorithm.hyperparameters import parse_hyperparameters  # noqa: E402
 from roost.algorithm.train import TrainStep, load_channel, make_optimizer, pick_device  # noqa: E402
-from roost.system import available_cores  # noqa: E402
 from roost.data.dataset import make_loader  # noqa: E402
 from roost.formats import recordio  # noqa: E402
 from roost.models.resnet import ResNet  # noqa: E402
+from roost.system import available_cores  # noqa: E402
 
 MXNET = {18: 11.7, 20: 413.0}  # images/s, MXNet 1.9.1 on this machine (ResNet-20 measured at 3,32,32)
 
@@ -63,9 +63,17 @@ def timed(fn, steps: int, warmup: int) -> float:
 
 
 def _hp(layers: int, hw: int, batch: int):
-    return parse_hyperparameters({"num_classes": "10", "num_training_samples": "100000", "mini_batch_size": str(batch),
-                                  "num_layers": str(layers), "image_shape": f"3,{hw},{hw}",
-                                  "augmentation_type": "crop", "resize": str(hw + hw // 7)})
+    return parse_hyperparameters(
+        {
+            "num_classes": "10",
+            "num_training_samples": "100000",
+            "mini_batch_size": str(batch),
+            "num_layers": str(layers),
+            "image_shape": f"3,{hw},{hw}",
+            "augmentation_type": "crop",
+            "resize": str(hw + hw // 7),
+        }
+    )
 
 
 def baseline(layers: int, hw: int, batch: int, steps: int) -> float:
@@ -129,8 +137,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=available_cores(), help="loader workers")
     args = ap.parse_args()
     configs = [(20, 28, 128, 8 if args.quick else 30), (18, 224, 32, 2 if args.quick else 6)]
-    print(f"torch {torch.__version__}, {available_cores()} threads, {args.workers} loader workers, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+    print(
+        f"torch {torch.__version__}, {available_cores()} threads, {args.workers} loader workers, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+    )
     # every baseline first: Roost's process settings (pick_device) must not help them
     base = {layers: baseline(layers, hw, batch, steps) for layers, hw, batch, steps in configs}
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,8 +151,10 @@ def main() -> None:
             res = {"baseline (eager, NCHW)": base[layers], **roost(layers, hw, batch, steps, rec, args.workers)}
             print(f"\nResNet-{layers} at 3,{hw},{hw}, batch {batch}:")
             for name, rate in res.items():
-                print(f"  {name:<30} {rate:8.1f} img/s   {rate / base[layers]:5.2f}x baseline   "
-                      f"{rate / MXNET[layers]:5.2f}x MXNet ({MXNET[layers]:g} img/s)")
+                print(
+                    f"  {name:<30} {rate:8.1f} img/s   {rate / base[layers]:5.2f}x baseline   "
+                    f"{rate / MXNET[layers]:5.2f}x MXNet ({MXNET[layers]:g} img/s)"
+                )
 
 
 if __name__ == "__main__":

@@ -53,8 +53,14 @@ def single_entry_rec(tmp: Path, label: float) -> Path:
     return tmp / "one.rec"
 
 
-BASE_HP = {"num_classes": "3", "mini_batch_size": "8", "num_layers": "8", "image_shape": "3,16,16", "epochs": "2",
-           "learning_rate": "0.05"}
+BASE_HP = {
+    "num_classes": "3",
+    "mini_batch_size": "8",
+    "num_layers": "8",
+    "image_shape": "3,16,16",
+    "epochs": "2",
+    "learning_rate": "0.05",
+}
 
 
 def run_job(job: Path, channels: dict, hp: dict, **kwargs) -> tuple[int, Path]:
@@ -120,14 +126,30 @@ class Server:
     def start(self):
         import requests
 
-        args = [sys.executable, "-m", "roost", "server", "--port", str(self.port), "--data-dir", str(self.data_dir),
-                "--stop-grace", "3"]
+        args = [
+            sys.executable,
+            "-m",
+            "roost",
+            "server",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            "--stop-grace",
+            "3",
+        ]
         for k, v in self.flags.items():
             args += [f"--{k.replace('_', '-')}", str(v)]
-        env = {**os.environ, "ROOST_ACCESS_KEY_ID": KEY, "ROOST_SECRET_ACCESS_KEY": SECRET, "OMP_NUM_THREADS": "1",
-               **self.env}
-        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+        env = {
+            **os.environ,
+            "ROOST_ACCESS_KEY_ID": KEY,
+            "ROOST_SECRET_ACCESS_KEY": SECRET,
+            "OMP_NUM_THREADS": "1",
+            **self.env,
+        }
+        self.proc = subprocess.Popen(
+            args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
@@ -153,7 +175,11 @@ class Server:
         import boto3
         from botocore.config import Config
 
-        return boto3.client(service, endpoint_url=self.url, region_name="us-east-1", aws_access_key_id=key,
-                            aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
-
-
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            config=Config(retries={"max_attempts": 1}),
+        )

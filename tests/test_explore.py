@@ -21,7 +21,10 @@ def test_folder_report(birds):
     report, picks = ex.explore(birds, image_shape=(3, 224, 224), min_per_class=9)
     assert report.kind == "folder" and report.images == 24
     assert [(c.id, c.name, c.images, c.unreadable) for c in report.classes] == [
-        (0, "american_goldfinch", 8, 0), (1, "blue_jay", 8, 0), (2, "northern_cardinal", 8, 1)]
+        (0, "american_goldfinch", 8, 0),
+        (1, "blue_jay", 8, 0),
+        (2, "northern_cardinal", 8, 1),
+    ]
     assert report.sizes["width"] == {"min": 120, "median": 280.0, "max": 400}
     assert report.sizes["height"]["min"] == 90 and sum(report.sizes["histogram"]["counts"]) == 23
     assert [p for p, _ in report.unreadable] == [str(birds / "northern_cardinal" / "ncard_08_corrupt.jpg")]
@@ -85,15 +88,22 @@ def test_pictures_and_json(birds, tmp_path):
 
 
 def test_cli(birds, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "roost", "explore", str(birds), "--json", "--grid", str(tmp_path / "s.png")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "roost", "explore", str(birds), "--json", "--grid", str(tmp_path / "s.png")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["images"] == 24 and (tmp_path / "s.png").is_file()
-    r = subprocess.run([sys.executable, "-m", "roost", "explore", str(birds), "--image-shape", "3,300,300"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "roost", "explore", str(birds), "--image-shape", "3,300,300"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0 and "northern_cardinal" in r.stdout and "smaller than 300x300" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "roost", "explore", str(birds), "--image-shape", "224"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "roost", "explore", str(birds), "--image-shape", "224"], capture_output=True, text=True
+    )
     assert r.returncode == 2 and "three positive integers" in r.stderr
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -28,11 +28,22 @@ def fixtures(mxnet_fixtures):
 
 
 def _deploy(sm, name, model_url, instances=1):
-    sm.create_model(ModelName=name, ExecutionRoleArn=ROLE,
-                    PrimaryContainer={"Image": "image-classification:1", "ModelDataUrl": model_url})
-    sm.create_endpoint_config(EndpointConfigName=f"{name}-config", ProductionVariants=[
-        {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": instances,
-         "InstanceType": "ml.m5.large"}])
+    sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": "image-classification:1", "ModelDataUrl": model_url},
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=f"{name}-config",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InitialInstanceCount": instances,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
     sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-config")
 
 
@@ -48,8 +59,9 @@ def test_endpoint_serves_a_sagemaker_artifact(server, fixtures):
     r = rt.invoke_endpoint(EndpointName="birds", ContentType="image/png", Body=img)
     assert r["ContentType"] == "application/json" and r["InvokedProductionVariant"] == "AllTraffic"
     np.testing.assert_allclose(json.loads(r["Body"].read()), expected["test_0.png"], atol=1e-4)
-    r = rt.invoke_endpoint(EndpointName="birds", ContentType="application/x-image", Accept="application/jsonlines",
-                           Body=img)
+    r = rt.invoke_endpoint(
+        EndpointName="birds", ContentType="application/x-image", Accept="application/jsonlines", Body=img
+    )
     assert list(json.loads(r["Body"].read())) == ["prediction"]
     r = rt.invoke_endpoint(EndpointName="birds", ContentType="image/jpeg", Body=img, CustomAttributes="top_k=2")
     assert json.loads(r["Body"].read())["top_k"][0]["class"] == int(np.argmax(expected["test_0.png"]))
@@ -63,7 +75,10 @@ def test_invocation_errors(server, fixtures):
     sm.get_waiter("endpoint_in_service").wait(EndpointName="birds", WaiterConfig=FAST)
     with pytest.raises(rt.exceptions.ModelError) as err:
         rt.invoke_endpoint(EndpointName="birds", ContentType="image/png", Body=b"not an image")
-    assert err.value.response["OriginalStatusCode"] == 400 and "cannot be decoded" in err.value.response["Error"]["Message"]
+    assert (
+        err.value.response["OriginalStatusCode"] == 400
+        and "cannot be decoded" in err.value.response["Error"]["Message"]
+    )
     with pytest.raises(ClientError) as err:
         rt.invoke_endpoint(EndpointName="birds", ContentType="image/png", Body=b"\0" * (6 * 1024 * 1024 + 10))
     assert err.value.response["Error"]["Code"] == "ValidationError" and "6 MB" in err.value.response["Error"]["Message"]
@@ -90,10 +105,17 @@ def test_failed_update_delete_and_restart(fixtures, tmp_path):
 
         _deploy(sm, "cards", str(folder / "resnet20_3x28x28" / "model.tar.gz"))
         sm.get_waiter("endpoint_in_service").wait(EndpointName="cards", WaiterConfig=FAST)
-        sm.create_model(ModelName="other", ExecutionRoleArn=ROLE, PrimaryContainer={
-            "Image": "x", "ModelDataUrl": str(folder / "resnet18_3x64x64" / "model.tar.gz")})
-        sm.create_endpoint_config(EndpointConfigName="other-config", ProductionVariants=[
-            {"VariantName": "v2", "ModelName": "other", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+        sm.create_model(
+            ModelName="other",
+            ExecutionRoleArn=ROLE,
+            PrimaryContainer={"Image": "x", "ModelDataUrl": str(folder / "resnet18_3x64x64" / "model.tar.gz")},
+        )
+        sm.create_endpoint_config(
+            EndpointConfigName="other-config",
+            ProductionVariants=[
+                {"VariantName": "v2", "ModelName": "other", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+            ],
+        )
         sm.update_endpoint(EndpointName="cards", EndpointConfigName="other-config")
         sm.get_waiter("endpoint_in_service").wait(EndpointName="cards", WaiterConfig=FAST)
         img = (folder / "test_5.png").read_bytes()
@@ -124,13 +146,22 @@ def test_model_errors(server, fixtures, tmp_path):
     folder, _ = fixtures
     sm = server.client()
     with pytest.raises(ClientError, match="must point to a tar.gz file"):
-        sm.create_model(ModelName="bad", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "x", "ModelDataUrl": str(folder)})
+        sm.create_model(
+            ModelName="bad", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "x", "ModelDataUrl": str(folder)}
+        )
     with pytest.raises(ClientError, match="Could not find model data"):
-        sm.create_model(ModelName="bad", ExecutionRoleArn=ROLE,
-                        PrimaryContainer={"Image": "x", "ModelDataUrl": str(tmp_path / "none.tar.gz")})
+        sm.create_model(
+            ModelName="bad",
+            ExecutionRoleArn=ROLE,
+            PrimaryContainer={"Image": "x", "ModelDataUrl": str(tmp_path / "none.tar.gz")},
+        )
     with pytest.raises(ClientError, match="Could not find model"):
-        sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[
-            {"VariantName": "v", "ModelName": "missing", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+        sm.create_endpoint_config(
+            EndpointConfigName="c",
+            ProductionVariants=[
+                {"VariantName": "v", "ModelName": "missing", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+            ],
+        )
 
 
 def test_batch_transform(server, fixtures, tmp_path):
@@ -140,15 +171,26 @@ def test_batch_transform(server, fixtures, tmp_path):
     images.mkdir()
     for i in range(3):
         shutil.copy(folder / f"test_{i}.png", images / f"test_{i}.png")
-    sm.create_model(ModelName="batch-model", ExecutionRoleArn=ROLE, PrimaryContainer={
-        "Image": "x", "ModelDataUrl": str(folder / "resnet20_3x28x28" / "model.tar.gz")})
+    sm.create_model(
+        ModelName="batch-model",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": "x", "ModelDataUrl": str(folder / "resnet20_3x28x28" / "model.tar.gz")},
+    )
     sm.create_transform_job(
-        TransformJobName="birds-batch", ModelName="batch-model", MaxConcurrentTransforms=16, MaxPayloadInMB=6,
+        TransformJobName="birds-batch",
+        ModelName="batch-model",
+        MaxConcurrentTransforms=16,
+        MaxPayloadInMB=6,
         BatchStrategy="SingleRecord",
-        TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": images.as_uri()}},
-                        "ContentType": "application/x-image", "SplitType": "None", "CompressionType": "None"},
+        TransformInput={
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": images.as_uri()}},
+            "ContentType": "application/x-image",
+            "SplitType": "None",
+            "CompressionType": "None",
+        },
         TransformOutput={"S3OutputPath": (tmp_path / "out").as_uri()},
-        TransformResources={"InstanceCount": 1, "InstanceType": "ml.m5.large"})
+        TransformResources={"InstanceCount": 1, "InstanceType": "ml.m5.large"},
+    )
     sm.get_waiter("transform_job_completed_or_stopped").wait(TransformJobName="birds-batch", WaiterConfig=FAST)
     assert sm.describe_transform_job(TransformJobName="birds-batch")["TransformJobStatus"] == "Completed"
     for i in range(3):

@@ -1,8 +1,8 @@
 import pytest
 
 from roost.algorithm.hyperparameters import (
-    HyperParameters,
     HyperparameterError,
+    HyperParameters,
     markdown_table,
     parse_hyperparameters,
     parse_key_values,
@@ -12,7 +12,11 @@ BASE = {"num_classes": "4", "num_training_samples": "322"}
 
 # name: (default, [(valid string, parsed)], [invalid strings])
 TABLE = {
-    "augmentation_type": (None, [("crop", "crop"), ("crop_color", "crop_color"), ("crop_color_transform", "crop_color_transform")], ["flip", ""]),
+    "augmentation_type": (
+        None,
+        [("crop", "crop"), ("crop_color", "crop_color"), ("crop_color_transform", "crop_color_transform")],
+        ["flip", ""],
+    ),
     "beta_1": (0.9, [("0.5", 0.5), ("0", 0.0), ("1", 1.0)], ["1.5", "-0.1", "abc"]),
     "beta_2": (0.999, [("0.99", 0.99)], ["2"]),
     "checkpoint_frequency": (None, [("5", 5)], ["0", "-1", "x", "1.5"]),
@@ -23,12 +27,19 @@ TABLE = {
     "epochs": (30, [("12", 12), ("12.0", 12)], ["0", "12.5", "ten"]),
     "eps": (1e-8, [("1e-6", 1e-6)], ["2"]),
     "gamma": (0.9, [("0.95", 0.95)], ["-1"]),
-    "image_shape": ((3, 224, 224), [("3,224,224", (3, 224, 224)), ("3, 180, 320", (3, 180, 320)), ("1,256,256", (1, 256, 256))],
-                    ["224,224", "3x224x224", "2,224,224", "3,0,224"]),
+    "image_shape": (
+        (3, 224, 224),
+        [("3,224,224", (3, 224, 224)), ("3, 180, 320", (3, 180, 320)), ("1,256,256", (1, 256, 256))],
+        ["224,224", "3x224x224", "2,224,224", "3,0,224"],
+    ),
     "kv_store": (None, [("dist_sync", "dist_sync"), ("dist_async", "dist_async")], ["device", "local"]),
     "learning_rate": (0.1, [("0.001", 0.001)], ["1.01", "fast"]),
     "lr_scheduler_factor": (0.1, [("0.5", 0.5)], ["3"]),
-    "lr_scheduler_step": (None, [("10, 20", (10, 20)), ("5", (5,)), ("3,6,9", (3, 6, 9))], ["20,10", "10,10", "0,5", "a,b"]),
+    "lr_scheduler_step": (
+        None,
+        [("10, 20", (10, 20)), ("5", (5,)), ("3,6,9", (3, 6, 9))],
+        ["20,10", "10,10", "0,5", "a,b"],
+    ),
     "mini_batch_size": (32, [("8", 8)], ["0", "-4"]),
     "momentum": (0.9, [("0", 0.0)], ["1.2"]),
     "multi_label": (0, [("1", 1), ("0", 0)], ["2", "maybe"]),
@@ -66,7 +77,9 @@ def test_required():
 
 
 def test_unknown_is_rejected_with_suggestion_and_sagemaker_keys_are_ignored():
-    with pytest.raises(HyperparameterError, match="unknown hyperparameter 'learnig_rate'; did you mean 'learning_rate'"):
+    with pytest.raises(
+        HyperparameterError, match="unknown hyperparameter 'learnig_rate'; did you mean 'learning_rate'"
+    ):
         parse_hyperparameters({**BASE, "learnig_rate": "0.1"})
     hp = parse_hyperparameters({**BASE, "_tuning_objective_metric": "validation:accuracy", "sagemaker_region": "x"})
     assert hp.num_classes == 4
@@ -97,9 +110,17 @@ def test_cross_field_valid_combinations():
 
 
 def test_native_python_values_and_string_roundtrip():
-    hp = parse_hyperparameters({"num_classes": 10, "num_training_samples": 100, "image_shape": (3, 32, 32),
-                                "num_layers": 20 + 0 * 1, "early_stopping": True, "lr_scheduler_step": [2, 4]}
-                               | {"image_shape": "3,28,28"})
+    hp = parse_hyperparameters(
+        {
+            "num_classes": 10,
+            "num_training_samples": 100,
+            "image_shape": (3, 32, 32),
+            "num_layers": 20 + 0 * 1,
+            "early_stopping": True,
+            "lr_scheduler_step": [2, 4],
+        }
+        | {"image_shape": "3,28,28"}
+    )
     again = parse_hyperparameters(hp.to_strings())
     assert again == hp
     assert hp.to_strings()["lr_scheduler_step"] == "2,4" and hp.to_strings()["early_stopping"] == "True"

@@ -63,7 +63,7 @@ def _records(rec_path):
     idx = recordio.read_index(recordio.index_path_for(rec_path))
     out = []
     with recordio.RecordReader(rec_path) as r:
-        for key, (offset, data) in zip(idx, r.iter_with_offsets()):
+        for key, (offset, data) in zip(idx, r.iter_with_offsets(), strict=True):
             assert idx[key] == offset
             header, img = recordio.unpack(data)
             out.append((key, header, img))
@@ -75,14 +75,21 @@ def _pack_fixture_set(im2rec_dir, tmp_path, name, workers):
     src = im2rec_dir / "rec" / name
     lst = next(src.glob("*.lst"))
     shutil.copy(lst, tmp_path / lst.name)
-    summary = core.pack_list(tmp_path / lst.name, im2rec_dir / "images", core.EncodeOptions(**OPTION_SETS[name]),
-                             num_workers=workers, on_skip=lambda *a: None)
+    summary = core.pack_list(
+        tmp_path / lst.name,
+        im2rec_dir / "images",
+        core.EncodeOptions(**OPTION_SETS[name]),
+        num_workers=workers,
+        on_skip=lambda *a: None,
+    )
     return summary, src / (lst.stem + ".rec"), tmp_path / (lst.stem + ".rec")
 
 
 @pytest.mark.parametrize("name", sorted(OPTION_SETS))
 def test_rec_mode_matches_mxnet(im2rec_dir, tmp_path, name):
-    summary, theirs, ours = _pack_fixture_set(im2rec_dir, tmp_path, name, workers=1 if name == "single_thread_crash" else 2)
+    summary, theirs, ours = _pack_fixture_set(
+        im2rec_dir, tmp_path, name, workers=1 if name == "single_thread_crash" else 2
+    )
     expected = json.loads((theirs.parent / "records.json").read_text())
     mine, mx = _records(ours), _records(theirs)
     assert [k for k, _, _ in mine] == [k for k, _, _ in mx] == [r["key"] for r in expected]
@@ -94,7 +101,7 @@ def test_rec_mode_matches_mxnet(im2rec_dir, tmp_path, name):
     # the corrupt JPEG is skipped and reported, never fatal
     assert [p for p, _ in summary.skipped] == ["northern_cardinal/ncard_08_corrupt.jpg"]
     assert summary.written == summary.total - 1 == len(expected)
-    for (key, h1, img1), (_, h2, img2), rec in zip(mine, mx, expected):
+    for (key, h1, img1), (_, h2, img2), rec in zip(mine, mx, expected, strict=True):
         assert (h1.flag, h1.id, h1.id2) == (h2.flag, h2.id, h2.id2) == (rec["flag"], rec["id"], rec["id2"])
         labels = h1.label.tolist() if h1.flag else h1.label
         assert labels == rec["label"]
@@ -195,11 +202,24 @@ def _roost(*args, cwd):
 
 def test_cli_end_to_end_on_fixtures(im2rec_dir, tmp_path):
     shutil.copytree(im2rec_dir / "images", tmp_path / "images")
-    r = _roost("im2rec", "--list", "--recursive", "--train-ratio", "0.75", "--test-ratio", "0.1", "birds", "images", cwd=tmp_path)
+    r = _roost(
+        "im2rec",
+        "--list",
+        "--recursive",
+        "--train-ratio",
+        "0.75",
+        "--test-ratio",
+        "0.1",
+        "birds",
+        "images",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout == "american_goldfinch 0\nblue_jay 1\nnorthern_cardinal 2\n"
     for part in ("train", "val", "test"):
-        assert (tmp_path / f"birds_{part}.lst").read_bytes() == (im2rec_dir / "lists" / f"birds_{part}.lst").read_bytes()
+        assert (tmp_path / f"birds_{part}.lst").read_bytes() == (
+            im2rec_dir / "lists" / f"birds_{part}.lst"
+        ).read_bytes()
     r = _roost("im2rec", "--num-thread", "2", "--resize", "64", "birds", "images", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("Creating .rec file from") == 3

@@ -7,7 +7,7 @@ import pytest
 
 from helpers import BASE_HP, failure, make_rec_split, run_job, split_folders
 from roost.data import im2rec
-from roost.formats.artifact import read_meta, read_members
+from roost.formats.artifact import read_members, read_meta
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,11 @@ def _hp(n, **extra):
 
 def test_image_mode_with_lst(folders, tmp_path):
     tmp, train, val = folders
-    status, job = run_job(tmp_path / "job", {"train": train, "train_lst": tmp / "train.lst", "validation": val,
-                                             "validation_lst": tmp / "val.lst"}, _hp(30, resize=20))
+    status, job = run_job(
+        tmp_path / "job",
+        {"train": train, "train_lst": tmp / "train.lst", "validation": val, "validation_lst": tmp / "val.lst"},
+        _hp(30, resize=20),
+    )
     assert status == 0, failure(job)
     log = (job / "output" / "data" / "metrics.csv").read_text()
     assert log.count("\n") == 3
@@ -55,16 +58,22 @@ def test_lst_traps_are_clear_errors(folders, tmp_path, line, message):
     tmp, train, val = folders
     bad = tmp_path / "bad.lst"
     bad.write_text((tmp / "train.lst").read_text() + line)
-    status, job = run_job(tmp_path / "job", {"train": train, "train_lst": bad, "validation": val,
-                                             "validation_lst": tmp / "val.lst"}, _hp(30))
+    status, job = run_job(
+        tmp_path / "job",
+        {"train": train, "train_lst": bad, "validation": val, "validation_lst": tmp / "val.lst"},
+        _hp(30),
+    )
     assert status == 1
     assert failure(job).startswith("ClientError: ") and message in failure(job)
 
 
 def test_train_and_validation_on_the_same_images(folders, tmp_path):
     tmp, train, _ = folders
-    status, job = run_job(tmp_path / "job", {"train": train, "train_lst": tmp / "train.lst", "validation": train,
-                                             "validation_lst": tmp / "train.lst"}, _hp(30))
+    status, job = run_job(
+        tmp_path / "job",
+        {"train": train, "train_lst": tmp / "train.lst", "validation": train, "validation_lst": tmp / "train.lst"},
+        _hp(30),
+    )
     assert status == 1 and "are also training images" in failure(job)
 
 
@@ -82,22 +91,33 @@ def test_augmented_manifests(folders, tmp_path):
     tmp, train, val = folders
     train_m = _manifest(tmp / "train.manifest", train)  # relative paths
     val_m = _manifest(tmp_path / "val.jsonl", val, uri=True)  # file:// URIs
-    status, job = run_job(tmp_path / "job", {"train": train_m, "validation": val_m}, _hp(30),
-                          attribute_names=["source-ref", "class"])
+    status, job = run_job(
+        tmp_path / "job", {"train": train_m, "validation": val_m}, _hp(30), attribute_names=["source-ref", "class"]
+    )
     assert status == 0, failure(job)
     cfg = json.loads((job / "input" / "config" / "inputdataconfig.json").read_text())
-    assert cfg["train"]["S3DataType"] == "AugmentedManifestFile" and cfg["train"]["ContentType"] == "application/x-recordio"
+    assert (
+        cfg["train"]["S3DataType"] == "AugmentedManifestFile"
+        and cfg["train"]["ContentType"] == "application/x-recordio"
+    )
 
 
 def test_manifest_errors(folders, tmp_path):
     tmp, train, val = folders
     m = _manifest(tmp_path / "t.manifest", train, fmt=lambda k: k + 5)
-    status, job = run_job(tmp_path / "job", {"train": m, "validation": _manifest(tmp_path / "v.jsonl", val)},
-                          _hp(30), attribute_names=["source-ref", "class"])
+    status, job = run_job(
+        tmp_path / "job",
+        {"train": m, "validation": _manifest(tmp_path / "v.jsonl", val)},
+        _hp(30),
+        attribute_names=["source-ref", "class"],
+    )
     assert status == 1 and "label 5 is outside 0..2" in failure(job)
-    status, job = run_job(tmp_path / "job", {"train": _manifest(tmp_path / "t.manifest", train),
-                                             "validation": _manifest(tmp_path / "v.jsonl", val)},
-                          _hp(30), attribute_names=["source-ref", "label"])
+    status, job = run_job(
+        tmp_path / "job",
+        {"train": _manifest(tmp_path / "t.manifest", train), "validation": _manifest(tmp_path / "v.jsonl", val)},
+        _hp(30),
+        attribute_names=["source-ref", "label"],
+    )
     assert status == 1 and "no 'label' attribute" in failure(job)
 
 
@@ -105,8 +125,10 @@ def test_recordio_still_default_and_content_type_from_files(tmp_path):
     train, val, n = make_rec_split(tmp_path / "d")
     status, job = run_job(tmp_path / "job", {"train": train, "validation": val}, _hp(n))
     assert status == 0, failure(job)
-    assert json.loads((job / "input" / "config" / "inputdataconfig.json").read_text())["train"]["ContentType"] == \
-        "application/x-recordio"
+    assert (
+        json.loads((job / "input" / "config" / "inputdataconfig.json").read_text())["train"]["ContentType"]
+        == "application/x-recordio"
+    )
 
 
 def test_class_names_from_the_lst_beside_the_rec(tmp_path):

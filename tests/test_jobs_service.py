@@ -9,10 +9,10 @@ from botocore.credentials import Credentials
 
 from helpers import make_rec_split
 from roost.api.auth import AuthError, load_or_create_keys, verify
-from roost.storage.database import open_database
-from roost.jobs.logs import matches
 from roost.aws import ServiceError
+from roost.jobs.logs import matches
 from roost.jobs.service import TrainingJobService, final_metrics
+from roost.storage.database import open_database
 
 
 @pytest.fixture()
@@ -27,13 +27,19 @@ def recs(tmp_path_factory):
 
 def request(recs, name, **extra):
     train, val, n = recs
-    req = {"TrainingJobName": name, "AlgorithmSpecification": {"TrainingImage": "x", "TrainingInputMode": "File"},
-           "RoleArn": "arn:aws:iam::123456789012:role/r", "OutputDataConfig": {"S3OutputPath": "file:///tmp/out"},
-           "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 5},
-           "StoppingCondition": {"MaxRuntimeInSeconds": 60},
-           "HyperParameters": {"num_classes": "3", "num_training_samples": str(n), "mini_batch_size": "4"},
-           "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {"S3Uri": str(train)}}},
-                               {"ChannelName": "validation", "DataSource": {"S3DataSource": {"S3Uri": str(val)}}}]}
+    req = {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {"TrainingImage": "x", "TrainingInputMode": "File"},
+        "RoleArn": "arn:aws:iam::123456789012:role/r",
+        "OutputDataConfig": {"S3OutputPath": "file:///tmp/out"},
+        "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 5},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+        "HyperParameters": {"num_classes": "3", "num_training_samples": str(n), "mini_batch_size": "4"},
+        "InputDataConfig": [
+            {"ChannelName": "train", "DataSource": {"S3DataSource": {"S3Uri": str(train)}}},
+            {"ChannelName": "validation", "DataSource": {"S3DataSource": {"S3Uri": str(val)}}},
+        ],
+    }
     req.update(extra)
     return req
 
@@ -58,8 +64,9 @@ def test_limits_listing_and_stop(service, recs):
     assert names == ["a-job", "b-job"]
     page = service.list_training_jobs({"MaxResults": 1, "SortBy": "CreationTime", "SortOrder": "Descending"})
     assert page["TrainingJobSummaries"][0]["TrainingJobName"] == "a-job" and "NextToken" in page
-    nxt = service.list_training_jobs({"MaxResults": 1, "SortBy": "CreationTime", "SortOrder": "Descending",
-                                      "NextToken": page["NextToken"]})
+    nxt = service.list_training_jobs(
+        {"MaxResults": 1, "SortBy": "CreationTime", "SortOrder": "Descending", "NextToken": page["NextToken"]}
+    )
     assert nxt["TrainingJobSummaries"][0]["TrainingJobName"] == "b-job" and "NextToken" not in nxt
     assert service.list_training_jobs({"NameContains": "a-"})["TrainingJobSummaries"][0]["TrainingJobName"] == "a-job"
     service.stop_training_job({"TrainingJobName": "a-job"})
@@ -74,13 +81,19 @@ def test_limits_listing_and_stop(service, recs):
 
 def test_final_metrics_take_the_last_value():
     lines = [(1.0, "Epoch[0] Validation-accuracy=0.5"), (2.0, "noise"), (3.0, "Epoch[1] Validation-accuracy=0.75")]
-    got = final_metrics([{"Name": "validation:accuracy", "Regex": r"Validation-accuracy=([0-9.]+)"},
-                         {"Name": "bad", "Regex": "("}, {"Name": "absent", "Regex": "nothing=(\\d)"}], lines)
+    got = final_metrics(
+        [
+            {"Name": "validation:accuracy", "Regex": r"Validation-accuracy=([0-9.]+)"},
+            {"Name": "bad", "Regex": "("},
+            {"Name": "absent", "Regex": "nothing=(\\d)"},
+        ],
+        lines,
+    )
     assert got == [{"MetricName": "validation:accuracy", "Value": 0.75, "Timestamp": 3.0}]
 
 
 def test_filter_patterns():
-    assert matches('Epoch[3] Validation-accuracy=0.5', '"Validation-accuracy"')
+    assert matches("Epoch[3] Validation-accuracy=0.5", '"Validation-accuracy"')
     assert matches("a b c", "a c") and not matches("a b", "a c")
     assert not matches("Epoch[1] Train-accuracy", "Epoch -Train")
 
@@ -95,8 +108,12 @@ def test_first_start_creates_keys(tmp_path):
 
 
 def _signed(secret="S", when=None, body=b"{}"):
-    req = AWSRequest(method="POST", url="http://127.0.0.1:8080/", data=body,
-                     headers={"X-Amz-Target": "SageMaker.ListTrainingJobs", "Content-Type": "application/x-amz-json-1.1"})
+    req = AWSRequest(
+        method="POST",
+        url="http://127.0.0.1:8080/",
+        data=body,
+        headers={"X-Amz-Target": "SageMaker.ListTrainingJobs", "Content-Type": "application/x-amz-json-1.1"},
+    )
     SigV4Auth(Credentials("K", secret), "sagemaker", "us-east-1").add_auth(req)
     return dict(req.headers.items())
 
@@ -107,6 +124,6 @@ def test_sigv4_accepts_botocore_and_rejects_tampering():
     with pytest.raises(AuthError) as err:
         verify("POST", "http://127.0.0.1:8080/", headers, b'{"x": 1}', {"K": "S"})
     assert err.value.code == "InvalidSignatureException"
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=20)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=20)
     with pytest.raises(AuthError, match="Signature expired"):
         verify("POST", "http://127.0.0.1:8080/", headers, b"{}", {"K": "S"}, now=later)

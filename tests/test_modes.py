@@ -48,9 +48,11 @@ def multi(tmp_path_factory):
 
 def test_multilabel_from_lst_with_weighted_loss(multi, tmp_path, caplog):
     train_root, train_lst, val_root, val_lst = multi
-    status, job = run_job(tmp_path / "job", {"train": train_root, "train_lst": train_lst, "validation": val_root,
-                                             "validation_lst": val_lst},
-                          _hp(40, multi_label=1, use_weighted_loss=1, epochs=3))
+    status, job = run_job(
+        tmp_path / "job",
+        {"train": train_root, "train_lst": train_lst, "validation": val_root, "validation_lst": val_lst},
+        _hp(40, multi_label=1, use_weighted_loss=1, epochs=3),
+    )
     assert status == 0, failure(job)
     last = json.loads((job / "output" / "data" / "metrics.jsonl").read_text().splitlines()[-1])
     assert 0 <= last["validation_accuracy"] <= 1 and last["validation_map"] is not None
@@ -65,30 +67,45 @@ def test_multilabel_recordio_and_label_count_mismatch(multi, tmp_path):
     for root, lst, stem in ((train_root, train_lst, "train"), (val_root, val_lst, "val")):
         shutil.copy(lst, tmp_path / f"{stem}.lst")
         im2rec.pack_list(tmp_path / f"{stem}.lst", root, im2rec.EncodeOptions(pack_label=True, encoding=".png"))
-    status, job = run_job(tmp_path / "job", {"train": tmp_path / "train.rec", "validation": tmp_path / "val.rec"},
-                          _hp(40, multi_label=1))
+    status, job = run_job(
+        tmp_path / "job", {"train": tmp_path / "train.rec", "validation": tmp_path / "val.rec"}, _hp(40, multi_label=1)
+    )
     assert status == 0, failure(job)
-    status, job = run_job(tmp_path / "job2", {"train": tmp_path / "train.rec", "validation": tmp_path / "val.rec"},
-                          _hp(40, multi_label=1, num_classes=4))
+    status, job = run_job(
+        tmp_path / "job2",
+        {"train": tmp_path / "train.rec", "validation": tmp_path / "val.rec"},
+        _hp(40, multi_label=1, num_classes=4),
+    )
     assert status == 1
-    assert "Mismatch between number of labels in the multi-label data (3) and the num_classes parameter (4)" in failure(job)
+    assert "Mismatch between number of labels in the multi-label data (3) and the num_classes parameter (4)" in failure(
+        job
+    )
 
 
 def test_multilabel_class_id_manifest(multi, tmp_path):
     train_root, train_lst, val_root, val_lst = multi
 
     def manifest(path, root, lst):
-        rows = [json.dumps({"source-ref": str(root / e.path), "labels": [i for i, v in enumerate(e.labels) if v]})
-                for e in read_list(lst)]
+        rows = [
+            json.dumps({"source-ref": str(root / e.path), "labels": [i for i, v in enumerate(e.labels) if v]})
+            for e in read_list(lst)
+        ]
         path.write_text("\n".join(rows) + "\n")
         return path
 
-    status, job = run_job(tmp_path / "job", {"train": manifest(tmp_path / "t.manifest", train_root, train_lst),
-                                             "validation": manifest(tmp_path / "v.manifest", val_root, val_lst)},
-                          _hp(40, multi_label=1),
-                          content_types={"train": "application/x-recordio; label-format=class-id",
-                                         "validation": "application/x-recordio; label-format=class-id"},
-                          attribute_names=["source-ref", "labels"])
+    status, job = run_job(
+        tmp_path / "job",
+        {
+            "train": manifest(tmp_path / "t.manifest", train_root, train_lst),
+            "validation": manifest(tmp_path / "v.manifest", val_root, val_lst),
+        },
+        _hp(40, multi_label=1),
+        content_types={
+            "train": "application/x-recordio; label-format=class-id",
+            "validation": "application/x-recordio; label-format=class-id",
+        },
+        attribute_names=["source-ref", "labels"],
+    )
     assert status == 0, failure(job)
 
 
@@ -97,9 +114,19 @@ def test_multilabel_class_id_manifest(multi, tmp_path):
 
 def test_early_stopping_stops_and_ships_the_best(recs, tmp_path, caplog):
     train_, val, n = recs
-    status, job = run_job(tmp_path / "job", {"train": train_, "validation": val},
-                          _hp(n, epochs=12, early_stopping="True", early_stopping_min_epochs=2,
-                              early_stopping_patience=1, early_stopping_tolerance=0.9, learning_rate=0.01))
+    status, job = run_job(
+        tmp_path / "job",
+        {"train": train_, "validation": val},
+        _hp(
+            n,
+            epochs=12,
+            early_stopping="True",
+            early_stopping_min_epochs=2,
+            early_stopping_patience=1,
+            early_stopping_tolerance=0.9,
+            learning_rate=0.01,
+        ),
+    )
     assert status == 0, failure(job)
     rows = (job / "output" / "data" / "metrics.csv").read_text().splitlines()[1:]
     assert 2 <= len(rows) < 12
@@ -124,13 +151,17 @@ def trained(recs, tmp_path_factory):
 
 def test_incremental_training(recs, trained, tmp_path, caplog):
     train_, val, n = recs
-    status, job = run_job(tmp_path / "job", {"train": train_, "validation": val, "model": trained},
-                          _hp(n, use_pretrained_model=1))
+    status, job = run_job(
+        tmp_path / "job", {"train": train_, "validation": val, "model": trained}, _hp(n, use_pretrained_model=1)
+    )
     assert status == 0, failure(job)
     assert "Incremental training: starting from the weights in" in caplog.text
     assert "use_pretrained_model is ignored: a model channel was given" in caplog.text
-    status, job = run_job(tmp_path / "job2", {"train": train_, "validation": val, "model": trained},
-                          _hp(n, image_shape="3,20,20", resize=24))
+    status, job = run_job(
+        tmp_path / "job2",
+        {"train": train_, "validation": val, "model": trained},
+        _hp(n, image_shape="3,20,20", resize=24),
+    )
     assert status == 1
     assert "these differ: image_shape (model: 3,16,16, this job: 3,20,20)" in failure(job)
 
@@ -143,13 +174,29 @@ def test_transfer_learning_from_converted_weights(recs, trained, tmp_path, monke
     assert status == 1
     assert f"at {weights / 'resnet-8.safetensors'}" in failure(job) and "roost convert-weights" in failure(job)
 
-    r = subprocess.run([sys.executable, "-m", "roost", "convert-weights", str(trained), "--num-layers", "8",
-                        "--image-shape", "3,16,16"], capture_output=True, text=True,
-                       env={**__import__("os").environ, "ROOST_PRETRAINED_DIR": str(weights)})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "roost",
+            "convert-weights",
+            str(trained),
+            "--num-layers",
+            "8",
+            "--image-shape",
+            "3,16,16",
+        ],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "ROOST_PRETRAINED_DIR": str(weights)},
+    )
     assert r.returncode == 0, r.stderr
     source = load_file(str(weights / "resnet-8.safetensors"))
-    status, job = run_job(tmp_path / "job", {"train": train_, "validation": val},
-                          _hp(n, use_pretrained_model=1, epochs=1, learning_rate=0.0))
+    status, job = run_job(
+        tmp_path / "job",
+        {"train": train_, "validation": val},
+        _hp(n, use_pretrained_model=1, epochs=1, learning_rate=0.0),
+    )
     assert status == 0, failure(job)
     assert "Using pretrained model for initializing weights and transfer learning." in caplog.text
     meta = read_meta(read_members(job / "model"))
@@ -161,15 +208,40 @@ def test_transfer_learning_from_converted_weights(recs, trained, tmp_path, monke
 
 
 def test_convert_mxnet_zoo_style_params(mxnet_fixtures, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "roost", "convert-weights",
-                        str(mxnet_fixtures / "model" / "resnet18_3x64x64" / "model.tar.gz"), "--num-layers", "18",
-                        "--image-shape", "3,64,64", "-o", str(tmp_path / "resnet-18.safetensors")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "roost",
+            "convert-weights",
+            str(mxnet_fixtures / "model" / "resnet18_3x64x64" / "model.tar.gz"),
+            "--num-layers",
+            "18",
+            "--image-shape",
+            "3,64,64",
+            "-o",
+            str(tmp_path / "resnet-18.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert load_file(str(tmp_path / "resnet-18.safetensors"))["conv0.weight"].shape == (64, 3, 7, 7)
-    r = subprocess.run([sys.executable, "-m", "roost", "convert-weights",
-                        str(mxnet_fixtures / "model" / "resnet18_3x64x64" / "model.tar.gz"), "--num-layers", "34",
-                        "-o", str(tmp_path / "x.safetensors")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "roost",
+            "convert-weights",
+            str(mxnet_fixtures / "model" / "resnet18_3x64x64" / "model.tar.gz"),
+            "--num-layers",
+            "34",
+            "-o",
+            str(tmp_path / "x.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and "is num_layers=34 right for these weights?" in r.stderr
 
 
@@ -188,9 +260,15 @@ def test_mixed_precision_training_stays_finite(recs, tmp_path, caplog):
     train_, val, n = recs
     hp = parse_hyperparameters(_hp(n, precision_dtype="float16", epochs=2))
     files_t, files_v = [train_], [val]
-    result = train(hp, ChannelData(recordio_samples(files_t, 3, False), files_t),
-                   ChannelData(recordio_samples(files_v, 3, False), files_v), tmp_path / "model", tmp_path / "out",
-                   workers=0, cpu_bf16=True)
+    result = train(
+        hp,
+        ChannelData(recordio_samples(files_t, 3, False), files_t),
+        ChannelData(recordio_samples(files_v, 3, False), files_v),
+        tmp_path / "model",
+        tmp_path / "out",
+        workers=0,
+        cpu_bf16=True,
+    )
     assert "bfloat16 autocast" in caplog.text and "data type: <type 'numpy.float16'>" in caplog.text
     assert all(np.isfinite([m.train_loss, m.validation_loss]).all() for m in result.history)
     weights = load_file(str(tmp_path / "model" / result.model_file))
@@ -202,9 +280,22 @@ def test_mixed_precision_training_stays_finite(recs, tmp_path, caplog):
 
 def _train_cmd(recs, job, *extra):
     train_, val, n = recs
-    return [sys.executable, "-m", "roost", "train", "--train", str(train_), "--validation", str(val),
-            "--output", str(job), "--workers", "0", *extra,
-            *(f"{k}={v}" for k, v in _hp(n, epochs=6, learning_rate=0.02).items())]
+    return [
+        sys.executable,
+        "-m",
+        "roost",
+        "train",
+        "--train",
+        str(train_),
+        "--validation",
+        str(val),
+        "--output",
+        str(job),
+        "--workers",
+        "0",
+        *extra,
+        *(f"{k}={v}" for k, v in _hp(n, epochs=6, learning_rate=0.02).items()),
+    ]
 
 
 def test_killed_run_resumes_where_it_stopped(recs, tmp_path):

@@ -50,8 +50,11 @@ def test_network_matches_mxnet_predictions(mxnet_fixtures, name, layers, shape, 
 
 
 def test_save_then_load_roundtrip(tmp_path):
-    params = {"arg:w": np.arange(6, dtype=np.float32).reshape(2, 3), "aux:m": np.ones(4, np.float32),
-              "arg:h": np.array([1, 2], np.float16)}
+    params = {
+        "arg:w": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "aux:m": np.ones(4, np.float32),
+        "arg:h": np.array([1, 2], np.float16),
+    }
     save_params(params, tmp_path / "x.params")
     back = load_params(tmp_path / "x.params")
     assert list(back) == list(params)

@@ -17,9 +17,25 @@ def _roost(*args, cwd):
 def test_small_resnet_learns_animal_shapes_far_above_chance(tmp_path):
     export_animal_shapes(tmp_path / "images", per_class=100)
     _roost("pack", "images", "data", cwd=tmp_path)
-    _roost("train", "--train", "data/train.rec", "--validation", "data/val.rec", "--output", "job",
-           "num_classes=10", "num_training_samples=800", "epochs=8", "mini_batch_size=32", "num_layers=20",
-           "image_shape=3,28,28", "learning_rate=0.1", "lr_scheduler_step=6", "augmentation_type=crop", cwd=tmp_path)
+    _roost(
+        "train",
+        "--train",
+        "data/train.rec",
+        "--validation",
+        "data/val.rec",
+        "--output",
+        "job",
+        "num_classes=10",
+        "num_training_samples=800",
+        "epochs=8",
+        "mini_batch_size=32",
+        "num_layers=20",
+        "image_shape=3,28,28",
+        "learning_rate=0.1",
+        "lr_scheduler_step=6",
+        "augmentation_type=crop",
+        cwd=tmp_path,
+    )
     val = load_curves(tmp_path / "job").series["Validation-accuracy"]
     assert len(val) == 8
     assert max(val.values()) >= 0.6, val  # chance is 0.1

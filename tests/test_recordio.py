@@ -43,7 +43,7 @@ def test_reads_every_fixture_exactly(mxnet_fixtures, expected, name):
                 break
             got.append((pos, *res))
     assert len(got) == len(want["records"])
-    for (offset, parts, record), rec in zip(got, want["records"]):
+    for (offset, parts, record), rec in zip(got, want["records"], strict=True):
         assert offset == rec["offset"]
         assert [(p.offset, p.cflag, p.length) for p in parts] == [
             (p["offset"], p["cflag"], p["length"]) for p in rec["parts"]
@@ -76,8 +76,12 @@ def test_random_access_by_key(mxnet_fixtures, expected):
 def _rewrite(want, path_rec, path_idx=None):
     w = IndexedRecordWriter(path_idx, path_rec) if path_idx else RecordWriter(path_rec)
     for rec in want["records"]:
-        header = IRHeader(rec["header"]["flag"], rec["labels"] if rec["labels"] is not None else rec["header"]["label"],
-                          rec["header"]["id"], rec["header"]["id2"])
+        header = IRHeader(
+            rec["header"]["flag"],
+            rec["labels"] if rec["labels"] is not None else rec["header"]["label"],
+            rec["header"]["id"],
+            rec["header"]["id2"],
+        )
         # MXNet's pack() turns a list label into flag=len(list), a number into flag=0
         if rec["labels"] is not None:
             header = header._replace(label=list(rec["labels"]))
@@ -115,7 +119,7 @@ def test_roundtrip_property(tmp_path_factory, records):
     assert path.stat().st_size % 4 == 0
     with RecordReader(path) as r:
         assert list(r) == records
-        for off, rec in zip(offsets, records):
+        for off, rec in zip(offsets, records, strict=True):
             assert r.read_at(off) == rec
     assert rio.scan_offsets(path) == offsets
 
@@ -125,7 +129,7 @@ def test_magic_anywhere_is_split_only_when_aligned(prefix, shift):
     data = prefix[:shift] + MAGIC_BYTES + prefix[shift:]
     encoded = rio.encode_record(data)
     # no aligned magic word may survive inside a part: only part headers carry it
-    words = [encoded[i:i + 4] for i in range(0, len(encoded), 4)]
+    words = [encoded[i : i + 4] for i in range(0, len(encoded), 4)]
     starts = [i for i, w in enumerate(words) if w == MAGIC_BYTES]
     pos = 0
     for i in starts:
@@ -174,7 +178,9 @@ def test_corrupt_magic_and_skip_mode(tmp_path):
     path.write_bytes(bytes(data))
     with RecordReader(path) as r:
         r.read()
-        with pytest.raises(RecordIOError, match=rf"byte offset {offsets[1]}: expected the RecordIO magic word 0xCED7230A"):
+        with pytest.raises(
+            RecordIOError, match=rf"byte offset {offsets[1]}: expected the RecordIO magic word 0xCED7230A"
+        ):
             r.read()
     with RecordReader(path, skip_corrupt=True) as r:
         got = list(r.iter_with_offsets())

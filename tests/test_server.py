@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError, WaiterError
 
 from helpers import FAST, KEY, SECRET, Server, _free_port, make_rec_split
 
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return make_rec_split(tmp_path_factory.mktemp("data"), per_class=12)
@@ -29,22 +30,49 @@ def server(tmp_path_factory):
 def params(data, tmp_path, name=None, epochs=2, **overrides):
     train, val, n = data
     p = {
-        "AlgorithmSpecification": {"TrainingImage": "811284229777.dkr.ecr.us-east-1.amazonaws.com/image-classification:1",
-                                   "TrainingInputMode": "File"},
+        "AlgorithmSpecification": {
+            "TrainingImage": "811284229777.dkr.ecr.us-east-1.amazonaws.com/image-classification:1",
+            "TrainingInputMode": "File",
+        },
         "RoleArn": "arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-ExecutionRole",
         "OutputDataConfig": {"S3OutputPath": (tmp_path / "output").as_uri()},
         "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.p3.2xlarge", "VolumeSizeInGB": 50},
         "TrainingJobName": name or f"DEMO-imageclassification-{uuid.uuid4().hex[:8]}",
-        "HyperParameters": {"image_shape": "3,16,16", "num_layers": "8", "num_training_samples": str(n),
-                            "num_classes": "3", "mini_batch_size": "8", "epochs": str(epochs), "learning_rate": "0.05"},
+        "HyperParameters": {
+            "image_shape": "3,16,16",
+            "num_layers": "8",
+            "num_training_samples": str(n),
+            "num_classes": "3",
+            "mini_batch_size": "8",
+            "epochs": str(epochs),
+            "learning_rate": "0.05",
+        },
         "StoppingCondition": {"MaxRuntimeInSeconds": 360000},
         "InputDataConfig": [
-            {"ChannelName": "train", "DataSource": {"S3DataSource": {
-                "S3DataType": "S3Prefix", "S3Uri": str(train), "S3DataDistributionType": "FullyReplicated"}},
-             "ContentType": "application/x-recordio", "CompressionType": "None"},
-            {"ChannelName": "validation", "DataSource": {"S3DataSource": {
-                "S3DataType": "S3Prefix", "S3Uri": val.as_uri(), "S3DataDistributionType": "FullyReplicated"}},
-             "ContentType": "application/x-recordio", "CompressionType": "None"},
+            {
+                "ChannelName": "train",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": str(train),
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "ContentType": "application/x-recordio",
+                "CompressionType": "None",
+            },
+            {
+                "ChannelName": "validation",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": val.as_uri(),
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "ContentType": "application/x-recordio",
+                "CompressionType": "None",
+            },
         ],
     }
     p.update(overrides)
@@ -79,15 +107,19 @@ def test_seed_003_flow(server, data, tmp_path):
     assert d["TrainingTimeInSeconds"] >= 1 and d["HyperParameters"]["epochs"] == "2"
     # the log, as CloudWatch serves it
     logs = server.client("logs")
-    streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
-                                        logStreamNamePrefix=p["TrainingJobName"])["logStreams"]
+    streams = logs.describe_log_streams(
+        logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=p["TrainingJobName"]
+    )["logStreams"]
     assert len(streams) == 1
-    events = logs.filter_log_events(logGroupName="/aws/sagemaker/TrainingJobs",
-                                    logStreamNames=[streams[0]["logStreamName"]],
-                                    filterPattern='"Validation-accuracy"')["events"]
+    events = logs.filter_log_events(
+        logGroupName="/aws/sagemaker/TrainingJobs",
+        logStreamNames=[streams[0]["logStreamName"]],
+        filterPattern='"Validation-accuracy"',
+    )["events"]
     assert len(events) == 2 and all("Validation-accuracy=" in e["message"] for e in events)
-    got = logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=streams[0]["logStreamName"],
-                              startFromHead=True)
+    got = logs.get_log_events(
+        logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=streams[0]["logStreamName"], startFromHead=True
+    )
     assert "Docker entrypoint called with argument(s): train" in got["events"][0]["message"]
 
 
@@ -147,7 +179,10 @@ def test_stop_and_max_runtime(server, data, tmp_path):
     _wait_for(sm, p["TrainingJobName"], "Training")
     time.sleep(2)
     sm.stop_training_job(TrainingJobName=p["TrainingJobName"])
-    assert sm.describe_training_job(TrainingJobName=p["TrainingJobName"])["TrainingJobStatus"] in ("Stopping", "Stopped")
+    assert sm.describe_training_job(TrainingJobName=p["TrainingJobName"])["TrainingJobStatus"] in (
+        "Stopping",
+        "Stopped",
+    )
     sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName=p["TrainingJobName"], WaiterConfig=FAST)
     d = sm.describe_training_job(TrainingJobName=p["TrainingJobName"])
     assert d["TrainingJobStatus"] == "Stopped" and d["SecondaryStatus"] == "Stopped"
@@ -170,16 +205,22 @@ def test_list_paginates_and_filters(server, data, tmp_path):
     assert len(pages) >= 2 and len(names) == len(set(names)) >= 3
     done = sm.list_training_jobs(StatusEquals="Completed", SortBy="Name", SortOrder="Descending")
     got = [s["TrainingJobName"] for s in done["TrainingJobSummaries"]]
-    assert got == sorted(got, reverse=True) and all(s["TrainingJobStatus"] == "Completed"
-                                                    for s in done["TrainingJobSummaries"])
+    assert got == sorted(got, reverse=True) and all(
+        s["TrainingJobStatus"] == "Completed" for s in done["TrainingJobSummaries"]
+    )
 
 
 def _log_text(server, name):
     logs = server.client("logs")
-    stream = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
-                                       logStreamNamePrefix=name)["logStreams"][0]["logStreamName"]
-    return "\n".join(e["message"] for e in logs.get_log_events(
-        logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream, startFromHead=True)["events"])
+    stream = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=name)[
+        "logStreams"
+    ][0]["logStreamName"]
+    return "\n".join(
+        e["message"]
+        for e in logs.get_log_events(
+            logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream, startFromHead=True
+        )["events"]
+    )
 
 
 def test_server_restart_fails_or_resumes_running_jobs(data, tmp_path):
@@ -187,8 +228,7 @@ def test_server_restart_fails_or_resumes_running_jobs(data, tmp_path):
     try:
         sm = srv.client()
         plain = params(data, tmp_path, epochs=200)
-        resumable = params(data, tmp_path, epochs=40,
-                           CheckpointConfig={"S3Uri": (tmp_path / "ckpt").as_uri()})
+        resumable = params(data, tmp_path, epochs=40, CheckpointConfig={"S3Uri": (tmp_path / "ckpt").as_uri()})
         sm.create_training_job(**plain)
         _wait_for(sm, plain["TrainingJobName"], "Training")
         time.sleep(1)
@@ -196,7 +236,10 @@ def test_server_restart_fails_or_resumes_running_jobs(data, tmp_path):
         srv.start()
         sm = srv.client()
         d = sm.describe_training_job(TrainingJobName=plain["TrainingJobName"])
-        assert d["TrainingJobStatus"] == "Failed" and "Roost server stopped while this job was running" in d["FailureReason"]
+        assert (
+            d["TrainingJobStatus"] == "Failed"
+            and "Roost server stopped while this job was running" in d["FailureReason"]
+        )
 
         sm.create_training_job(**resumable)
         deadline = time.time() + 90
@@ -206,8 +249,9 @@ def test_server_restart_fails_or_resumes_running_jobs(data, tmp_path):
         srv.kill()
         srv.start()
         sm = srv.client()
-        sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName=resumable["TrainingJobName"],
-                                                                WaiterConfig=FAST)
+        sm.get_waiter("training_job_completed_or_stopped").wait(
+            TrainingJobName=resumable["TrainingJobName"], WaiterConfig=FAST
+        )
         d = sm.describe_training_job(TrainingJobName=resumable["TrainingJobName"])
         assert d["TrainingJobStatus"] == "Completed"
         assert "Restarting" in [t["Status"] for t in d["SecondaryStatusTransitions"]]
@@ -244,12 +288,21 @@ def test_s3_channels_and_artifact_through_an_s3_compatible_store(data, tmp_path)
     s3_port = _free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port)
     moto.start()
-    s3_env = {"AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{s3_port}", "AWS_ACCESS_KEY_ID": "testing",
-              "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    s3_env = {
+        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{s3_port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     srv = Server(tmp_path / "srv", env=s3_env).start()
     try:
-        s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         s3.create_bucket(Bucket="birds")
         train, val, _ = data
         for channel, rec in (("train", train), ("validation", val)):
@@ -279,7 +332,12 @@ def test_s3_channels_and_artifact_through_an_s3_compatible_store(data, tmp_path)
 def test_jobs_command_line(server, data, tmp_path):
     import json
 
-    env = {**os.environ, "ROOST_ACCESS_KEY_ID": KEY, "ROOST_SECRET_ACCESS_KEY": SECRET, "ROOST_ENDPOINT_URL": server.url}
+    env = {
+        **os.environ,
+        "ROOST_ACCESS_KEY_ID": KEY,
+        "ROOST_SECRET_ACCESS_KEY": SECRET,
+        "ROOST_ENDPOINT_URL": server.url,
+    }
 
     def roost(*args):
         return subprocess.run([sys.executable, "-m", "roost", "jobs", *args], capture_output=True, text=True, env=env)
@@ -300,8 +358,12 @@ def test_jobs_command_line(server, data, tmp_path):
     assert p["TrainingJobName"] in roost("list").stdout
     r = roost("stop", "no-such-job")
     assert r.returncode == 1 and "ResourceNotFound: Training job no-such-job does not exist." in r.stderr
-    r = subprocess.run([sys.executable, "-m", "roost", "jobs", "--endpoint-url", "http://127.0.0.1:9", "list"],
-                       capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [sys.executable, "-m", "roost", "jobs", "--endpoint-url", "http://127.0.0.1:9", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert r.returncode == 1 and "cannot reach Roost" in r.stderr
 
 
@@ -315,9 +377,18 @@ def test_predict_by_training_job_name(server, data, tmp_path):
 
     img = tmp_path / "x.png"
     cv2.imwrite(str(img), np.full((16, 16, 3), 200, np.uint8))
-    env = {**os.environ, "ROOST_ACCESS_KEY_ID": KEY, "ROOST_SECRET_ACCESS_KEY": SECRET, "ROOST_ENDPOINT_URL": server.url}
-    r = subprocess.run([sys.executable, "-m", "roost", "predict", p["TrainingJobName"], str(img), "--json"],
-                       capture_output=True, text=True, env=env)
+    env = {
+        **os.environ,
+        "ROOST_ACCESS_KEY_ID": KEY,
+        "ROOST_SECRET_ACCESS_KEY": SECRET,
+        "ROOST_ENDPOINT_URL": server.url,
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "roost", "predict", p["TrainingJobName"], str(img), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     row = __import__("json").loads(r.stdout)
     assert len(row["probabilities"]) == 3 and abs(sum(row["probabilities"]) - 1) < 1e-5

@@ -27,7 +27,7 @@ def test_sagemaker_artifacts_predict_like_mxnet(mxnet_fixtures, name):
     expected = json.loads((folder / name / "predictions.json").read_text())["probabilities"]
     images = sorted(expected)
     got = predictor.predict([(folder / img).read_bytes() for img in images])
-    for img, pred in zip(images, got):
+    for img, pred in zip(images, got, strict=True):
         np.testing.assert_allclose(pred.probabilities, expected[img], atol=1e-4, err_msg=f"{name} {img}")
     assert predictor.meta.head == ("fc" if "fc_head" in name else "fc1")
 
@@ -44,8 +44,19 @@ def test_import_sagemaker_keeps_predictions(mxnet_fixtures, tmp_path):
     a = Predictor.load(src).predict([img])[0].probabilities
     b = Predictor.load(out).predict([img])[0].probabilities
     np.testing.assert_allclose(a, b, atol=1e-6)
-    r = subprocess.run([sys.executable, "-m", "roost", "import-sagemaker", str(tmp_path / "roost.tar.gz"), "-o",
-                        str(tmp_path / "x.tar.gz")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "roost",
+            "import-sagemaker",
+            str(tmp_path / "roost.tar.gz"),
+            "-o",
+            str(tmp_path / "x.tar.gz"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and "not a SageMaker image-classification artifact" in r.stderr
 
 
@@ -60,16 +71,39 @@ def test_bad_inputs_are_input_errors(mxnet_fixtures):
 def test_predict_command(mxnet_fixtures):
     folder = mxnet_fixtures / "model"
     images = [str(folder / f"test_{i}.png") for i in range(3)]
-    r = subprocess.run([sys.executable, "-m", "roost", "predict", str(folder / "resnet20_3x28x28" / "model.tar.gz"),
-                        *images, "--json"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "roost",
+            "predict",
+            str(folder / "resnet20_3x28x28" / "model.tar.gz"),
+            *images,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     expected = json.loads((folder / "resnet20_3x28x28" / "predictions.json").read_text())["probabilities"]
     assert [os.path.basename(row["image"]) for row in rows] == ["test_0.png", "test_1.png", "test_2.png"]
     for row in rows:
         np.testing.assert_allclose(row["probabilities"], expected[os.path.basename(row["image"])], atol=1e-4)
-    r = subprocess.run([sys.executable, "-m", "roost", "predict", str(folder / "resnet20_3x28x28" / "model.tar.gz"),
-                        images[0], "--top-k", "2"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "roost",
+            "predict",
+            str(folder / "resnet20_3x28x28" / "model.tar.gz"),
+            images[0],
+            "--top-k",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0 and "test_0.png" in r.stdout and "#2" in r.stdout
 
 
@@ -86,8 +120,11 @@ def served(mxnet_fixtures, tmp_path_factory):
     with tarfile.open(mxnet_fixtures / "model" / "resnet20_3x28x28" / "model.tar.gz") as tar:
         tar.extractall(root / "model", filter="data")
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "roost", "container", "serve", "--root", str(root), "--port",
-                             str(port)], stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roost", "container", "serve", "--root", str(root), "--port", str(port)],
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -110,11 +147,17 @@ def test_container_contract(served, mxnet_fixtures):
     r = requests.post(served + "/invocations", data=img, headers={"Content-Type": "image/png"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     np.testing.assert_allclose(r.json(), expected["test_3.png"], atol=1e-4)
-    r = requests.post(served + "/invocations", data=img,
-                      headers={"Content-Type": "application/x-image", "Accept": "application/jsonlines"})
+    r = requests.post(
+        served + "/invocations",
+        data=img,
+        headers={"Content-Type": "application/x-image", "Accept": "application/jsonlines"},
+    )
     assert r.status_code == 200 and list(json.loads(r.text.strip())) == ["prediction"]
-    r = requests.post(served + "/invocations", data=img, headers={
-        "Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "top_k=2,class_names=true"})
+    r = requests.post(
+        served + "/invocations",
+        data=img,
+        headers={"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "top_k=2,class_names=true"},
+    )
     body = r.json()
     assert [t["class"] for t in body["top_k"]] == list(np.argsort(expected["test_3.png"])[::-1][:2])
     several = {"instances": [base64.b64encode((folder / f"test_{i}.png").read_bytes()).decode() for i in range(3)]}
@@ -123,12 +166,15 @@ def test_container_contract(served, mxnet_fixtures):
     np.testing.assert_allclose(r.json()[1]["prediction"], expected["test_1.png"], atol=1e-4)
 
 
-@pytest.mark.parametrize("body,ctype,status,message", [
-    (b"\x89PNG broken", "image/png", 400, "cannot be decoded"),
-    (b"x", "text/csv", 415, "unsupported content type"),
-    (b"\0" * (6 * 1024 * 1024 + 1), "image/png", 413, "the limit is 6291456 bytes"),
-    (b'{"instances": 3}', "application/json", 400, "instances"),
-])
+@pytest.mark.parametrize(
+    "body,ctype,status,message",
+    [
+        (b"\x89PNG broken", "image/png", 400, "cannot be decoded"),
+        (b"x", "text/csv", 415, "unsupported content type"),
+        (b"\0" * (6 * 1024 * 1024 + 1), "image/png", 413, "the limit is 6291456 bytes"),
+        (b'{"instances": 3}', "application/json", 400, "instances"),
+    ],
+)
 def test_container_rejects_bad_requests(served, body, ctype, status, message):
     r = requests.post(served + "/invocations", data=body, headers={"Content-Type": ctype})
     assert r.status_code == status and message in r.json()["error"]
@@ -139,15 +185,35 @@ def test_container_rejects_bad_requests(served, body, ctype, status, message):
 def test_export_with_parity_check(mxnet_fixtures, tmp_path, fmt, suffix):
     folder = mxnet_fixtures / "model"
     out = tmp_path / f"model{suffix}"
-    r = subprocess.run([sys.executable, "-m", "roost", "export", str(folder / "resnet20_3x28x28" / "model.tar.gz"),
-                        "--format", fmt, "-o", str(out), "--check-images", str(folder / "test_0.png"),
-                        "--check-images", str(folder / "test_4.png")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "roost",
+            "export",
+            str(folder / "resnet20_3x28x28" / "model.tar.gz"),
+            "--format",
+            fmt,
+            "-o",
+            str(out),
+            "--check-images",
+            str(folder / "test_0.png"),
+            "--check-images",
+            str(folder / "test_4.png"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert "parity ok" in r.stderr and out.is_file()
     sidecar = json.loads(out.with_name(out.name + ".json").read_text())
     assert sidecar["parity"]["top1_agree"] == 2 and sidecar["parity"]["max_abs_diff"] < 1e-4
-    assert sidecar["preprocessing"]["resize"] == {"height": 28, "width": 28, "keep_aspect_ratio": False,
-                                                 "interpolation": "bilinear"}
+    assert sidecar["preprocessing"]["resize"] == {
+        "height": 28,
+        "width": 28,
+        "keep_aspect_ratio": False,
+        "interpolation": "bilinear",
+    }
     # the exported file reproduces MXNet's own predictions
     expected = json.loads((folder / "resnet20_3x28x28" / "predictions.json").read_text())["probabilities"]
     predictor = Predictor.load(folder / "resnet20_3x28x28" / "model.tar.gz")
@@ -167,8 +233,8 @@ def test_endpoint_predictions_equal_the_training_evaluation(tmp_path):
     """Same image, same model: /invocations' preprocessing gives what validation computed during training."""
     import cv2
     import torch
-    from helpers import BASE_HP, make_rec_split, run_job
 
+    from helpers import BASE_HP, make_rec_split, run_job
     from roost.algorithm.hyperparameters import parse_hyperparameters
     from roost.algorithm.train import load_channel
     from roost.data import im2rec

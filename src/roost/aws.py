@@ -55,7 +55,9 @@ def is_valid_name(name: Any) -> bool:
 def check_name(name: Any, member: str) -> str:
     """``name`` if it is a valid SageMaker resource name, else the ValidationException AWS answers."""
     if not is_valid_name(name):
-        raise validation_errors([constraint(name, member, f"Member must satisfy regular expression pattern: {NAME_PATTERN}")])
+        raise validation_errors(
+            [constraint(name, member, f"Member must satisfy regular expression pattern: {NAME_PATTERN}")]
+        )
     return name
 
 

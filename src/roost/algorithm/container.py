@@ -10,7 +10,6 @@ error ``output/failure``, whose text becomes the job's ``FailureReason``:
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sys
@@ -20,17 +19,41 @@ from pathlib import Path
 from roost.algorithm.hyperparameters import HyperParameters, parse_hyperparameters
 from roost.algorithm.layout import IMAGE, RECORDIO, ChannelConfig, JobLayout
 from roost.algorithm.train import STOP, BatchHook, train
-from roost.data.channels import (ChannelData, ChannelError, channel_class_names, check_disjoint, find_lst,
-                                 find_rec_files, folder_samples, lst_samples, manifest_samples, recordio_samples)
+from roost.data.channels import (
+    ChannelData,
+    ChannelError,
+    channel_class_names,
+    check_disjoint,
+    find_lst,
+    find_rec_files,
+    folder_samples,
+    lst_samples,
+    manifest_samples,
+    recordio_samples,
+)
 from roost.errors import UserError
 from roost.formats.manifest import find_manifest, guess_attribute_names
 
 log = logging.getLogger("roost.algorithm")
 
 #: the keys of the container's own default-input.json (docs/sagemaker.md, "Container defaults")
-DEFAULT_KEYS = ("beta_1", "beta_2", "eps", "gamma", "optimizer", "momentum", "weight_decay", "learning_rate",
-                "lr_scheduler_factor", "epochs", "num_layers", "image_shape", "precision_dtype", "mini_batch_size",
-                "use_pretrained_model")
+DEFAULT_KEYS = (
+    "beta_1",
+    "beta_2",
+    "eps",
+    "gamma",
+    "optimizer",
+    "momentum",
+    "weight_decay",
+    "learning_rate",
+    "lr_scheduler_factor",
+    "epochs",
+    "num_layers",
+    "image_shape",
+    "precision_dtype",
+    "mini_batch_size",
+    "use_pretrained_model",
+)
 CLIENT_ERRORS = (UserError, FileNotFoundError)
 
 
@@ -77,7 +100,8 @@ def resolve_channel(layout: JobLayout, name: str, config: ChannelConfig, hp: Hyp
     folder = layout.channel(name)
     if not folder.exists():
         raise ChannelError(
-            f"no {name!r} channel: the algorithm needs a 'train' and a 'validation' channel ({folder} missing)")
+            f"no {name!r} channel: the algorithm needs a 'train' and a 'validation' channel ({folder} missing)"
+        )
     ctype, params = config.media_type(folder)
     multi = bool(hp.multi_label)
     if ctype == RECORDIO and config.is_augmented_manifest:
@@ -89,8 +113,9 @@ def resolve_channel(layout: JobLayout, name: str, config: ChannelConfig, hp: Hyp
     if ctype == RECORDIO:
         log.info("Searching for .rec files in %s.", folder)
         files = find_rec_files(folder)
-        return ChannelData(recordio_samples(files, hp.num_classes, multi), files,
-                           channel_class_names(folder, hp.num_classes))
+        return ChannelData(
+            recordio_samples(files, hp.num_classes, multi), files, channel_class_names(folder, hp.num_classes)
+        )
     if ctype in IMAGE_TYPES:
         lst_channel = layout.channel(f"{name}_lst")
         if lst_channel.exists():
@@ -99,11 +124,14 @@ def resolve_channel(layout: JobLayout, name: str, config: ChannelConfig, hp: Hyp
             samples = lst_samples(lst, folder, hp.num_classes, multi)
             return ChannelData(samples, [], channel_class_names(folder, hp.num_classes))
         if multi:
-            raise ChannelError(f"multi_label=1 with image files needs a {name}_lst channel with one 0/1 label per class")
+            raise ChannelError(
+                f"multi_label=1 with image files needs a {name}_lst channel with one 0/1 label per class"
+            )
         samples, names = folder_samples(folder)
         if len(names) != hp.num_classes:
-            raise ChannelError(f"{folder} has {len(names)} class folders ({', '.join(names[:8])}) but "
-                               f"num_classes={hp.num_classes}")
+            raise ChannelError(
+                f"{folder} has {len(names)} class folders ({', '.join(names[:8])}) but num_classes={hp.num_classes}"
+            )
         log.info("%s: %d images in %d class folders, no .lst needed", folder, len(samples), len(names))
         return ChannelData(samples, [], names)
     raise ChannelError(
@@ -124,8 +152,14 @@ def _model_channel(layout: JobLayout) -> Path | None:
     return found[0]
 
 
-def run_training(root: Path, *, on_batch: BatchHook | None = None, workers: int | None = None,
-                 entrypoint: bool = False, cpu_bf16: bool | None = None) -> int:
+def run_training(
+    root: Path,
+    *,
+    on_batch: BatchHook | None = None,
+    workers: int | None = None,
+    entrypoint: bool = False,
+    cpu_bf16: bool | None = None,
+) -> int:
     """Train on the job folder ``root``; returns the exit status (0 success, 1 client error, 2 algorithm error)."""
     layout = JobLayout(root)
     setup_logging()
@@ -145,10 +179,18 @@ def run_training(root: Path, *, on_batch: BatchHook | None = None, workers: int 
         train_data = resolve_channel(layout, "train", channels.get("train", ChannelConfig()), hp)
         validation_data = resolve_channel(layout, "validation", channels.get("validation", ChannelConfig()), hp)
         check_disjoint(train_data.samples, validation_data.samples)
-        result = train(hp, train_data, validation_data, layout.model, layout.output_data,
-                       model_channel=_model_channel(layout),
-                       checkpoint_dir=layout.checkpoints if layout.checkpoints.is_dir() else None,
-                       on_batch=on_batch, workers=workers, cpu_bf16=cpu_bf16)
+        result = train(
+            hp,
+            train_data,
+            validation_data,
+            layout.model,
+            layout.output_data,
+            model_channel=_model_channel(layout),
+            checkpoint_dir=layout.checkpoints if layout.checkpoints.is_dir() else None,
+            on_batch=on_batch,
+            workers=workers,
+            cpu_bf16=cpu_bf16,
+        )
         log.info("Training finished after %d epochs; the model is %s", result.epochs_run, result.model_file)
         return 0
     except CLIENT_ERRORS as err:

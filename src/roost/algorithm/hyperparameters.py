@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from roost.models.resnet import resnet_spec
 from roost.errors import UserError
+from roost.models.resnet import resnet_spec
 
 
 class HyperparameterError(UserError):
@@ -110,7 +110,7 @@ def _steps(v: Any) -> tuple[int, ...]:
         steps = ()
     if not steps or min(steps) < 1:
         raise ValueError("expected comma-separated epoch numbers >= 1, e.g. '10, 20'")
-    if any(b <= a for a, b in zip(steps, steps[1:])):
+    if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
         raise ValueError("epoch numbers must be strictly increasing, e.g. '10, 20'")
     return steps
 
@@ -136,42 +136,64 @@ class HyperParameters(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     num_classes: PosInt = Field(description="Number of output classes (for multi-label: all classes).")
-    num_training_samples: PosInt = Field(description="Number of training images; sets the update counts of lr_scheduler_step.")
+    num_training_samples: PosInt = Field(
+        description="Number of training images; sets the update counts of lr_scheduler_step."
+    )
     augmentation_type: Annotated[
         Literal["crop", "crop_color", "crop_color_transform"] | None,
         BeforeValidator(lambda v: None if v is None else _choice("crop", "crop_color", "crop_color_transform")(v)),
-    ] = Field(None, description="crop: random crop + mirror; crop_color: + HSL jitter; crop_color_transform: + rotation, shear, aspect.")
+    ] = Field(
+        None,
+        description="crop: random crop + mirror; crop_color: + HSL jitter; crop_color_transform: + rotation, "
+        "shear, aspect.",
+    )
     beta_1: Unit = Field(0.9, description="Adam's first-moment decay.")
     beta_2: Unit = Field(0.999, description="Adam's second-moment decay.")
-    checkpoint_frequency: PosInt | None = Field(None, description="Save every Nth epoch (all go into model.tar.gz); unset keeps the best epoch only.")
-    early_stopping: Annotated[bool, BeforeValidator(_bool)] = Field(False, description="Stop when validation accuracy stops improving.")
+    checkpoint_frequency: PosInt | None = Field(
+        None, description="Save every Nth epoch (all go into model.tar.gz); unset keeps the best epoch only."
+    )
+    early_stopping: Annotated[bool, BeforeValidator(_bool)] = Field(
+        False, description="Stop when validation accuracy stops improving."
+    )
     early_stopping_min_epochs: PosInt = Field(10, description="Epochs before early stopping may trigger.")
     early_stopping_patience: PosInt = Field(5, description="Epochs without improvement before stopping.")
-    early_stopping_tolerance: Unit = Field(0.0, description="Relative improvement below which an epoch counts as no improvement.")
+    early_stopping_tolerance: Unit = Field(
+        0.0, description="Relative improvement below which an epoch counts as no improvement."
+    )
     epochs: PosInt = Field(30, description="Passes over the training data.")
     eps: Unit = Field(1e-8, description="Epsilon of adam and rmsprop.")
     gamma: Unit = Field(0.9, description="Decay of rmsprop's squared-gradient average.")
     image_shape: Annotated[tuple[int, int, int], BeforeValidator(_image_shape)] = Field(
-        (3, 224, 224), description="Network input 'channels,height,width'.")
-    kv_store: Annotated[Literal["dist_sync", "dist_async"] | None,
-                        BeforeValidator(lambda v: None if v is None else _choice("dist_sync", "dist_async")(v))] = Field(
-        None, description="Distributed update mode; one machine trains the same either way.")
+        (3, 224, 224), description="Network input 'channels,height,width'."
+    )
+    kv_store: Annotated[
+        Literal["dist_sync", "dist_async"] | None,
+        BeforeValidator(lambda v: None if v is None else _choice("dist_sync", "dist_async")(v)),
+    ] = Field(None, description="Distributed update mode; one machine trains the same either way.")
     learning_rate: Unit = Field(0.1, description="Initial learning rate.")
     lr_scheduler_factor: Unit = Field(0.1, description="Factor applied to the learning rate at each step epoch.")
-    lr_scheduler_step: Annotated[tuple[int, ...] | None, BeforeValidator(lambda v: None if v is None else _steps(v))] = Field(
-        None, description="Epochs after which the learning rate is multiplied by lr_scheduler_factor, e.g. '10, 20'.")
+    lr_scheduler_step: Annotated[
+        tuple[int, ...] | None, BeforeValidator(lambda v: None if v is None else _steps(v))
+    ] = Field(
+        None, description="Epochs after which the learning rate is multiplied by lr_scheduler_factor, e.g. '10, 20'."
+    )
     mini_batch_size: PosInt = Field(32, description="Images per batch.")
     model_prefix: str | None = Field(None, description="Accepted for compatibility (seen in AWS examples); unused.")
     momentum: Unit = Field(0.9, description="Momentum of sgd and nag.")
     multi_label: Flag = Field(0, description="1: every image may have several labels.")
-    num_layers: PosInt = Field(152, description="ResNet depth: 18, 34, 50, 101, 152, 200 for large images; 20, 32, 44, 56, 110 for small.")
-    optimizer: Annotated[Literal["sgd", "adam", "rmsprop", "nag"], BeforeValidator(_choice("sgd", "adam", "rmsprop", "nag"))] = Field(
-        "sgd", description="sgd, adam, rmsprop or nag.")
+    num_layers: PosInt = Field(
+        152, description="ResNet depth: 18, 34, 50, 101, 152, 200 for large images; 20, 32, 44, 56, 110 for small."
+    )
+    optimizer: Annotated[
+        Literal["sgd", "adam", "rmsprop", "nag"], BeforeValidator(_choice("sgd", "adam", "rmsprop", "nag"))
+    ] = Field("sgd", description="sgd, adam, rmsprop or nag.")
     precision_dtype: Annotated[Literal["float32", "float16"], BeforeValidator(_choice("float32", "float16"))] = Field(
-        "float32", description="float16 trains with mixed precision.")
+        "float32", description="float16 trains with mixed precision."
+    )
     resize: PosInt | None = Field(None, description="Resize the shorter image side to this before cropping.")
     top_k: Annotated[int | None, BeforeValidator(lambda v: None if v is None else _int(2)(v))] = Field(
-        None, description="Also report top-k accuracy (k > 1).")
+        None, description="Also report top-k accuracy (k > 1)."
+    )
     use_pretrained_model: Flag = Field(0, description="1: start from ImageNet weights of the same depth.")
     use_weighted_loss: Flag = Field(0, description="Multi-label: weight the loss by class frequency.")
     weight_decay: Unit = Field(0.0001, description="L2 weight decay of sgd and nag.")
@@ -180,22 +202,32 @@ class HyperParameters(BaseModel):
     def _cross_field(self) -> HyperParameters:
         problems = []
         if self.checkpoint_frequency is not None and self.checkpoint_frequency > self.epochs:
-            problems.append(f"checkpoint_frequency={self.checkpoint_frequency} is larger than epochs={self.epochs}; it must be <= epochs")
+            problems.append(
+                f"checkpoint_frequency={self.checkpoint_frequency} is larger than epochs={self.epochs}; it "
+                "must be <= epochs"
+            )
         if self.top_k is not None and self.top_k > self.num_classes:
-            problems.append(f"top_k={self.top_k} is larger than num_classes={self.num_classes}; choose 2..{self.num_classes}")
+            problems.append(
+                f"top_k={self.top_k} is larger than num_classes={self.num_classes}; choose 2..{self.num_classes}"
+            )
         if self.mini_batch_size > self.num_training_samples:
             problems.append(
-                f"mini_batch_size={self.mini_batch_size} is larger than num_training_samples={self.num_training_samples}; "
+                f"mini_batch_size={self.mini_batch_size} is larger than "
+                f"num_training_samples={self.num_training_samples}; "
                 "the number of input images must be bigger or equal to the mini_batch_size"
             )
         _, h, w = self.image_shape
         try:
             resnet_spec(self.num_layers, h)
         except ValueError as err:
-            problems.append(f"num_layers={self.num_layers} with image_shape={','.join(map(str, self.image_shape))}: {err}")
+            problems.append(
+                f"num_layers={self.num_layers} with image_shape={','.join(map(str, self.image_shape))}: {err}"
+            )
         if self.resize is not None and self.resize < max(h, w):
             # SageMaker's docs say "must exceed"; a real SageMaker log trains with resize equal to the shape
-            problems.append(f"resize={self.resize} is smaller than the image_shape {h}x{w}; it must be at least {max(h, w)}")
+            problems.append(
+                f"resize={self.resize} is smaller than the image_shape {h}x{w}; it must be at least {max(h, w)}"
+            )
         if problems:
             raise ValueError(" | ".join(problems))
         return self
@@ -239,7 +271,7 @@ def parse_hyperparameters(values: Mapping[str, Any]) -> HyperParameters:
             if e["type"] == "missing":
                 problems.append(f"{e['loc'][0]} is required")
             elif e["loc"]:
-                name = e["loc"][0]
+                name = str(e["loc"][0])
                 msg = str(e.get("ctx", {}).get("error", e["msg"]))
                 problems.append(f"{name}={_text(clean.get(name))!r} is not valid: {msg}")
             else:  # cross-field

@@ -48,11 +48,17 @@ class ResourceConfig:
 
     @classmethod
     def for_host(cls, index: int, count: int, instance_type: str = "local") -> ResourceConfig:
-        """Host ``index`` (0-based) of a ``count``-host job: ``algo-1`` ... ``algo-<count>``, sorted as SageMaker sorts."""
+        """Host ``index`` (0-based) of a ``count``-host job: ``algo-1`` ... ``algo-<count>``, sorted as "
+        "SageMaker sorts."""
         hosts = sorted(f"algo-{i + 1}" for i in range(count))
-        return cls(current_host=f"algo-{index + 1}", hosts=hosts, current_instance_type=instance_type,
-                   instance_groups=[{"instance_group_name": "homogeneousCluster", "instance_type": instance_type,
-                                     "hosts": hosts}])
+        return cls(
+            current_host=f"algo-{index + 1}",
+            hosts=hosts,
+            current_instance_type=instance_type,
+            instance_groups=[
+                {"instance_group_name": "homogeneousCluster", "instance_type": instance_type, "hosts": hosts}
+            ],
+        )
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ResourceConfig:
@@ -71,9 +77,14 @@ class ChannelConfig:
     s3_data_type: str | None = None
     attribute_names: list[str] | None = None
 
-    _KEYS = {"content_type": "ContentType", "training_input_mode": "TrainingInputMode",
-             "s3_distribution_type": "S3DistributionType", "record_wrapper_type": "RecordWrapperType",
-             "s3_data_type": "S3DataType", "attribute_names": "AttributeNames"}
+    _KEYS = {
+        "content_type": "ContentType",
+        "training_input_mode": "TrainingInputMode",
+        "s3_distribution_type": "S3DistributionType",
+        "record_wrapper_type": "RecordWrapperType",
+        "s3_data_type": "S3DataType",
+        "attribute_names": "AttributeNames",
+    }
 
     def to_json(self) -> dict[str, Any]:
         return {self._KEYS[k]: v for k, v in asdict(self).items() if v is not None}
@@ -86,10 +97,14 @@ class ChannelConfig:
     def from_request(cls, channel: Mapping[str, Any], input_mode: str) -> ChannelConfig:
         """What SageMaker writes for one ``InputDataConfig`` member of a ``CreateTrainingJob`` request."""
         src = channel["DataSource"]["S3DataSource"]
-        return cls(content_type=channel.get("ContentType"), training_input_mode=channel.get("InputMode") or input_mode,
-                   s3_distribution_type=src.get("S3DataDistributionType", "FullyReplicated"),
-                   record_wrapper_type=channel.get("RecordWrapperType", "None"), s3_data_type=src.get("S3DataType"),
-                   attribute_names=src.get("AttributeNames"))
+        return cls(
+            content_type=channel.get("ContentType"),
+            training_input_mode=channel.get("InputMode") or input_mode,
+            s3_distribution_type=src.get("S3DataDistributionType", "FullyReplicated"),
+            record_wrapper_type=channel.get("RecordWrapperType", "None"),
+            s3_data_type=src.get("S3DataType"),
+            attribute_names=src.get("AttributeNames"),
+        )
 
     @property
     def is_augmented_manifest(self) -> bool:
@@ -112,16 +127,21 @@ def guess_content_type(source: Path) -> str:
     return RECORDIO if any(source.rglob("*.rec")) else IMAGE
 
 
-def describe_local_channel(name: str, source: Path, content_type: str | None = None,
-                           attribute_names: list[str] | None = None) -> ChannelConfig:
+def describe_local_channel(
+    name: str, source: Path, content_type: str | None = None, attribute_names: list[str] | None = None
+) -> ChannelConfig:
     """The entry for a channel given as a local path: the content type guessed from the files when not given."""
     if name == "model":
         return ChannelConfig(content_type or SAGEMAKER_MODEL)
     if name.endswith("_lst"):
         return ChannelConfig(content_type or IMAGE)
     if source.is_file() and is_manifest(source):
-        return ChannelConfig(content_type or RECORDIO, s3_data_type=AUGMENTED_MANIFEST, record_wrapper_type="RecordIO",
-                             attribute_names=attribute_names or None)
+        return ChannelConfig(
+            content_type or RECORDIO,
+            s3_data_type=AUGMENTED_MANIFEST,
+            record_wrapper_type="RecordIO",
+            attribute_names=attribute_names or None,
+        )
     return ChannelConfig(content_type or guess_content_type(source))
 
 
@@ -146,8 +166,12 @@ class JobLayout:
 
     # ------------------------------------------------------------------ writing
 
-    def write_config(self, hyperparameters: Mapping[str, str], channels: Mapping[str, ChannelConfig],
-                     resources: ResourceConfig | None = None) -> None:
+    def write_config(
+        self,
+        hyperparameters: Mapping[str, str],
+        channels: Mapping[str, ChannelConfig],
+        resources: ResourceConfig | None = None,
+    ) -> None:
         self.config.mkdir(parents=True, exist_ok=True)
         _write_json(self.hyperparameters_file, dict(hyperparameters))
         _write_json(self.input_data_config_file, {name: c.to_json() for name, c in channels.items()})
@@ -184,21 +208,33 @@ class JobLayout:
         return _read_json(self.hyperparameters_file, {})
 
     def read_channels(self) -> dict[str, ChannelConfig]:
-        return {name: ChannelConfig.from_json(entry or {})
-                for name, entry in _read_json(self.input_data_config_file, {}).items()}
+        return {
+            name: ChannelConfig.from_json(entry or {})
+            for name, entry in _read_json(self.input_data_config_file, {}).items()
+        }
 
     def read_resources(self) -> ResourceConfig:
         return ResourceConfig.from_json(_read_json(self.resource_config_file, {}))
 
 
-def prepare_local_job(job: Path, channels: Mapping[str, Path], hyperparameters: Mapping[str, str], *,
-                      content_types: Mapping[str, str] | None = None, attribute_names: list[str] | None = None,
-                      keep_state: bool = False) -> JobLayout:
+def prepare_local_job(
+    job: Path,
+    channels: Mapping[str, Path],
+    hyperparameters: Mapping[str, str],
+    *,
+    content_types: Mapping[str, str] | None = None,
+    attribute_names: list[str] | None = None,
+    keep_state: bool = False,
+) -> JobLayout:
     """Lay ``job`` out for channels given as local paths (``roost train``); ``keep_state`` keeps checkpoints/."""
     layout = JobLayout(job)
-    layout.write_config(hyperparameters, {
-        name: describe_local_channel(name, source, (content_types or {}).get(name), attribute_names)
-        for name, source in channels.items()})
+    layout.write_config(
+        hyperparameters,
+        {
+            name: describe_local_channel(name, source, (content_types or {}).get(name), attribute_names)
+            for name, source in channels.items()
+        },
+    )
     if layout.data.exists():
         for old in layout.data.iterdir():
             if old.name not in channels:

@@ -36,8 +36,19 @@ class EpochMetrics:
 class MetricsWriter:
     """``metrics.csv`` (one row per epoch) and ``metrics.jsonl`` (with per-class validation results)."""
 
-    COLUMNS = ["epoch", "train_accuracy", "train_top_k", "train_loss", "validation_accuracy", "validation_top_k",
-               "validation_loss", "validation_map", "learning_rate", "time_cost", "images_per_second"]
+    COLUMNS = [
+        "epoch",
+        "train_accuracy",
+        "train_top_k",
+        "train_loss",
+        "validation_accuracy",
+        "validation_top_k",
+        "validation_loss",
+        "validation_map",
+        "learning_rate",
+        "time_cost",
+        "images_per_second",
+    ]
 
     def __init__(self, folder: Path, class_names: list[str] | None, previous: Sequence[EpochMetrics] = ()) -> None:
         self.csv_path = folder / "metrics.csv"
@@ -70,7 +81,8 @@ EPOCH_LINE = re.compile(r"Epoch\[(\d+)\] (Train|Validation)-(accuracy|top_k_accu
 
 @dataclass
 class Curves:
-    """Per-metric ``{epoch: value}``; metric names as in the log (``Train-accuracy``, ``Validation-top_k_accuracy_2``)."""
+    """Per-metric ``{epoch: value}``; metric names as in the log (``Train-accuracy``, "
+    "``Validation-top_k_accuracy_2``)."""
 
     series: dict[str, dict[int, float]] = field(default_factory=dict)
     source: str = ""
@@ -92,8 +104,12 @@ def parse_log(text: str, source: str = "log") -> Curves:
 
 def read_metrics_csv(path: str | os.PathLike) -> Curves:
     curves = Curves(source=str(path))
-    names = {"train_accuracy": "Train-accuracy", "validation_accuracy": "Validation-accuracy",
-             "train_top_k": "Train-top_k_accuracy", "validation_top_k": "Validation-top_k_accuracy"}
+    names = {
+        "train_accuracy": "Train-accuracy",
+        "validation_accuracy": "Validation-accuracy",
+        "train_top_k": "Train-top_k_accuracy",
+        "validation_top_k": "Validation-top_k_accuracy",
+    }
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             for col, name in names.items():
@@ -109,7 +125,9 @@ def load_curves(path: str | os.PathLike) -> Curves:
         for candidate in (p / "output" / "data" / "metrics.csv", p / "metrics.csv", p / "training.log"):
             if candidate.is_file():
                 return load_curves(candidate)
-        raise FileNotFoundError(f"{p}: no output/data/metrics.csv or training.log in this folder; is it a Roost job folder?")
+        raise FileNotFoundError(
+            f"{p}: no output/data/metrics.csv or training.log in this folder; is it a Roost job folder?"
+        )
     if p.suffix == ".csv":
         return read_metrics_csv(p)
     curves = parse_log(p.read_text(encoding="utf-8", errors="replace"), str(p))
@@ -124,7 +142,9 @@ def validation_report(job: str | os.PathLike) -> dict:
     meta_path = job / "model" / META_FILE
     metrics_path = job / "output" / "data" / "metrics.jsonl"
     if not meta_path.is_file() or not metrics_path.is_file():
-        raise FileNotFoundError(f"{job}: no model/{META_FILE} and output/data/metrics.jsonl; is it a finished Roost job?")
+        raise FileNotFoundError(
+            f"{job}: no model/{META_FILE} and output/data/metrics.jsonl; is it a finished Roost job?"
+        )
     meta = json.loads(meta_path.read_text())
     epoch = next(c["epoch"] for c in meta["checkpoints"] if c["file"] == meta["model"]) - 1
     for line in metrics_path.read_text().splitlines():
@@ -148,13 +168,26 @@ def plot_accuracy(curves: Curves, out: str | os.PathLike, title: str | None = No
         epochs = sorted(points)
         color, label = styles.get(phase, ("grey", phase))
         top_k = metric.startswith("top_k")
-        ax.plot(epochs, [points[e] for e in epochs], color=color, linestyle="--" if top_k else "-",
-                marker="" if top_k else "o", markersize=3, label=f"{label} {metric.replace('_', ' ')}")
+        ax.plot(
+            epochs,
+            [points[e] for e in epochs],
+            color=color,
+            linestyle="--" if top_k else "-",
+            marker="" if top_k else "o",
+            markersize=3,
+            label=f"{label} {metric.replace('_', ' ')}",
+        )
     val = curves.series.get("Validation-accuracy")
     if val:
         best = max(val, key=lambda e: (val[e], -e))
-        ax.annotate(f"best {val[best]:.3f} (epoch {best})", (best, val[best]), textcoords="offset points",
-                    xytext=(0, 8), ha="center", fontsize=8)
+        ax.annotate(
+            f"best {val[best]:.3f} (epoch {best})",
+            (best, val[best]),
+            textcoords="offset points",
+            xytext=(0, 8),
+            ha="center",
+            fontsize=8,
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.05)

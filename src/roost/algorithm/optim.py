@@ -20,7 +20,8 @@ def make_optimizer(model: nn.Module, hp: HyperParameters) -> torch.optim.Optimiz
     to conv and fully connected weights only, and - as SageMaker documents -
     only for sgd and nag.
     """
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue

@@ -38,9 +38,14 @@ def precision_plan(requested: str, device: torch.device, cpu_bf16: bool | None =
     if requested != "float16":
         return Precision("float32")
     if device.type == "cuda":
-        return Precision("mixed precision: float16 autocast with dynamic loss scaling (CUDA)", torch.float16,
-                         torch.amp.GradScaler("cuda"))
+        return Precision(
+            "mixed precision: float16 autocast with dynamic loss scaling (CUDA)",
+            torch.float16,
+            torch.amp.GradScaler("cuda"),
+        )
     if cpu_has_native_bf16() if cpu_bf16 is None else cpu_bf16:
         return Precision("mixed precision: bfloat16 autocast (CPU with native bfloat16)", torch.bfloat16)
-    return Precision("float32: precision_dtype=float16 was requested, but this CPU has no native half precision "
-                     "(it would run many times slower)")
+    return Precision(
+        "float32: precision_dtype=float16 was requested, but this CPU has no native half precision "
+        "(it would run many times slower)"
+    )

@@ -50,9 +50,12 @@ class Progress:
 
     @classmethod
     def from_dict(cls, d: dict) -> Progress:
-        return cls(next_epoch=d["next_epoch"], num_update=d["num_update"],
-                   history=[EpochMetrics(**m) for m in d["history"]],
-                   checkpoints=[Checkpoint(**c) for c in d["checkpoints"]])
+        return cls(
+            next_epoch=d["next_epoch"],
+            num_update=d["num_update"],
+            history=[EpochMetrics(**m) for m in d["history"]],
+            checkpoints=[Checkpoint(**c) for c in d["checkpoints"]],
+        )
 
 
 def save(folder: Path, hp, step, schedule, model_dir: Path, progress: Progress) -> None:

@@ -77,8 +77,11 @@ class _SingleEval:
 
     def report(self) -> dict:
         c = self.confusion.numpy()
-        return {"accuracy": float(np.trace(c) / max(1, c.sum())), "per_class": per_class_report(c),
-                "confusion": c.tolist()}
+        return {
+            "accuracy": float(np.trace(c) / max(1, c.sum())),
+            "per_class": per_class_report(c),
+            "confusion": c.tolist(),
+        }
 
 
 class MultiLabel:
@@ -126,8 +129,12 @@ class _MultiEval:
             row["average_precision"] = average_precision(scores[:, c], truth[:, c])
             per_class.append(row)
         aps = [r["average_precision"] for r in per_class if r["average_precision"] is not None]
-        return {"accuracy": float((pred == truth).mean()), "per_class": per_class, "confusion": None,
-                "mAP": float(np.mean(aps)) if aps else None}
+        return {
+            "accuracy": float((pred == truth).mean()),
+            "per_class": per_class,
+            "confusion": None,
+            "mAP": float(np.mean(aps)) if aps else None,
+        }
 
 
 Task = SingleLabel | MultiLabel

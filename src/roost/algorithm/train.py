@@ -31,8 +31,14 @@ from roost.algorithm.tasks import MultiLabel, SingleLabel, Task
 from roost.data.augment import Preprocess
 from roost.data.channels import ChannelData, ChannelError, recordio_samples
 from roost.data.dataset import ImageDataset, make_loader
-from roost.formats.artifact import (META_FILE, Checkpoint, ModelMeta, checkpoint_name, serving_preprocessing,
-                                    write_model_shapes)
+from roost.formats.artifact import (
+    META_FILE,
+    Checkpoint,
+    ModelMeta,
+    checkpoint_name,
+    serving_preprocessing,
+    write_model_shapes,
+)
 from roost.models.artifact import save_checkpoint
 from roost.models.resnet import ResNet
 from roost.models.weights import load_incremental, load_pretrained
@@ -99,8 +105,14 @@ def to_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 class TrainStep:
     """One optimisation step on a uint8 batch: the unit the training benchmark times."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
-                 task: Task | None = None, precision: Precision | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        device: torch.device,
+        task: Task | None = None,
+        precision: Precision | None = None,
+    ) -> None:
         self.model, self.optimizer, self.device = model, optimizer, device
         self.task = task or SingleLabel()
         self.precision = precision or Precision("float32")
@@ -136,8 +148,15 @@ class TrainStep:
 # --------------------------------------------------------------------------- epochs
 
 
-def train_one_epoch(step: TrainStep, loader, schedule: MultiFactorSchedule, num_update: int, epoch: int,
-                    top_k: int | None, on_batch: BatchHook | None) -> tuple[TrainStats, int]:
+def train_one_epoch(
+    step: TrainStep,
+    loader,
+    schedule: MultiFactorSchedule,
+    num_update: int,
+    epoch: int,
+    top_k: int | None,
+    on_batch: BatchHook | None,
+) -> tuple[TrainStats, int]:
     """One pass over the training data; returns its statistics and the update count after it."""
     step.model.train()
     seen = decisions = correct = correct_k = 0
@@ -157,7 +176,8 @@ def train_one_epoch(step: TrainStep, loader, schedule: MultiFactorSchedule, num_
         if not math.isfinite(loss_sum):
             raise FloatingPointError(
                 f"training diverged in epoch {epoch} (loss is {loss_sum}); lower learning_rate "
-                f"(now {schedule.current:g})")
+                f"(now {schedule.current:g})"
+            )
         if on_batch:
             on_batch("train", epoch, b, total)
         if STOP.is_set():
@@ -167,8 +187,9 @@ def train_one_epoch(step: TrainStep, loader, schedule: MultiFactorSchedule, num_
 
 
 @torch.no_grad()
-def evaluate(step: TrainStep, loader, epoch: int, top_k: int | None, num_classes: int,
-             on_batch: BatchHook | None) -> EvalStats:
+def evaluate(
+    step: TrainStep, loader, epoch: int, top_k: int | None, num_classes: int, on_batch: BatchHook | None
+) -> EvalStats:
     model, task = step.model, step.task
     model.eval()
     acc = task.evaluator(num_classes)
@@ -186,9 +207,14 @@ def evaluate(step: TrainStep, loader, epoch: int, top_k: int | None, num_classes
         if on_batch:
             on_batch("validation", epoch, b, total)
     report = acc.report()
-    return EvalStats(accuracy=report["accuracy"], top_k=correct_k / seen if top_k and not task.multi_label else None,
-                     loss=loss_sum / seen, per_class=report["per_class"], confusion=report["confusion"],
-                     mean_ap=report.get("mAP"))
+    return EvalStats(
+        accuracy=report["accuracy"],
+        top_k=correct_k / seen if top_k and not task.multi_label else None,
+        loss=loss_sum / seen,
+        per_class=report["per_class"],
+        confusion=report["confusion"],
+        mean_ap=report.get("mAP"),
+    )
 
 
 # --------------------------------------------------------------------------- SageMaker's log lines
@@ -250,8 +276,9 @@ def log_validation(epoch: int, va: EvalStats, top_k: int | None) -> None:
 def make_dataset(data: ChannelData, hp: HyperParameters, train: bool) -> ImageDataset:
     c, h, w = hp.image_shape
     pre = Preprocess(h, w, resize=hp.resize, augmentation_type=hp.augmentation_type, train=train)
-    return ImageDataset(data.samples, data.rec_files, pre, channels=c, num_classes=hp.num_classes,
-                        multi_label=bool(hp.multi_label))
+    return ImageDataset(
+        data.samples, data.rec_files, pre, channels=c, num_classes=hp.num_classes, multi_label=bool(hp.multi_label)
+    )
 
 
 def load_channel(files: list[Path], hp: HyperParameters, train: bool) -> ImageDataset:
@@ -263,11 +290,15 @@ def check_datasets(hp: HyperParameters, train_set: ImageDataset, val_set: ImageD
     if len(train_set) != hp.num_training_samples:
         log.warning(
             "num_training_samples=%d but the train channel holds %d images; the learning-rate schedule "
-            "(lr_scheduler_step) counts updates from num_training_samples", hp.num_training_samples, len(train_set))
+            "(lr_scheduler_step) counts updates from num_training_samples",
+            hp.num_training_samples,
+            len(train_set),
+        )
     if len(train_set) < hp.mini_batch_size:
         raise ChannelError(
             f"The number of input images must be bigger or equal to the mini_batch_size: the train channel has "
-            f"{len(train_set)} images, mini_batch_size is {hp.mini_batch_size}")
+            f"{len(train_set)} images, mini_batch_size is {hp.mini_batch_size}"
+        )
     if not len(val_set):
         raise ChannelError("the validation channel holds no images")
 
@@ -279,8 +310,8 @@ def make_task(hp: HyperParameters, train_set: ImageDataset) -> Task:
         return SingleLabel()
     if hp.use_weighted_loss:
         task = MultiLabel.weighted_by_frequency(train_set.label_matrix())
-        log.info("use_weighted_loss: positive weights per class %s",
-                 [round(float(w), 3) for w in task.pos_weight])
+        weights = task.pos_weight.tolist() if task.pos_weight is not None else []
+        log.info("use_weighted_loss: positive weights per class %s", [round(w, 3) for w in weights])
         return task
     return MultiLabel()
 
@@ -328,17 +359,25 @@ class ModelFolder:
         """Write the description; returns the checkpoint serving loads (the best of those shipped)."""
         if not self.checkpoints:  # stopped early, or a checkpoint_frequency that never fired: keep the current weights
             last = history[-1] if history else None
-            self.checkpoints.append(self._save(model, last.epoch if last else 0,
-                                               last.validation_accuracy if last else None))
+            self.checkpoints.append(
+                self._save(model, last.epoch if last else 0, last.validation_accuracy if last else None)
+            )
         # with periodic checkpoints SageMaker ships them all; serving takes the best of them
         served = max(self.checkpoints, key=lambda c: (c.validation_accuracy or 0.0, c.epoch))
         hp = self.hp
         write_model_shapes(self.folder, hp.mini_batch_size, hp.image_shape)
         meta = ModelMeta(
-            num_classes=hp.num_classes, num_layers=hp.num_layers, image_shape=list(hp.image_shape),
-            hyperparameters=hp.to_strings(), checkpoints=self.checkpoints, model=served.file, head=model.head_name,
-            multi_label=bool(hp.multi_label), class_names=class_names,
-            preprocessing=serving_preprocessing(hp.image_shape), roost_version=__version__,
+            num_classes=hp.num_classes,
+            num_layers=hp.num_layers,
+            image_shape=list(hp.image_shape),
+            hyperparameters=hp.to_strings(),
+            checkpoints=self.checkpoints,
+            model=served.file,
+            head=model.head_name,
+            multi_label=bool(hp.multi_label),
+            class_names=class_names,
+            preprocessing=serving_preprocessing(hp.image_shape),
+            roost_version=__version__,
         )
         (self.folder / META_FILE).write_text(meta.to_json(), encoding="utf-8")
         return served
@@ -369,8 +408,13 @@ def should_stop_early(history: list[EpochMetrics], hp: HyperParameters) -> bool:
             best, best_epoch = m.validation_accuracy, m.epoch
     if epoch - best_epoch < hp.early_stopping_patience:
         return False
-    log.info("Early stopping: validation accuracy has not improved by a relative %g for %d epochs "
-             "(best %f at epoch %d)", hp.early_stopping_tolerance, epoch - best_epoch, best, best_epoch)
+    log.info(
+        "Early stopping: validation accuracy has not improved by a relative %g for %d epochs (best %f at epoch %d)",
+        hp.early_stopping_tolerance,
+        epoch - best_epoch,
+        best,
+        best_epoch,
+    )
     return True
 
 
@@ -410,7 +454,8 @@ def train(
     log.info("multi_label: %d", hp.multi_label)
     precision = precision_plan(hp.precision_dtype, device, cpu_bf16)
     log_parameters(hp, precision)
-    model = build_model(hp, model_channel, pretrained_folder).to(device, memory_format=torch.channels_last)
+    model = build_model(hp, model_channel, pretrained_folder)
+    model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
     step = TrainStep(model, make_optimizer(model, hp), device, make_task(hp, train_set), precision)
     schedule = MultiFactorSchedule(hp)
     log.info("Setting number of threads: %d", torch.get_num_threads() if device.type == "cpu" else workers)
@@ -422,8 +467,12 @@ def train(
         resumed = run_state.restore(checkpoint_dir, hp, step, schedule, model_dir)
         if resumed is not None:
             progress = resumed
-            log.info("Resuming from %s: %d epoch(s) done, continuing at epoch %d", checkpoint_dir,
-                     progress.next_epoch, progress.next_epoch)
+            log.info(
+                "Resuming from %s: %d epoch(s) done, continuing at epoch %d",
+                checkpoint_dir,
+                progress.next_epoch,
+                progress.next_epoch,
+            )
     shipped = ModelFolder(model_dir, hp, list(progress.checkpoints))
     output_data_dir.mkdir(parents=True, exist_ok=True)
     writer = MetricsWriter(output_data_dir, class_names, progress.history)
@@ -434,17 +483,28 @@ def train(
             if hp.early_stopping and should_stop_early(progress.history, hp):
                 break
             tic = time.perf_counter()
-            tr, progress.num_update = train_one_epoch(step, train_loader, schedule, progress.num_update, epoch,
-                                                      hp.top_k, on_batch)
+            tr, progress.num_update = train_one_epoch(
+                step, train_loader, schedule, progress.num_update, epoch, hp.top_k, on_batch
+            )
             cost = time.perf_counter() - tic
             log_train_epoch(epoch, tr, cost, hp.top_k)
             va = evaluate(step, val_loader, epoch, hp.top_k, hp.num_classes, on_batch)
             log_validation(epoch, va, hp.top_k)
             metrics = EpochMetrics(
-                epoch=epoch, train_accuracy=tr.accuracy, train_top_k=tr.top_k, train_loss=tr.loss,
-                validation_accuracy=va.accuracy, validation_top_k=va.top_k, validation_loss=va.loss,
-                learning_rate=schedule.current, time_cost=cost, images_per_second=tr.images / cost,
-                validation_per_class=va.per_class, validation_confusion=va.confusion, validation_map=va.mean_ap)
+                epoch=epoch,
+                train_accuracy=tr.accuracy,
+                train_top_k=tr.top_k,
+                train_loss=tr.loss,
+                validation_accuracy=va.accuracy,
+                validation_top_k=va.top_k,
+                validation_loss=va.loss,
+                learning_rate=schedule.current,
+                time_cost=cost,
+                images_per_second=tr.images / cost,
+                validation_per_class=va.per_class,
+                validation_confusion=va.confusion,
+                validation_map=va.mean_ap,
+            )
             writer.write(metrics)
             shipped.after_epoch(model, metrics, progress.best)
             progress.history.append(metrics)

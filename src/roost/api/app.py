@@ -28,13 +28,20 @@ JSON_11 = "application/x-amz-json-1.1"
 
 
 def _error(err: ServiceError, request_id: str) -> Response:
-    return JSONResponse(err.body(), status_code=err.status,
-                        headers={"x-amzn-RequestId": request_id, "Content-Type": JSON_11})
+    return JSONResponse(
+        err.body(), status_code=err.status, headers={"x-amzn-RequestId": request_id, "Content-Type": JSON_11}
+    )
 
 
-def create_app(services: list[Service], keys: dict[str, str], *, on_startup: Callable[[], None] | None = None,
-               on_shutdown: Callable[[], None] | None = None) -> FastAPI:
+def create_app(
+    services: list[Service],
+    keys: dict[str, str],
+    *,
+    on_startup: Callable[[], None] | None = None,
+    on_shutdown: Callable[[], None] | None = None,
+) -> FastAPI:
     """The API answering every operation of ``services``; InvokeEndpoint when one of them is hosting."""
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         if on_startup:
@@ -43,8 +50,13 @@ def create_app(services: list[Service], keys: dict[str, str], *, on_startup: Cal
         if on_shutdown:
             on_shutdown()
 
-    app = FastAPI(title="Roost", description="SageMaker-compatible training-job API", docs_url=None, redoc_url=None,
-                  lifespan=lifespan)
+    app = FastAPI(
+        title="Roost",
+        description="SageMaker-compatible training-job API",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
     operations = dispatch_table(*services)
     hosting = next((svc for svc in services if isinstance(svc, HostingService)), None)
 
@@ -63,8 +75,10 @@ def create_app(services: list[Service], keys: dict[str, str], *, on_startup: Cal
             return _error(err, request_id)
         handler = operations.get(target)
         if handler is None:
-            return _error(ServiceError("UnknownOperationException",
-                                       f"Operation {target or '(none)'} is not supported by Roost."), request_id)
+            return _error(
+                ServiceError("UnknownOperationException", f"Operation {target or '(none)'} is not supported by Roost."),
+                request_id,
+            )
         try:
             payload = json.loads(body or b"{}")
             if not isinstance(payload, dict):
@@ -78,8 +92,10 @@ def create_app(services: list[Service], keys: dict[str, str], *, on_startup: Cal
             return _error(err, request_id)
         except Exception:  # noqa: BLE001 - an API client gets AWS's error shape, never a traceback
             log.exception("%s failed", target)
-            return _error(ServiceError("InternalFailure", "The request processing has failed because of an unknown "
-                                       "error.", 500), request_id)
+            return _error(
+                ServiceError("InternalFailure", "The request processing has failed because of an unknown error.", 500),
+                request_id,
+            )
         return Response(json.dumps(result), media_type=JSON_11, headers={"x-amzn-RequestId": request_id})
 
     @app.post("/endpoints/{name}/invocations")
@@ -96,20 +112,29 @@ def create_app(services: list[Service], keys: dict[str, str], *, on_startup: Cal
         h = request.headers
         try:
             payload, media, variant = await run_in_threadpool(
-                hosting.invoke, name, body, h.get("content-type", ""), h.get("accept", ""),
-                h.get("x-amzn-sagemaker-custom-attributes"))
+                hosting.invoke,
+                name,
+                body,
+                h.get("content-type", ""),
+                h.get("accept", ""),
+                h.get("x-amzn-sagemaker-custom-attributes"),
+            )
         except ServiceError as err:
             return _runtime_error(err, request_id)
         except Exception:  # noqa: BLE001
             log.exception("InvokeEndpoint failed")
             return _runtime_error(ServiceError("InternalFailure", "An internal failure occurred.", 500), request_id)
-        return Response(payload, media_type=media, headers={"x-amzn-RequestId": request_id,
-                                                            "x-Amzn-Invoked-Production-Variant": variant})
+        return Response(
+            payload,
+            media_type=media,
+            headers={"x-amzn-RequestId": request_id, "x-Amzn-Invoked-Production-Variant": variant},
+        )
 
     return app
 
 
 def _runtime_error(err: ServiceError, request_id: str) -> Response:
     # the runtime API (rest-json) names the error in a header as well as in the body
-    return JSONResponse(err.body(), status_code=err.status,
-                        headers={"x-amzn-RequestId": request_id, "x-amzn-ErrorType": err.code})
+    return JSONResponse(
+        err.body(), status_code=err.status, headers={"x-amzn-RequestId": request_id, "x-amzn-ErrorType": err.code}
+    )

@@ -54,14 +54,16 @@ def load_or_create_keys(data_dir: Path, env: dict) -> tuple[KeyPair, Path | None
         return KeyPair(d["aws_access_key_id"], d["aws_secret_access_key"]), None
     pair = KeyPair("RK" + secrets.token_hex(9).upper(), secrets.token_urlsafe(30))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"aws_access_key_id": pair.access_key_id,
-                                "aws_secret_access_key": pair.secret_access_key}, indent=2))
+    path.write_text(
+        json.dumps({"aws_access_key_id": pair.access_key_id, "aws_secret_access_key": pair.secret_access_key}, indent=2)
+    )
     path.chmod(0o600)
     return pair, path
 
 
-def verify(method: str, url: str, headers: dict[str, str], body: bytes, keys: dict[str, str],
-           now: dt.datetime | None = None) -> str:
+def verify(
+    method: str, url: str, headers: dict[str, str], body: bytes, keys: dict[str, str], now: dt.datetime | None = None
+) -> str:
     """Check a SigV4-signed request; returns the access key id, or raises :class:`AuthError` as AWS would."""
     lower = {k.lower(): v for k, v in headers.items()}
     auth = lower.get("authorization")
@@ -69,20 +71,24 @@ def verify(method: str, url: str, headers: dict[str, str], body: bytes, keys: di
         raise AuthError("MissingAuthenticationTokenException", "Missing Authentication Token")
     m = AUTH_RE.match(auth.strip())
     if not m:
-        raise AuthError("IncompleteSignatureException",
-                        "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' (AWS4-HMAC-SHA256).")
+        raise AuthError(
+            "IncompleteSignatureException",
+            "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' (AWS4-HMAC-SHA256).",
+        )
     secret = keys.get(m["key"])
     if secret is None:
         raise AuthError("UnrecognizedClientException", "The security token included in the request is invalid.")
     amz_date = lower.get("x-amz-date", "")
     try:
-        when = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+        when = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
     except ValueError:
         raise AuthError("IncompleteSignatureException", "X-Amz-Date is missing or malformed.", 400) from None
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     if abs(now - when) > MAX_SKEW:
-        raise AuthError("InvalidSignatureException",
-                        f"Signature expired: {amz_date} is now earlier than {(now - MAX_SKEW):%Y%m%dT%H%M%SZ}.")
+        raise AuthError(
+            "InvalidSignatureException",
+            f"Signature expired: {amz_date} is now earlier than {(now - MAX_SKEW):%Y%m%dT%H%M%SZ}.",
+        )
     signed = m["signed"].split(";")
     req = AWSRequest(method=method, url=url, data=body, headers={h: lower[h] for h in signed if h in lower})
     req.context["timestamp"] = amz_date
@@ -90,7 +96,9 @@ def verify(method: str, url: str, headers: dict[str, str], body: bytes, keys: di
     canonical = signer.canonical_request(req)
     expected = signer.signature(signer.string_to_sign(req, canonical), req)
     if not hmac.compare_digest(expected, m["sig"]):
-        raise AuthError("InvalidSignatureException",
-                        "The request signature we calculated does not match the signature you provided. Check your "
-                        "AWS Secret Access Key and signing method. Consult the service documentation for details.")
+        raise AuthError(
+            "InvalidSignatureException",
+            "The request signature we calculated does not match the signature you provided. Check your "
+            "AWS Secret Access Key and signing method. Consult the service documentation for details.",
+        )
     return m["key"]

@@ -42,7 +42,7 @@ def render(report: Report, console: Console) -> None:
         top = max(hist["counts"]) or 1
         console.print(f"Histogram of the {hist['of']}:")
         edges = hist["edges"]
-        for lo, hi, n in zip(edges, edges[1:], hist["counts"]):
+        for lo, hi, n in zip(edges, edges[1:], hist["counts"], strict=False):
             console.print(f"  {lo:>7.0f} - {hi:<7.0f} {n:>6}  [cyan]{'█' * round(30 * n / top)}[/]")
     if report.image_shape is not None and report.smaller_than_shape == 0:
         console.print(f"All images are at least {report.image_shape[1]}x{report.image_shape[2]}.")

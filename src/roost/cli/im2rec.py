@@ -13,8 +13,8 @@ import sys
 
 from roost.cli import ui
 from roost.data import im2rec as core
-from roost.system import available_cores
 from roost.data.images import DEFAULT_EXTS
+from roost.system import available_cores
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,39 +32,74 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("root", help="path to folder containing images.")
 
     cgroup = parser.add_argument_group("Options for creating image lists")
-    cgroup.add_argument("--list", action="store_true",
-                        help="If this is set im2rec will create image list(s) by traversing root folder "
-                        "and output to <prefix>.lst. Otherwise im2rec will read <prefix>.lst and create a database at <prefix>.rec")
+    cgroup.add_argument(
+        "--list",
+        action="store_true",
+        help="If this is set im2rec will create image list(s) by traversing root folder "
+        "and output to <prefix>.lst. Otherwise im2rec will read <prefix>.lst and create a database at <prefix>.rec",
+    )
     cgroup.add_argument("--exts", nargs="+", default=list(DEFAULT_EXTS), help="list of acceptable image extensions.")
     cgroup.add_argument("--chunks", type=int, default=1, help="number of chunks.")
     cgroup.add_argument("--train-ratio", type=float, default=1.0, help="Ratio of images to use for training.")
     cgroup.add_argument("--test-ratio", type=float, default=0, help="Ratio of images to use for testing.")
-    cgroup.add_argument("--recursive", action="store_true",
-                        help="If true recursively walk through subdirs and assign an unique label to images in each folder. "
-                        "Otherwise only include images in the root folder and give them label 0.")
-    cgroup.add_argument("--no-shuffle", dest="shuffle", action="store_false",
-                        help="If this is passed, im2rec will not randomize the image order in <prefix>.lst")
+    cgroup.add_argument(
+        "--recursive",
+        action="store_true",
+        help="If true recursively walk through subdirs and assign an unique label to images in each folder. "
+        "Otherwise only include images in the root folder and give them label 0.",
+    )
+    cgroup.add_argument(
+        "--no-shuffle",
+        dest="shuffle",
+        action="store_false",
+        help="If this is passed, im2rec will not randomize the image order in <prefix>.lst",
+    )
 
     rgroup = parser.add_argument_group("Options for creating database")
-    rgroup.add_argument("--pass-through", action="store_true", help="whether to skip transformation and save image as is")
-    rgroup.add_argument("--resize", type=int, default=0,
-                        help="resize the shorter edge of image to the newsize, original images will be packed by default.")
-    rgroup.add_argument("--center-crop", action="store_true",
-                        help="specify whether to crop the center image to make it rectangular.")
-    rgroup.add_argument("--quality", type=int, default=95,
-                        help="JPEG quality for encoding, 1-100; or PNG compression for encoding, 1-9")
-    rgroup.add_argument("--num-thread", type=int, default=available_cores(),
-                        help="number of worker processes for encoding (MXNet's default is 1; Roost uses every core). "
-                        "Output order always equals list order.")
-    rgroup.add_argument("--color", type=int, default=1, choices=[-1, 0, 1],
-                        help="specify the color mode of the loaded image. 1: Loads a color image. Any transparency of image will be neglected. "
-                        "It is the default flag. 0: Loads image in grayscale mode. -1:Loads image as such including alpha channel.")
-    rgroup.add_argument("--encoding", type=str, default=".jpg", choices=[".jpg", ".png"], help="specify the encoding of the images.")
-    rgroup.add_argument("--pack-label", action="store_true", help="Whether to also pack multi dimensional label in the record file")
+    rgroup.add_argument(
+        "--pass-through", action="store_true", help="whether to skip transformation and save image as is"
+    )
+    rgroup.add_argument(
+        "--resize",
+        type=int,
+        default=0,
+        help="resize the shorter edge of image to the newsize, original images will be packed by default.",
+    )
+    rgroup.add_argument(
+        "--center-crop", action="store_true", help="specify whether to crop the center image to make it rectangular."
+    )
+    rgroup.add_argument(
+        "--quality", type=int, default=95, help="JPEG quality for encoding, 1-100; or PNG compression for encoding, 1-9"
+    )
+    rgroup.add_argument(
+        "--num-thread",
+        type=int,
+        default=available_cores(),
+        help="number of worker processes for encoding (MXNet's default is 1; Roost uses every core). "
+        "Output order always equals list order.",
+    )
+    rgroup.add_argument(
+        "--color",
+        type=int,
+        default=1,
+        choices=[-1, 0, 1],
+        help="specify the color mode of the loaded image. 1: Loads a color image. Any transparency of image "
+        "will be neglected. "
+        "It is the default flag. 0: Loads image in grayscale mode. -1:Loads image as such including alpha channel.",
+    )
+    rgroup.add_argument(
+        "--encoding", type=str, default=".jpg", choices=[".jpg", ".png"], help="specify the encoding of the images."
+    )
+    rgroup.add_argument(
+        "--pack-label", action="store_true", help="Whether to also pack multi dimensional label in the record file"
+    )
 
     xgroup = parser.add_argument_group("Roost additions")
-    xgroup.add_argument("--strict", action="store_true",
-                        help="exit with status 1 if any image could not be packed (the .rec is still written without it)")
+    xgroup.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with status 1 if any image could not be packed (the .rec is still written without it)",
+    )
     return parser
 
 
@@ -83,8 +118,14 @@ def _check_ratios(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 def run_list_mode(args: argparse.Namespace) -> int:
     listing, files = core.make_lists(
-        args.prefix, args.root, recursive=args.recursive, exts=args.exts, chunks=args.chunks,
-        train_ratio=args.train_ratio, test_ratio=args.test_ratio, shuffle=args.shuffle,
+        args.prefix,
+        args.root,
+        recursive=args.recursive,
+        exts=args.exts,
+        chunks=args.chunks,
+        train_ratio=args.train_ratio,
+        test_ratio=args.test_ratio,
+        shuffle=args.shuffle,
     )
     if args.recursive:
         for folder, label in listing.folders:
@@ -101,8 +142,13 @@ def run_list_mode(args: argparse.Namespace) -> int:
 
 def run_rec_mode(args: argparse.Namespace) -> int:
     opts = core.EncodeOptions(
-        pass_through=args.pass_through, resize=args.resize, center_crop=args.center_crop, quality=args.quality,
-        color=args.color, encoding=args.encoding, pack_label=args.pack_label,
+        pass_through=args.pass_through,
+        resize=args.resize,
+        center_crop=args.center_crop,
+        quality=args.quality,
+        color=args.color,
+        encoding=args.encoding,
+        pack_label=args.pack_label,
     )
     working_dir, lists = core.find_lists(args.prefix)
     if not lists:
@@ -118,14 +164,15 @@ def run_rec_mode(args: argparse.Namespace) -> int:
         with ui.progress() as bar:
             task = bar.add_task(os.path.basename(lst), total=None)
 
-            def on_progress(done: int, total: int) -> None:
+            def on_progress(done: int, total: int, task=task) -> None:
                 bar.update(task, completed=done, total=total)
 
             def on_skip(path: str, reason: str) -> None:
                 bar.console.print(f"[yellow]skipped[/] {reason}")
 
-            summary = core.pack_list(lst, args.root, opts, num_workers=args.num_thread,
-                                     on_progress=on_progress, on_skip=on_skip)
+            summary = core.pack_list(
+                lst, args.root, opts, num_workers=args.num_thread, on_progress=on_progress, on_skip=on_skip
+            )
         any_skipped |= bool(summary.skipped)
         _print_summary(summary)
     return 1 if (args.strict and any_skipped) else 0

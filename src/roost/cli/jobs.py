@@ -24,8 +24,11 @@ def _clients(ctx: click.Context):
     if not (key and secret) and creds.is_file():
         d = json.loads(creds.read_text())
         key, secret = d["aws_access_key_id"], d["aws_secret_access_key"]
-    kwargs = dict(endpoint_url=opts["endpoint_url"], region_name=opts["region"],
-                  config=Config(retries={"max_attempts": 2}, connect_timeout=5))
+    kwargs = dict(
+        endpoint_url=opts["endpoint_url"],
+        region_name=opts["region"],
+        config=Config(retries={"max_attempts": 2}, connect_timeout=5),
+    )
     if key and secret:
         kwargs.update(aws_access_key_id=key, aws_secret_access_key=secret)
     return boto3.client("sagemaker", **kwargs), boto3.client("logs", **kwargs)
@@ -40,18 +43,22 @@ def _call(fn, **kwargs):
         e = err.response["Error"]
         raise click.ClickException(f"{e.get('Code')}: {e.get('Message')}") from None
     except EndpointConnectionError as err:
-        raise click.ClickException(f"cannot reach Roost at {err.kwargs.get('endpoint_url')}; start it with "
-                                   "`roost server` or pass --endpoint-url") from None
+        raise click.ClickException(
+            f"cannot reach Roost at {err.kwargs.get('endpoint_url')}; start it with "
+            "`roost server` or pass --endpoint-url"
+        ) from None
     except NoCredentialsError:
-        raise click.ClickException("no credentials: set ROOST_ACCESS_KEY_ID/ROOST_SECRET_ACCESS_KEY or pass "
-                                   "--data-dir of the server (its credentials.json)") from None
+        raise click.ClickException(
+            "no credentials: set ROOST_ACCESS_KEY_ID/ROOST_SECRET_ACCESS_KEY or pass "
+            "--data-dir of the server (its credentials.json)"
+        ) from None
 
 
 def _time(ts) -> str:
     if ts is None:
         return "-"
     if isinstance(ts, (int, float)):
-        ts = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+        ts = dt.datetime.fromtimestamp(ts, dt.UTC)
     return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -60,10 +67,20 @@ def _dump(obj) -> str:
 
 
 @click.group("jobs", short_help="Create, list, describe, stop and follow jobs on a server.")
-@click.option("--endpoint-url", envvar="ROOST_ENDPOINT_URL", default="http://127.0.0.1:8080", show_default=True,
-              help="The Roost server.")
-@click.option("--data-dir", default="roost-data", show_default=True, type=click.Path(file_okay=False),
-              help="The server's data folder, for its credentials.json (unless ROOST_ACCESS_KEY_ID is set).")
+@click.option(
+    "--endpoint-url",
+    envvar="ROOST_ENDPOINT_URL",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="The Roost server.",
+)
+@click.option(
+    "--data-dir",
+    default="roost-data",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="The server's data folder, for its credentials.json (unless ROOST_ACCESS_KEY_ID is set).",
+)
 @click.option("--region", default="us-east-1", show_default=True)
 @click.pass_context
 def jobs_cmd(ctx, endpoint_url, data_dir, region) -> None:
@@ -72,8 +89,13 @@ def jobs_cmd(ctx, endpoint_url, data_dir, region) -> None:
 
 
 @jobs_cmd.command("create")
-@click.option("--from-json", "request_file", required=True, type=click.File("r"),
-              help="A CreateTrainingJob request (the training_params dict of the SageMaker examples) as JSON.")
+@click.option(
+    "--from-json",
+    "request_file",
+    required=True,
+    type=click.File("r"),
+    help="A CreateTrainingJob request (the training_params dict of the SageMaker examples) as JSON.",
+)
 @click.option("--name", help="Override TrainingJobName.")
 @click.pass_context
 def create(ctx, request_file, name) -> None:
@@ -115,7 +137,9 @@ def list_(ctx, status, name_contains, max_items, as_json) -> None:
     for col in ("status", "created", "ended"):
         table.add_column(col)
     for j in jobs:
-        table.add_row(j["TrainingJobName"], j["TrainingJobStatus"], _time(j["CreationTime"]), _time(j.get("TrainingEndTime")))
+        table.add_row(
+            j["TrainingJobName"], j["TrainingJobStatus"], _time(j["CreationTime"]), _time(j.get("TrainingEndTime"))
+        )
     Console(highlight=False).print(table)
 
 
@@ -161,7 +185,9 @@ def stop(ctx, name) -> None:
 @jobs_cmd.command("logs")
 @click.argument("name")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the job ends.")
-@click.option("--filter", "pattern", help='Only lines with these terms, CloudWatch-style, e.g. \'"Validation-accuracy"\'.')
+@click.option(
+    "--filter", "pattern", help="Only lines with these terms, CloudWatch-style, e.g. '\"Validation-accuracy\"'."
+)
 @click.pass_context
 def logs(ctx, name, follow, pattern) -> None:
     """Print a job's log (its CloudWatch-style stream)."""

@@ -39,23 +39,60 @@ def im2rec_cmd(args: tuple[str, ...]) -> None:
 @cli.command("pack", short_help="Class folders to train/val .rec files and classes.json.")
 @click.argument("images", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--val-ratio", default=0.2, show_default=True, type=click.FloatRange(0, 1, max_open=True),
-              help="Share of each class's images that goes to val.rec.")
-@click.option("--test-ratio", default=0.0, show_default=True, type=click.FloatRange(0, 1, max_open=True),
-              help="Share of each class's images that goes to test.rec (none by default).")
-@click.option("--resize", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Resize the shorter side to this many pixels (0 keeps the size).")
+@click.option(
+    "--val-ratio",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Share of each class's images that goes to val.rec.",
+)
+@click.option(
+    "--test-ratio",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Share of each class's images that goes to test.rec (none by default).",
+)
+@click.option(
+    "--resize",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Resize the shorter side to this many pixels (0 keeps the size).",
+)
 @click.option("--center-crop", is_flag=True, help="Crop the centre square before resizing.")
 @click.option("--quality", default=95, show_default=True, type=click.IntRange(1, 100), help="JPEG quality.")
 @click.option("--encoding", default=".jpg", show_default=True, type=click.Choice([".jpg", ".png"]))
-@click.option("--color", default=1, show_default=True, type=click.Choice(["-1", "0", "1"]),
-              help="1 colour, 0 greyscale, -1 unchanged (as im2rec --color).")
+@click.option(
+    "--color",
+    default=1,
+    show_default=True,
+    type=click.Choice(["-1", "0", "1"]),
+    help="1 colour, 0 greyscale, -1 unchanged (as im2rec --color).",
+)
 @click.option("--pass-through", is_flag=True, help="Store the original file bytes, no re-encoding.")
-@click.option("--num-thread", "num_workers", default=None, type=click.IntRange(min=1),
-              help="Worker processes (default: every core).")
+@click.option(
+    "--num-thread",
+    "num_workers",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Worker processes (default: every core).",
+)
 @click.option("--seed", default=100, show_default=True, help="Seed of the shuffle and split.")
-def pack_cmd(images: Path, out_dir: Path, val_ratio, test_ratio, resize, center_crop, quality, encoding, color,
-             pass_through, num_workers, seed) -> None:
+def pack_cmd(
+    images: Path,
+    out_dir: Path,
+    val_ratio,
+    test_ratio,
+    resize,
+    center_crop,
+    quality,
+    encoding,
+    color,
+    pass_through,
+    num_workers,
+    seed,
+) -> None:
     """One step from a folder of class folders to train/val .rec files and classes.json.
 
     IMAGES holds one sub-folder per class (images may sit at any depth below
@@ -65,8 +102,8 @@ def pack_cmd(images: Path, out_dir: Path, val_ratio, test_ratio, resize, center_
     share of its images to validation.
     """
     from roost.data import im2rec as core
-    from roost.system import available_cores
     from roost.formats.lst import write_list
+    from roost.system import available_cores
 
     ui.setup_logging()
     try:
@@ -77,8 +114,14 @@ def pack_cmd(images: Path, out_dir: Path, val_ratio, test_ratio, resize, center_
     for label, name in enumerate(split.classes):
         click.echo(f"{name} {label}")
     core.write_classes(out_dir / "classes.json", split.classes)
-    opts = core.EncodeOptions(pass_through=pass_through, resize=resize, center_crop=center_crop, quality=quality,
-                              color=int(color), encoding=encoding)
+    opts = core.EncodeOptions(
+        pass_through=pass_through,
+        resize=resize,
+        center_crop=center_crop,
+        quality=quality,
+        color=int(color),
+        encoding=encoding,
+    )
     workers = num_workers or available_cores()
     total_skipped = train_written = 0
     for part, entries in (("train", split.train), ("val", split.val), ("test", split.test)):
@@ -89,8 +132,11 @@ def pack_cmd(images: Path, out_dir: Path, val_ratio, test_ratio, resize, center_
         with ui.progress() as bar:
             task = bar.add_task(f"{part}.rec", total=len(entries))
             summary = core.pack_list(
-                lst, images, opts, num_workers=workers,
-                on_progress=lambda done, total: bar.update(task, completed=done),
+                lst,
+                images,
+                opts,
+                num_workers=workers,
+                on_progress=lambda done, total: bar.update(task, completed=done),  # noqa: B023 - used at once
                 on_skip=lambda path, reason: bar.console.print(f"[yellow]skipped[/] {reason}"),
             )
         total_skipped += len(summary.skipped)
@@ -121,24 +167,54 @@ def _parse_image_shape(ctx, param, value):
 
 @cli.command("explore", short_help="Classes, sizes, samples and warnings of a data set.")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Image folder an .lst's paths are relative to (default: the .lst's folder).")
-@click.option("--image-shape", callback=_parse_image_shape, metavar="C,H,W",
-              help="Warn about images smaller than this training shape, e.g. 3,224,224.")
-@click.option("--min-per-class", default=10, show_default=True, type=click.IntRange(min=1),
-              help="Warn about classes with fewer images.")
-@click.option("--imbalance-ratio", default=3.0, show_default=True, type=click.FloatRange(min=1),
-              help="Warn when the largest class is this many times the smallest.")
-@click.option("--grid", "grid_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write a PNG grid of sample images per class here.")
-@click.option("--samples", default=6, show_default=True, type=click.IntRange(1, 8), help="Samples per class in the grid.")
-@click.option("--size-plot", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write a PNG histogram of image sizes here.")
+@click.option(
+    "--root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Image folder an .lst's paths are relative to (default: the .lst's folder).",
+)
+@click.option(
+    "--image-shape",
+    callback=_parse_image_shape,
+    metavar="C,H,W",
+    help="Warn about images smaller than this training shape, e.g. 3,224,224.",
+)
+@click.option(
+    "--min-per-class",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Warn about classes with fewer images.",
+)
+@click.option(
+    "--imbalance-ratio",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Warn when the largest class is this many times the smallest.",
+)
+@click.option(
+    "--grid",
+    "grid_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a PNG grid of sample images per class here.",
+)
+@click.option(
+    "--samples", default=6, show_default=True, type=click.IntRange(1, 8), help="Samples per class in the grid."
+)
+@click.option(
+    "--size-plot", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG histogram of image sizes here."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-@click.option("--num-thread", "num_workers", default=None, type=click.IntRange(min=1),
-              help="Worker processes for decoding (default: every core).")
-def explore_cmd(source, root, image_shape, min_per_class, imbalance_ratio, grid_path, samples, size_plot, as_json,
-                num_workers) -> None:
+@click.option(
+    "--num-thread",
+    "num_workers",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Worker processes for decoding (default: every core).",
+)
+def explore_cmd(
+    source, root, image_shape, min_per_class, imbalance_ratio, grid_path, samples, size_plot, as_json, num_workers
+) -> None:
     """Explore a data set: images per class, sizes, sample grid and warnings.
 
     SOURCE is a folder of class folders, an .lst (with --root) or a .rec file.
@@ -153,8 +229,12 @@ def explore_cmd(source, root, image_shape, min_per_class, imbalance_ratio, grid_
         task = bar.add_task("decoding", total=None)
         try:
             report, picks = ex.explore(
-                source, root=root, image_shape=image_shape, min_per_class=min_per_class,
-                imbalance_ratio=imbalance_ratio, num_workers=num_workers or available_cores(),
+                source,
+                root=root,
+                image_shape=image_shape,
+                min_per_class=min_per_class,
+                imbalance_ratio=imbalance_ratio,
+                num_workers=num_workers or available_cores(),
                 on_progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         except (ValueError, OSError) as err:
@@ -176,8 +256,12 @@ def explore_cmd(source, root, image_shape, min_per_class, imbalance_ratio, grid_
 
 @cli.command("plot", short_help="Plot train/validation accuracy by epoch to a PNG.")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="PNG to write (default: accuracy.png in the job folder, or beside the log).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PNG to write (default: accuracy.png in the job folder, or beside the log).",
+)
 @click.option("--title", help="Title of the chart.")
 def plot_cmd(source: Path, output: Path | None, title: str | None) -> None:
     """Draw accuracy by epoch from a job folder, a metrics.csv, or a log saved as text.
@@ -241,32 +325,56 @@ def report_cmd(job: Path, as_json: bool) -> None:
         click.echo(json.dumps(rep, indent=2))
         return
     console = Console(highlight=False)
-    console.print(f"[bold]{rep['model']}[/] (epoch {rep['epoch']}): validation accuracy {rep['validation_accuracy']:.4f}")
+    console.print(
+        f"[bold]{rep['model']}[/] (epoch {rep['epoch']}): validation accuracy {rep['validation_accuracy']:.4f}"
+    )
     table = Table(show_edge=False, pad_edge=False)
     for col in ("id", "class", "precision", "recall", "F1", "images"):
         table.add_column(col, justify="left" if col == "class" else "right")
     for row in rep["validation_per_class"]:
-        table.add_row(str(row["class"]), row.get("name", ""), f"{row['precision']:.3f}", f"{row['recall']:.3f}",
-                      f"{row['f1']:.3f}", str(row["support"]))
+        table.add_row(
+            str(row["class"]),
+            row.get("name", ""),
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            str(row["support"]),
+        )
     console.print(table)
     confusion = rep["validation_confusion"]
-    matrix = Table(title="Confusion matrix (rows: truth, columns: predicted)", title_justify="left",
-                   show_edge=False, pad_edge=False)
+    matrix = Table(
+        title="Confusion matrix (rows: truth, columns: predicted)",
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+    )
     matrix.add_column("")
     for j in range(len(confusion)):
         matrix.add_column(str(j), justify="right")
     for i, row in enumerate(confusion):
-        matrix.add_row(str(i), *(f"[bold]{v}[/]" if i == j else (str(v) if v else "[dim]·[/]") for j, v in enumerate(row)))
+        matrix.add_row(
+            str(i), *(f"[bold]{v}[/]" if i == j else (str(v) if v else "[dim]·[/]") for j, v in enumerate(row))
+        )
     console.print(matrix)
 
 
 @cli.command("convert-weights", short_help="Pretrained weights for use_pretrained_model=1.")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--num-layers", required=True, type=int, help="ResNet depth of the weights (18, 34, 50, 101, 152, 200).")
-@click.option("--image-shape", default="3,224,224", show_default=True, callback=_parse_image_shape, metavar="C,H,W",
-              help="Shape the weights were trained for (only the stem depends on it).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write (default: resnet-<num_layers>.safetensors in the pretrained-weights folder).")
+@click.option(
+    "--image-shape",
+    default="3,224,224",
+    show_default=True,
+    callback=_parse_image_shape,
+    metavar="C,H,W",
+    help="Shape the weights were trained for (only the stem depends on it).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write (default: resnet-<num_layers>.safetensors in the pretrained-weights folder).",
+)
 def convert_weights_cmd(source: Path, num_layers: int, image_shape, output: Path | None) -> None:
     """Convert weights into Roost's pretrained format (resnet-<num_layers>.safetensors).
 

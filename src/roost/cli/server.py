@@ -11,16 +11,39 @@ import click
 @click.command("server", short_help="Serve SageMaker's training-job and hosting API for boto3.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--data-dir", default="roost-data", show_default=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Jobs, their files and the SQLite database.")
-@click.option("--database-url", envvar="ROOST_DATABASE_URL",
-              help="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/roost (default: SQLite in --data-dir).")
-@click.option("--max-concurrent-jobs", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Jobs that train at once; the rest wait their turn.")
-@click.option("--stop-grace", default=120.0, show_default=True, type=click.FloatRange(min=0),
-              help="Seconds between SIGTERM and SIGKILL when a job is stopped (SageMaker: 120).")
-@click.option("--max-active-jobs", default=100, show_default=True, type=click.IntRange(min=1),
-              help="Jobs in progress (running or waiting) beyond which CreateTrainingJob answers ResourceLimitExceeded.")
+@click.option(
+    "--data-dir",
+    default="roost-data",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Jobs, their files and the SQLite database.",
+)
+@click.option(
+    "--database-url",
+    envvar="ROOST_DATABASE_URL",
+    help="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/roost (default: SQLite in --data-dir).",
+)
+@click.option(
+    "--max-concurrent-jobs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Jobs that train at once; the rest wait their turn.",
+)
+@click.option(
+    "--stop-grace",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds between SIGTERM and SIGKILL when a job is stopped (SageMaker: 120).",
+)
+@click.option(
+    "--max-active-jobs",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Jobs in progress (running or waiting) beyond which CreateTrainingJob answers ResourceLimitExceeded.",
+)
 @click.option("--region", default="us-east-1", show_default=True, help="Region written into ARNs.")
 def server_cmd(host, port, data_dir, database_url, max_concurrent_jobs, stop_grace, max_active_jobs, region) -> None:
     """Serve SageMaker's training-job API: boto3 with endpoint_url works against it.
@@ -52,8 +75,9 @@ def server_cmd(host, port, data_dir, database_url, max_concurrent_jobs, stop_gra
         hosting.restore()
 
     services = [TrainingJobService(sessions, account, max_active_jobs=max_active_jobs), LogService(sessions), hosting]
-    app = create_app(services, {keys.access_key_id: keys.secret_access_key}, on_startup=startup,
-                     on_shutdown=runner.shutdown)
+    app = create_app(
+        services, {keys.access_key_id: keys.secret_access_key}, on_startup=startup, on_shutdown=runner.shutdown
+    )
     if created:
         click.echo(f"Created an access key pair in {created} (aws_access_key_id {keys.access_key_id}).", err=True)
     click.echo(f"Roost serves the SageMaker API at http://{host}:{port} (data in {data_dir})", err=True)

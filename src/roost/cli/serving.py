@@ -29,9 +29,14 @@ def _artifact_of_job(name: str) -> str:
     from roost.cli.jobs import _call, _clients
     from roost.storage.uri import StorageError, download
 
-    ctx = click.Context(click.Command("predict"), obj={
-        "endpoint_url": os.environ.get("ROOST_ENDPOINT_URL", "http://127.0.0.1:8080"),
-        "data_dir": os.environ.get("ROOST_DATA_DIR", "roost-data"), "region": "us-east-1"})
+    ctx = click.Context(
+        click.Command("predict"),
+        obj={
+            "endpoint_url": os.environ.get("ROOST_ENDPOINT_URL", "http://127.0.0.1:8080"),
+            "data_dir": os.environ.get("ROOST_DATA_DIR", "roost-data"),
+            "region": "us-east-1",
+        },
+    )
     sm, _ = _clients(ctx)
     d = _call(sm.describe_training_job, TrainingJobName=name)
     url = (d.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
@@ -47,8 +52,12 @@ def _artifact_of_job(name: str) -> str:
 @click.argument("model")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--top-k", default=3, show_default=True, type=click.IntRange(min=1), help="Classes shown per image.")
-@click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per image and line: image, probabilities (all, in class order), top classes.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per image and line: image, probabilities (all, in class order), top classes.",
+)
 def predict_cmd(model: str, images: tuple[Path, ...], top_k: int, as_json: bool) -> None:
     """Classify images with MODEL: a model.tar.gz (Roost's or SageMaker's), a model or job folder, or the name
     of a training job on a Roost server (ROOST_ENDPOINT_URL, default http://127.0.0.1:8080)."""
@@ -65,8 +74,9 @@ def predict_cmd(model: str, images: tuple[Path, ...], top_k: int, as_json: bool)
             continue
         rows.append((path, pred))
         if as_json:
-            click.echo(json.dumps({"image": str(path), "probabilities": pred.probabilities,
-                                   "top_k": pred.top(top_k, names)}))
+            click.echo(
+                json.dumps({"image": str(path), "probabilities": pred.probabilities, "top_k": pred.top(top_k, names)})
+            )
     if as_json:
         return
     from rich.console import Console
@@ -85,8 +95,13 @@ def predict_cmd(model: str, images: tuple[Path, ...], top_k: int, as_json: bool)
 @click.argument("model")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--max-batch", default=8, show_default=True, type=click.IntRange(min=1),
-              help="Images that concurrent requests may share in one forward pass (1: no batching).")
+@click.option(
+    "--max-batch",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Images that concurrent requests may share in one forward pass (1: no batching).",
+)
 def serve_cmd(model: str, host: str, port: int, max_batch: int) -> None:
     """Serve a model as SageMaker's container does: GET /ping, POST /invocations."""
     _serve(_load(model), host, port, max_batch)
@@ -97,15 +112,23 @@ def _serve(predictor, host: str, port: int, max_batch: int = 8) -> None:
 
     from roost.serving.app import create_serving_app
 
-    click.echo(f"serving {predictor.meta.num_layers}-layer ResNet ({predictor.meta.num_classes} classes) "
-               f"at http://{host}:{port}/invocations", err=True)
+    click.echo(
+        f"serving {predictor.meta.num_layers}-layer ResNet ({predictor.meta.num_classes} classes) "
+        f"at http://{host}:{port}/invocations",
+        err=True,
+    )
     uvicorn.run(create_serving_app(predictor, max_batch), host=host, port=port, log_level="warning")
 
 
 @click.command("import-sagemaker", short_help="Convert a SageMaker (MXNet) model.tar.gz to Roost's format.")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The Roost model.tar.gz to write.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The Roost model.tar.gz to write.",
+)
 def import_sagemaker_cmd(source: Path, output: Path) -> None:
     """Convert a model.tar.gz made by SageMaker's built-in algorithm (MXNet) into Roost's format."""
     from roost.models.artifact import import_sagemaker, load
@@ -115,8 +138,10 @@ def import_sagemaker_cmd(source: Path, output: Path) -> None:
         _, meta = load(output)
     except (OSError, ValueError) as err:
         raise click.ClickException(str(err)) from None
-    click.echo(f"wrote {output}: ResNet-{meta.num_layers}, image_shape {','.join(map(str, meta.image_shape))}, "
-               f"{meta.num_classes} classes, head {meta.head}")
+    click.echo(
+        f"wrote {output}: ResNet-{meta.num_layers}, image_shape {','.join(map(str, meta.image_shape))}, "
+        f"{meta.num_classes} classes, head {meta.head}"
+    )
 
 
 def container_serve(root: Path, port: int = 8080) -> None:
@@ -127,10 +152,18 @@ def container_serve(root: Path, port: int = 8080) -> None:
 @click.command("export", short_help="Export to ONNX or TorchScript with a parity check.")
 @click.argument("model")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write (default: model.onnx / model.pt in the current folder).")
-@click.option("--check-images", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Images for the parity check (default: 8 random images of the model's shape). Repeatable.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (default: model.onnx / model.pt in the current folder).",
+)
+@click.option(
+    "--check-images",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Images for the parity check (default: 8 random images of the model's shape). Repeatable.",
+)
 def export_cmd(model: str, fmt: str, output: Path | None, check_images: tuple[Path, ...]) -> None:
     """Export a model to ONNX or TorchScript and check it against PyTorch.
 
@@ -149,8 +182,10 @@ def export_cmd(model: str, fmt: str, output: Path | None, check_images: tuple[Pa
     except ModuleNotFoundError as err:
         raise click.ClickException(f"{err}; install the exporters with pip install 'roost[export]'") from None
     verdict = "[green]parity ok[/]" if report.ok else "[red]PARITY FAILED[/]"
-    ui.err.print(f"{out} ({fmt}): {verdict}: top-1 agrees on {report.top1_agree}/{report.images} images, "
-                 f"max |probability difference| {report.max_abs_diff:.2e} (tolerance {TOLERANCE:g}); "
-                 f"details in {out}.json")
+    ui.err.print(
+        f"{out} ({fmt}): {verdict}: top-1 agrees on {report.top1_agree}/{report.images} images, "
+        f"max |probability difference| {report.max_abs_diff:.2e} (tolerance {TOLERANCE:g}); "
+        f"details in {out}.json"
+    )
     if not report.ok:
         raise SystemExit(1)

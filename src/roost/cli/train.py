@@ -10,6 +10,7 @@ import click
 
 from roost.cli import ui
 
+
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     out = {}
     for v in values:
@@ -24,29 +25,73 @@ _existing = click.Path(exists=True, path_type=Path)
 
 
 @click.command("train", short_help="Train the algorithm: SageMaker hyperparameters, log and model.tar.gz.")
-@click.option("--train", "train_path", required=True, type=_existing,
-              help="train channel: .rec file(s), a folder of images (class folders, or the root of --train-lst), "
-                   "or an augmented manifest (.manifest/.jsonl).")
+@click.option(
+    "--train",
+    "train_path",
+    required=True,
+    type=_existing,
+    help="train channel: .rec file(s), a folder of images (class folders, or the root of --train-lst), "
+    "or an augmented manifest (.manifest/.jsonl).",
+)
 @click.option("--validation", "validation_path", required=True, type=_existing, help="validation channel, as --train.")
-@click.option("--train-lst", type=_existing, help="the .lst of an image-mode train channel (paths relative to --train).")
+@click.option(
+    "--train-lst", type=_existing, help="the .lst of an image-mode train channel (paths relative to --train)."
+)
 @click.option("--validation-lst", type=_existing, help="the .lst of an image-mode validation channel.")
-@click.option("--model", "model_path", type=_existing,
-              help="model channel: a Roost model.tar.gz to continue training from (incremental training).")
-@click.option("--content-type", "content_types", multiple=True, metavar="CHANNEL=TYPE",
-              help="a channel's ContentType where the files do not tell, e.g. "
-                   "'train=application/x-recordio; label-format=class-id'.")
+@click.option(
+    "--model",
+    "model_path",
+    type=_existing,
+    help="model channel: a Roost model.tar.gz to continue training from (incremental training).",
+)
+@click.option(
+    "--content-type",
+    "content_types",
+    multiple=True,
+    metavar="CHANNEL=TYPE",
+    help="a channel's ContentType where the files do not tell, e.g. "
+    "'train=application/x-recordio; label-format=class-id'.",
+)
 @click.option("--attribute-names", help="augmented manifests: image attribute,label attribute (e.g. source-ref,class).")
-@click.option("--output", "job", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Job folder: laid out like /opt/ml, with model.tar.gz and training.log at its top.")
-@click.option("--hyperparameters", "hp_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A JSON object of hyperparameters (SageMaker's HyperParameters); key=value arguments override it.")
-@click.option("--resume", is_flag=True,
-              help="Continue an interrupted run in --output from its last completed epoch (same hyperparameters).")
-@click.option("--workers", type=click.IntRange(min=0), default=None,
-              help="Data-loading worker processes (default: one per core; 0 loads in the training process).")
+@click.option(
+    "--output",
+    "job",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Job folder: laid out like /opt/ml, with model.tar.gz and training.log at its top.",
+)
+@click.option(
+    "--hyperparameters",
+    "hp_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A JSON object of hyperparameters (SageMaker's HyperParameters); key=value arguments override it.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted run in --output from its last completed epoch (same hyperparameters).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Data-loading worker processes (default: one per core; 0 loads in the training process).",
+)
 @click.argument("hyperparameters", nargs=-1, metavar="[KEY=VALUE]...")
-def train_cmd(train_path, validation_path, train_lst, validation_lst, model_path, content_types, attribute_names, job,
-              hp_file, resume, workers, hyperparameters) -> None:
+def train_cmd(
+    train_path,
+    validation_path,
+    train_lst,
+    validation_lst,
+    model_path,
+    content_types,
+    attribute_names,
+    job,
+    hp_file,
+    resume,
+    workers,
+    hyperparameters,
+) -> None:
     """Train the image-classification algorithm.
 
     Channels are SageMaker's: RecordIO files, image files with an .lst (or just
@@ -83,9 +128,14 @@ def train_cmd(train_path, validation_path, train_lst, validation_lst, model_path
         if path is not None:
             channels[name] = path
     job.mkdir(parents=True, exist_ok=True)
-    prepare_local_job(job, channels, values, content_types=_pairs(content_types, "--content-type"),
-                      attribute_names=[a.strip() for a in attribute_names.split(",")] if attribute_names else None,
-                      keep_state=resume)
+    prepare_local_job(
+        job,
+        channels,
+        values,
+        content_types=_pairs(content_types, "--content-type"),
+        attribute_names=[a.strip() for a in attribute_names.split(",")] if attribute_names else None,
+        keep_state=resume,
+    )
 
     file_log = logging.FileHandler(job / "training.log", mode="a" if resume else "w", encoding="utf-8")
     file_log.setFormatter(log_formatter())
@@ -105,8 +155,10 @@ def train_cmd(train_path, validation_path, train_lst, validation_lst, model_path
         ui.err.print(f"[red]Training failed:[/] {layout.read_failure()}")
         sys.exit(status)
     tar = pack_model_dir(layout.model, job / "model.tar.gz")
-    ui.err.print(f"[green]model:[/] {tar}   [green]metrics:[/] {layout.output_data / 'metrics.csv'}   "
-                 f"[green]log:[/] {job / 'training.log'}")
+    ui.err.print(
+        f"[green]model:[/] {tar}   [green]metrics:[/] {layout.output_data / 'metrics.csv'}   "
+        f"[green]log:[/] {job / 'training.log'}"
+    )
 
 
 @click.group("container", short_help="SageMaker container entry points: train, serve.")
@@ -115,8 +167,13 @@ def container_cmd() -> None:
 
 
 @container_cmd.command("serve")
-@click.option("--root", default="/opt/ml", show_default=True, type=click.Path(file_okay=False, path_type=Path),
-              help="The /opt/ml folder (the model is unpacked in its model/).")
+@click.option(
+    "--root",
+    default="/opt/ml",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The /opt/ml folder (the model is unpacked in its model/).",
+)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 def container_serve_cmd(root: Path, port: int) -> None:
     """Serve /opt/ml/model as SageMaker hosting expects (docker run IMAGE serve)."""
@@ -126,8 +183,13 @@ def container_serve_cmd(root: Path, port: int) -> None:
 
 
 @container_cmd.command("train")
-@click.option("--root", default="/opt/ml", show_default=True, type=click.Path(file_okay=False, path_type=Path),
-              help="The /opt/ml folder.")
+@click.option(
+    "--root",
+    default="/opt/ml",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The /opt/ml folder.",
+)
 def container_train(root: Path) -> None:
     """Train on /opt/ml as SageMaker lays it out; exit status and output/failure as SageMaker expects."""
     from roost.system import die_with_parent_from_env

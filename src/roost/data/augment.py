@@ -69,8 +69,9 @@ def crop(img: np.ndarray, height: int, width: int, rng: np.random.Generator | No
     h, w = img.shape[:2]
     if h < height or w < width:
         scale = max(height / h, width / w)
-        img = cv2.resize(img, (max(width, math.ceil(w * scale)), max(height, math.ceil(h * scale))),
-                         interpolation=cv2.INTER_LINEAR)
+        img = cv2.resize(
+            img, (max(width, math.ceil(w * scale)), max(height, math.ceil(h * scale))), interpolation=cv2.INTER_LINEAR
+        )
         h, w = img.shape[:2]
     if rng is None:
         y, x = (h - height) // 2, (w - width) // 2
@@ -79,8 +80,9 @@ def crop(img: np.ndarray, height: int, width: int, rng: np.random.Generator | No
     return img[y : y + height, x : x + width]
 
 
-def random_affine(img: np.ndarray, rng: np.random.Generator, max_angle: int, max_shear: float,
-                  max_aspect: float) -> np.ndarray:
+def random_affine(
+    img: np.ndarray, rng: np.random.Generator, max_angle: int, max_shear: float, max_aspect: float
+) -> np.ndarray:
     """MXNet's rotate/shear/aspect warp: one 2x3 matrix, centred, same output size."""
     h, w = img.shape[:2]
     s = rng.uniform(-max_shear, max_shear) if max_shear else 0.0
@@ -89,8 +91,13 @@ def random_affine(img: np.ndarray, rng: np.random.Generator, max_angle: int, max
     a = math.radians(angle)
     hs = 2.0 / (1.0 + ratio)
     ws = ratio * hs
-    m = np.array([[hs * math.cos(a) - s * math.sin(a) * ws, hs * math.sin(a) + s * math.cos(a) * ws, 0.0],
-                  [-math.sin(a) * ws, math.cos(a) * ws, 0.0]], dtype=np.float64)
+    m = np.array(
+        [
+            [hs * math.cos(a) - s * math.sin(a) * ws, hs * math.sin(a) + s * math.cos(a) * ws, 0.0],
+            [-math.sin(a) * ws, math.cos(a) * ws, 0.0],
+        ],
+        dtype=np.float64,
+    )
     # translate so the image centre stays the centre
     centre = np.array([w / 2.0, h / 2.0])
     m[:, 2] = centre - m[:, :2] @ centre
@@ -100,6 +107,7 @@ def random_affine(img: np.ndarray, rng: np.random.Generator, max_angle: int, max
 
 def hsl_jitter(img: np.ndarray, rng: np.random.Generator, max_h: int, max_s: int, max_l: int) -> np.ndarray:
     """One random offset per channel in hue/saturation/lightness, clamped (OpenCV HLS, H in 0..180)."""
+
     def offset(limit: int) -> int:
         r = (rng.random() + 4 * rng.random()) / 5  # MXNet's draw
         return int(r * 2 * limit - limit)

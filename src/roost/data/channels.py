@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import numpy as np
+
 from roost.data.images import DEFAULT_EXTS
 from roost.errors import UserError
 from roost.formats import recordio
@@ -141,7 +143,9 @@ def recordio_samples(files: list[Path], num_classes: int, multi_label: bool) -> 
                     header = reader.read_header_at(off)
                 except ValueError as err:
                     raise ChannelError(f"{where}: {err}") from None
-                labels = tuple(float(x) for x in header.label) if header.flag > 0 else (float(header.label),)
+                labels = (
+                    tuple(float(x) for x in np.atleast_1d(header.label)) if header.flag > 0 else (float(header.label),)
+                )
                 if not multi_label and len(labels) > 1:
                     labels = labels[:1]  # MXNet's single-label iterator reads the first label
                 check_labels(labels, num_classes, multi_label, where)
@@ -221,8 +225,10 @@ def folder_samples(root: Path, exts=DEFAULT_EXTS) -> tuple[list[Sample], list[st
             f"{root}: no images in class sub-folders (looked for {', '.join(exts)}), and no .lst channel was given"
         )
     ignored = sum(
-        1 for p in root.rglob("*") if p.is_file() and (p.suffix.lower() not in exts or any(
-            part.startswith(".") for part in p.relative_to(root).parts))
+        1
+        for p in root.rglob("*")
+        if p.is_file()
+        and (p.suffix.lower() not in exts or any(part.startswith(".") for part in p.relative_to(root).parts))
     )
     if ignored:
         log.info("%s: ignored %d hidden or non-image file(s)", root, ignored)
@@ -269,8 +275,9 @@ def _manifest_labels(value, label_format: str, num_classes: int, multi_label: bo
     return tuple(float(v) for v in value)
 
 
-def manifest_samples(manifest: Path, attribute_names: list[str], label_format: str, num_classes: int,
-                     multi_label: bool) -> list[Sample]:
+def manifest_samples(
+    manifest: Path, attribute_names: list[str], label_format: str, num_classes: int, multi_label: bool
+) -> list[Sample]:
     """JSON Lines, one object per image: the first attribute the image reference, the second its label."""
     if len(attribute_names) != 2:
         raise ChannelError(
@@ -299,8 +306,8 @@ def manifest_samples(manifest: Path, attribute_names: list[str], label_format: s
 
 def check_disjoint(train: list[Sample], validation: list[Sample]) -> None:
     """SageMaker's trap: train and validation must not be the same images."""
-    train_files = {os.path.realpath(s.where) for s in train if s.rec < 0}
-    shared = [s.where for s in validation if s.rec < 0 and os.path.realpath(s.where) in train_files]
+    train_files = {os.path.realpath(str(s.where)) for s in train if s.rec < 0}
+    shared = [s.where for s in validation if s.rec < 0 and os.path.realpath(str(s.where)) in train_files]
     if shared:
         raise ChannelError(
             f"{len(shared)} of the {len(validation)} validation images are also training images (e.g. {shared[0]}); "

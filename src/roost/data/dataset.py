@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,8 +25,16 @@ from roost.formats import recordio
 class ImageDataset(Dataset):
     """``(uint8 CHW image, target)``: a class id, or a float multi-hot vector when ``multi_label``."""
 
-    def __init__(self, samples: list[Sample], rec_files: list[Path], preprocess: Preprocess, channels: int,
-                 num_classes: int, multi_label: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        samples: list[Sample],
+        rec_files: list[Path],
+        preprocess: Preprocess,
+        channels: int,
+        num_classes: int,
+        multi_label: bool = False,
+        seed: int = 0,
+    ) -> None:
         self.samples = samples
         self.rec_files = [Path(f) for f in rec_files]
         self.preprocess = preprocess
@@ -59,10 +68,10 @@ class ImageDataset(Dataset):
         if s.rec >= 0:
             if s.rec not in self._readers:
                 self._readers[s.rec] = recordio.RecordReader(self.rec_files[s.rec])
-            _, data = recordio.unpack(self._readers[s.rec].read_at(s.where))
+            _, data = recordio.unpack(self._readers[s.rec].read_at(int(s.where)))
             img = decode_rgb(data, self.channels)
         else:
-            img = read_rgb(s.where, self.channels)
+            img = read_rgb(str(s.where), self.channels)
         if img is None:
             raise ChannelError(f"{s.describe(self.rec_files)}: the image cannot be decoded")
         return img
@@ -70,6 +79,7 @@ class ImageDataset(Dataset):
     def __getitem__(self, i: int):
         self._per_process()
         s = self.samples[i]
+        assert self._rng is not None  # set by _per_process
         img = self.preprocess(self._decode(s), self._rng)
         tensor = torch.from_numpy(img).unsqueeze(0) if img.ndim == 2 else torch.from_numpy(img).permute(2, 0, 1)
         target = torch.tensor(s.labels, dtype=torch.float32) if self.multi_label else int(s.labels[0])
@@ -101,13 +111,21 @@ def _worker_init(_: int) -> None:
     limit_threads()
 
 
-def make_loader(dataset: ImageDataset, batch_size: int, *, train: bool, workers: int, seed: int = 0,
-                pin_memory: bool = False) -> DataLoader:
-    common = dict(num_workers=workers, pin_memory=pin_memory, worker_init_fn=_worker_init if workers else None,
-                  persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+def make_loader(
+    dataset: ImageDataset, batch_size: int, *, train: bool, workers: int, seed: int = 0, pin_memory: bool = False
+) -> DataLoader:
+    common: dict[str, Any] = dict(
+        num_workers=workers,
+        pin_memory=pin_memory,
+        worker_init_fn=_worker_init if workers else None,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers else None,
+    )
     if workers:
         # the default fork would copy OpenCV/OpenMP thread pools into the workers (see roost.data.parallel)
-        common["multiprocessing_context"] = "forkserver" if "forkserver" in torch.multiprocessing.get_all_start_methods() else "spawn"
+        common["multiprocessing_context"] = (
+            "forkserver" if "forkserver" in torch.multiprocessing.get_all_start_methods() else "spawn"
+        )
     if train:
         return DataLoader(dataset, batch_sampler=RoundBatchSampler(len(dataset), batch_size, seed), **common)
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from roost.data import im2rec
-from roost.data.images import DEFAULT_EXTS, ImageDecodeError, imdecode, imread
 from roost.data.channels import class_names_from_list
+from roost.data.images import DEFAULT_EXTS, ImageDecodeError, imdecode, imread
 from roost.data.parallel import process_pool
 from roost.formats import recordio
 from roost.formats.lst import iter_list
@@ -142,6 +142,7 @@ def explore(
     notes: list[str] = []
     reader = None
     names: list[str] | None = None
+    total: int | None
     if source.is_dir():
         kind = "folder"
         items_list, names = _folder_items(source, exts)
@@ -176,6 +177,7 @@ def explore(
             yield it
 
     pool = None
+    measured: Iterator[tuple[int, int] | str]
     try:
         if num_workers > 1:
             pool = process_pool(num_workers, initializer=_init_measure_worker)
@@ -199,7 +201,7 @@ def explore(
     samples: dict[int, list[_Item]] = {}
     sizes: list[tuple[int, int]] = []
     unreadable: list[tuple[str, str]] = []
-    for it, res in zip(seen, results):
+    for it, res in zip(seen, results, strict=True):
         ids = [i for i, v in enumerate(it.labels) if v] if multi_label else [int(it.labels[0])] if it.labels else []
         for cid in ids:
             counts[cid] += 1
@@ -240,8 +242,15 @@ def explore(
     rng = random.Random(0)
     picks = {cid: rng.sample(its, min(len(its), 8)) for cid, its in samples.items()}
     report = Report(
-        source=str(source), kind=kind, images=len(seen), classes=classes, sizes=size_stats(sizes),
-        unreadable=unreadable, smaller_than_shape=smaller, image_shape=image_shape, warnings=warnings,
+        source=str(source),
+        kind=kind,
+        images=len(seen),
+        classes=classes,
+        sizes=size_stats(sizes),
+        unreadable=unreadable,
+        smaller_than_shape=smaller,
+        image_shape=image_shape,
+        warnings=warnings,
         multi_label=multi_label,
     )
     return report, picks
@@ -254,7 +263,8 @@ def _class_warnings(classes, min_per_class, imbalance_ratio, names, multi_label)
     empty = [c for c in classes if c.images == 0]
     if empty:
         out.append(
-            "class id(s) with no images: " + ", ".join(str(c.id) for c in empty)
+            "class id(s) with no images: "
+            + ", ".join(str(c.id) for c in empty)
             + " (labels must be consecutive from 0; num_classes counts them anyway)"
         )
     few = [c for c in classes if 0 < c.images < min_per_class]
@@ -293,7 +303,11 @@ def size_stats(sizes: list[tuple[int, int]], bins: int = 10) -> dict:
         "width": summary(widths),
         "height": summary(heights),
         "short_side": summary(short),
-        "histogram": {"of": "shorter side (px)", "edges": [round(float(e), 1) for e in edges], "counts": counts.tolist()},
+        "histogram": {
+            "of": "shorter side (px)",
+            "edges": [round(float(e), 1) for e in edges],
+            "counts": counts.tolist(),
+        },
     }
 
 
@@ -312,11 +326,14 @@ def _thumbnail(item: _Item, side: int = 96) -> np.ndarray | None:
     else:
         img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2RGB)
     scale = side / max(img.shape[:2])
-    return cv2.resize(img, (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(
+        img, (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale))), interpolation=cv2.INTER_AREA
+    )
 
 
-def save_sample_grid(report: Report, picks: dict[int, list[_Item]], path: str | os.PathLike, *,
-                     per_class: int = 6, max_classes: int = 30) -> Path:
+def save_sample_grid(
+    report: Report, picks: dict[int, list[_Item]], path: str | os.PathLike, *, per_class: int = 6, max_classes: int = 30
+) -> Path:
     """A PNG with one row per class: its id, name and count, then ``per_class`` sample images."""
     from matplotlib.figure import Figure
 

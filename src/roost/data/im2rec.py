@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from roost.data.images import DEFAULT_EXTS, ImageDecodeError, encode, imread
 from roost.data.parallel import process_pool
+from roost.errors import UserError
 from roost.formats import recordio
 from roost.formats.lst import ListEntry, LstError, iter_list, write_list
-from roost.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,9 @@ class ImageListing:
     folders: list[tuple[str, int]]
 
 
-def list_images(root: str | os.PathLike, *, recursive: bool = False, exts: Sequence[str] = DEFAULT_EXTS) -> ImageListing:
+def list_images(
+    root: str | os.PathLike, *, recursive: bool = False, exts: Sequence[str] = DEFAULT_EXTS
+) -> ImageListing:
     """``im2rec.list_image``: every folder that holds an image becomes a label, in sorted walk order."""
     root = os.path.abspath(root)
     exts = tuple(e.lower() for e in exts)
@@ -105,11 +108,26 @@ def split_lists(
     return out
 
 
-def make_lists(prefix: str | os.PathLike, root: str | os.PathLike, *, recursive=False, exts=DEFAULT_EXTS,
-               chunks=1, train_ratio=1.0, test_ratio=0.0, shuffle=True) -> tuple[ImageListing, dict[str, list[ListEntry]]]:
+def make_lists(
+    prefix: str | os.PathLike,
+    root: str | os.PathLike,
+    *,
+    recursive=False,
+    exts=DEFAULT_EXTS,
+    chunks=1,
+    train_ratio=1.0,
+    test_ratio=0.0,
+    shuffle=True,
+) -> tuple[ImageListing, dict[str, list[ListEntry]]]:
     listing = list_images(root, recursive=recursive, exts=exts)
-    files = split_lists(listing.entries, os.path.abspath(prefix), chunks=chunks, train_ratio=train_ratio,
-                        test_ratio=test_ratio, shuffle=shuffle)
+    files = split_lists(
+        listing.entries,
+        os.path.abspath(prefix),
+        chunks=chunks,
+        train_ratio=train_ratio,
+        test_ratio=test_ratio,
+        shuffle=shuffle,
+    )
     for name, entries in files.items():
         write_list(name, entries)
     return listing, files
@@ -149,7 +167,7 @@ def transform(img, resize: int = 0, center_crop: bool = False):
 def encode_entry(root: str, entry: ListEntry, opts: EncodeOptions) -> bytes:
     """One record's bytes (IRHeader + image), or :class:`ImageDecodeError`."""
     if len(entry.labels) > 1 and opts.pack_label:
-        header = recordio.IRHeader(0, list(entry.labels), entry.index, 0)
+        header = recordio.IRHeader(0, np.asarray(entry.labels, dtype=np.float32), entry.index, 0)
     elif entry.labels:
         header = recordio.IRHeader(0, entry.labels[0], entry.index, 0)
     else:
@@ -242,7 +260,9 @@ def pack_list(
     if workers > 1:
         pool = process_pool(workers, initializer=_init_worker, initargs=(root, opts))
         # imap keeps list order; small chunks keep the progress bar live
-        results: Iterable = pool.imap(_encode_job, entries, chunksize=max(1, min(16, len(entries) // (workers * 8) or 1)))
+        results: Iterable = pool.imap(
+            _encode_job, entries, chunksize=max(1, min(16, len(entries) // (workers * 8) or 1))
+        )
     else:
         threads_before = cv2.getNumThreads()
         _init_worker(root, opts)
@@ -322,11 +342,19 @@ class FolderSplit:
     test: list[ListEntry]
 
 
-def split_class_folders(root: str | os.PathLike, *, val_ratio: float = 0.2, test_ratio: float = 0.0,
-                        exts: Sequence[str] = DEFAULT_EXTS, seed: int = SHUFFLE_SEED) -> FolderSplit:
+def split_class_folders(
+    root: str | os.PathLike,
+    *,
+    val_ratio: float = 0.2,
+    test_ratio: float = 0.0,
+    exts: Sequence[str] = DEFAULT_EXTS,
+    seed: int = SHUFFLE_SEED,
+) -> FolderSplit:
     """A stratified split: every class gives the same share of its images to validation (and test)."""
     if not 0 <= val_ratio < 1 or not 0 <= test_ratio < 1 or val_ratio + test_ratio >= 1:
-        raise ValueError(f"val_ratio ({val_ratio}) and test_ratio ({test_ratio}) must be in [0, 1) and leave images for training")
+        raise ValueError(
+            f"val_ratio ({val_ratio}) and test_ratio ({test_ratio}) must be in [0, 1) and leave images for training"
+        )
     found = class_folders(root, exts)
     if not found:
         raise DatasetLayoutError(

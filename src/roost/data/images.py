@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from roost.errors import UserError
 
 #: What ``im2rec.py --exts`` accepts by default (MXNet >= 1.1).
@@ -42,7 +43,9 @@ def imread(path: str | os.PathLike, color: int = 1) -> np.ndarray:
     # truncated JPEGs that imread (and therefore MXNet) still decodes.
     img = cv2.imread(os.fspath(p), color)
     if img is None:
-        raise ImageDecodeError(f"{p}: cannot be decoded as an image (corrupt, truncated beyond repair, or not an image)")
+        raise ImageDecodeError(
+            f"{p}: cannot be decoded as an image (corrupt, truncated beyond repair, or not an image)"
+        )
     return img
 
 

@@ -16,8 +16,7 @@ def process_pool(workers: int, initializer=None, initargs=()) -> Pool:
     and cheap; platforms without it spawn.
     """
     if "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["roost.data.im2rec", "roost.data.explore"])
-    else:
-        ctx = mp.get_context("spawn")
-    return ctx.Pool(workers, initializer=initializer, initargs=initargs)
+        server = mp.get_context("forkserver")
+        server.set_forkserver_preload(["roost.data.im2rec", "roost.data.explore"])
+        return server.Pool(workers, initializer=initializer, initargs=initargs)
+    return mp.get_context("spawn").Pool(workers, initializer=initializer, initargs=initargs)

@@ -27,9 +27,9 @@ def load_animal_shapes() -> tuple[np.ndarray, np.ndarray]:
     except ModuleNotFoundError:
         raise ModuleNotFoundError(f"the animal-mnist package is not installed: {INSTALL_HINT}") from None
     # pickled numpy arrays from a pinned, installed package: as trusted as its code
-    with gzip.open(base / "animal_data_version_3.gz", "rb") as f:
+    with (base / "animal_data_version_3.gz").open("rb") as raw, gzip.open(raw, "rb") as f:
         images = pickle.load(f)
-    with gzip.open(base / "animal_label_version_3.gz", "rb") as f:
+    with (base / "animal_label_version_3.gz").open("rb") as raw, gzip.open(raw, "rb") as f:
         labels = pickle.load(f)
     return np.asarray(images, dtype=np.uint8), np.asarray(labels)
 

@@ -70,7 +70,10 @@ class ModelMeta:
         if d.get("format") != FORMAT:
             raise ArtifactError(f"not a Roost model description (format {d.get('format')!r}, expected {FORMAT!r})")
         if d.get("format_version", 0) > FORMAT_VERSION:
-            raise ArtifactError(f"model format version {d['format_version']} is newer than this Roost understands ({FORMAT_VERSION}); upgrade Roost")
+            raise ArtifactError(
+                f"model format version {d['format_version']} is newer than this Roost understands "
+                f"({FORMAT_VERSION}); upgrade Roost"
+            )
         d["checkpoints"] = [Checkpoint(**c) for c in d["checkpoints"]]
         return cls(**d)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
 from roost.errors import UserError
 
 
@@ -34,7 +35,8 @@ class LstError(UserError):
 
 
 def format_entry(entry: ListEntry) -> str:
-    return "%d\t" % entry.index + "".join("%f\t" % label for label in entry.labels) + "%s\n" % entry.path
+    # MXNet writes "%d\t", "%f\t" per label, then "%s\n"; the same formats, spelled for format()
+    return f"{entry.index:d}\t" + "".join(f"{label:f}\t" for label in entry.labels) + f"{entry.path}\n"
 
 
 def write_list(path: str | os.PathLike, entries: Iterable[ListEntry]) -> None:

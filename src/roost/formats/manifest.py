@@ -30,8 +30,10 @@ def find_manifest(folder: Path) -> Path:
     """The one manifest of a channel folder."""
     found = sorted(p for p in folder.iterdir() if is_manifest(p) and p.is_file())
     if len(found) != 1:
-        raise ManifestError(f"{folder}: an augmented-manifest channel must hold exactly one manifest file "
-                            f"({' or '.join(SUFFIXES)}), found {len(found)}")
+        raise ManifestError(
+            f"{folder}: an augmented-manifest channel must hold exactly one manifest file "
+            f"({' or '.join(SUFFIXES)}), found {len(found)}"
+        )
     return found[0]
 
 
@@ -57,5 +59,6 @@ def guess_attribute_names(path: Path) -> list[str]:
     labels = [k for k in first if not k.endswith(("-ref", "-metadata"))]
     if len(refs) == 1 and len(labels) == 1:
         return [refs[0], labels[0]]
-    raise ManifestError(f"{path}: give AttributeNames (image attribute, label attribute); "
-                        f"the first line has attributes {list(first)}")
+    raise ManifestError(
+        f"{path}: give AttributeNames (image attribute, label attribute); the first line has attributes {list(first)}"
+    )

@@ -19,6 +19,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+
 from roost.errors import UserError
 
 LIST_MAGIC = 0x112
@@ -91,7 +92,9 @@ def load_params(source: str | os.PathLike | bytes, name: str = "params") -> dict
     r = _Reader(data, name)
     magic, _reserved = r.take("<QQ")
     if magic != LIST_MAGIC:
-        raise ParamsError(name, 0, f"expected the MXNet NDArray-list magic 0x112, found 0x{magic:X} (not a .params file?)")
+        raise ParamsError(
+            name, 0, f"expected the MXNet NDArray-list magic 0x112, found 0x{magic:X} (not a .params file?)"
+        )
     (count,) = r.take("<Q")
     arrays = [_read_array(r) for _ in range(count)]
     (n_names,) = r.take("<Q")
@@ -101,7 +104,7 @@ def load_params(source: str | os.PathLike | bytes, name: str = "params") -> dict
         names.append(r.raw(length).decode("utf-8"))
     if n_names != count:
         raise ParamsError(name, r.pos, f"{count} arrays but {n_names} names")
-    return dict(zip(names, arrays))
+    return dict(zip(names, arrays, strict=True))
 
 
 def save_params(params: dict[str, np.ndarray], path: str | os.PathLike) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 import numpy as np
+
 from roost.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def pack(header: IRHeader | Sequence, data: bytes) -> bytes:
     """``mx.recordio.pack``: a number label goes in the header, a sequence after it (``flag = len``)."""
     flag, label, id_, id2 = header
     if isinstance(label, Number):
-        return _IR_HEADER.pack(0, float(label), int(id_), int(id2)) + bytes(data)
+        return _IR_HEADER.pack(0, float(label), int(id_), int(id2)) + bytes(data)  # type: ignore[arg-type]
     labels = np.asarray(label, dtype=np.float32).ravel()
     return _IR_HEADER.pack(labels.size, 0.0, int(id_), int(id2)) + labels.astype("<f4").tobytes() + bytes(data)
 
@@ -137,7 +138,8 @@ def unpack(record: bytes) -> tuple[IRHeader, bytes]:
     """``mx.recordio.unpack``: the header (labels as an array when ``flag > 0``) and the image bytes."""
     if len(record) < IR_HEADER_SIZE:
         raise ValueError(
-            f"an image record starts with a {IR_HEADER_SIZE}-byte IRHeader, but this record has only {len(record)} bytes"
+            f"an image record starts with a {IR_HEADER_SIZE}-byte IRHeader, but this record has only "
+            f"{len(record)} bytes"
         )
     flag, label, id_, id2 = _IR_HEADER.unpack_from(record)
     body = record[IR_HEADER_SIZE:]
@@ -282,12 +284,18 @@ class RecordReader:
             return None
         if len(head) < 8:
             raise RecordIOError(
-                self.path, offset, f"expected an 8-byte part header (magic word + length), but the file ends after {len(head)} bytes (truncated file?)"
+                self.path,
+                offset,
+                f"expected an 8-byte part header (magic word + length), but the file ends after {len(head)} "
+                "bytes (truncated file?)",
             )
         magic, lrec = _PART_HEADER.unpack(head)
         if magic != MAGIC:
             raise RecordIOError(
-                self.path, offset, f"expected the RecordIO magic word 0x{MAGIC:08X}, found 0x{magic:08X} (not a RecordIO file, or a corrupt one)"
+                self.path,
+                offset,
+                f"expected the RecordIO magic word 0x{MAGIC:08X}, found 0x{magic:08X} (not a RecordIO file, "
+                "or a corrupt one)",
             )
         cflag, length = lrec >> _LENGTH_BITS, lrec & _LENGTH_MASK
         if cflag > 3:
@@ -298,7 +306,8 @@ class RecordReader:
             raise RecordIOError(
                 self.path,
                 offset + 8,
-                f"expected {length} payload bytes (+{_pad(length)} padding), but the file ends after {len(data)} (truncated file?)",
+                f"expected {length} payload bytes (+{_pad(length)} padding), but the file ends after "
+                f"{len(data)} (truncated file?)",
             )
         return Part(offset, cflag, length), data[:length]
 
@@ -312,16 +321,30 @@ class RecordReader:
         if part.cflag == 0:
             return [part], data
         if part.cflag != 1:
-            raise RecordIOError(self.path, part.offset, f"expected the start of a record (cflag 0 or 1), found a continuation part (cflag {part.cflag})")
+            raise RecordIOError(
+                self.path,
+                part.offset,
+                f"expected the start of a record (cflag 0 or 1), found a continuation part (cflag {part.cflag})",
+            )
         parts = [part]
         chunks = [data]
         while True:
             nxt = self._read_part()
             if nxt is None:
-                raise RecordIOError(self.path, self._f.tell(), f"the record that starts at byte {start} is split (cflag 1) but the file ends before its last part (cflag 3)")
+                raise RecordIOError(
+                    self.path,
+                    self._f.tell(),
+                    f"the record that starts at byte {start} is split (cflag 1) but the file ends before its "
+                    "last part (cflag 3)",
+                )
             part, data = nxt
             if part.cflag not in (2, 3):
-                raise RecordIOError(self.path, part.offset, f"expected a continuation part (cflag 2 or 3) of the record at byte {start}, found cflag {part.cflag}")
+                raise RecordIOError(
+                    self.path,
+                    part.offset,
+                    f"expected a continuation part (cflag 2 or 3) of the record at byte {start}, found cflag "
+                    f"{part.cflag}",
+                )
             parts.append(part)
             chunks.append(MAGIC_BYTES)
             chunks.append(data)
@@ -353,7 +376,9 @@ class RecordReader:
 
     def read_at(self, offset: int) -> bytes:
         if offset < 0 or offset >= self.size:
-            raise RecordIOError(self.path, offset, f"expected a record here, but the file has only {self.size} bytes (stale .idx?)")
+            raise RecordIOError(
+                self.path, offset, f"expected a record here, but the file has only {self.size} bytes (stale .idx?)"
+            )
         self._f.seek(offset)
         data = self.read()
         if data is None:
@@ -368,7 +393,9 @@ class RecordReader:
         header (rare: the magic word in the header or labels) is read whole.
         """
         if offset < 0 or offset >= self.size:
-            raise RecordIOError(self.path, offset, f"expected a record here, but the file has only {self.size} bytes (stale .idx?)")
+            raise RecordIOError(
+                self.path, offset, f"expected a record here, but the file has only {self.size} bytes (stale .idx?)"
+            )
         self._f.seek(offset)
         head = self._f.read(8)
         magic, lrec = _PART_HEADER.unpack(head) if len(head) == 8 else (None, 0)
@@ -376,8 +403,12 @@ class RecordReader:
             return unpack(self.read_at(offset))[0]  # let the full reader name the problem
         cflag, length = lrec >> _LENGTH_BITS, lrec & _LENGTH_MASK
         if cflag == 0 and offset + 8 + length + _pad(length) > self.size:
-            raise RecordIOError(self.path, offset + 8, f"expected {length} payload bytes (+{_pad(length)} padding), "
-                                "but the file ends before them (truncated file?)")
+            raise RecordIOError(
+                self.path,
+                offset + 8,
+                f"expected {length} payload bytes (+{_pad(length)} padding), "
+                "but the file ends before them (truncated file?)",
+            )
         prefix = self._f.read(min(length, IR_HEADER_SIZE))
         if len(prefix) == IR_HEADER_SIZE:
             flag = _IR_HEADER.unpack_from(prefix)[0]
@@ -443,7 +474,9 @@ def read_index(idx_path: str | os.PathLike, key_type=int) -> dict:
 class IndexedRecordReader(RecordReader):
     """``MXIndexedRecordIO(idx, rec, 'r')``: random access by key through the ``.idx``."""
 
-    def __init__(self, idx_path: str | os.PathLike, rec_path: str | os.PathLike, *, key_type=int, skip_corrupt: bool = False) -> None:
+    def __init__(
+        self, idx_path: str | os.PathLike, rec_path: str | os.PathLike, *, key_type=int, skip_corrupt: bool = False
+    ) -> None:
         super().__init__(rec_path, skip_corrupt=skip_corrupt)
         self.idx_path = os.fspath(idx_path)
         self.idx = read_index(idx_path, key_type)
@@ -467,7 +500,7 @@ def index_path_for(rec_path: str | os.PathLike) -> Path:
 
 def scan_offsets(rec_path: str | os.PathLike) -> list[int]:
     """Byte offsets of every record, for ``.rec`` files that came without an ``.idx``."""
-    offsets = []
+    offsets: list[int] = []
     with RecordReader(rec_path) as r:
         while True:
             pos = r.tell()

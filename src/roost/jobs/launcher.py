@@ -75,8 +75,9 @@ class LocalProcesses:
     def launch(self, job_dir: Path, root: Path, env: dict[str, str]) -> LocalProcess:
         env = {**env, "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())}
         cmd = [sys.executable, "-m", "roost", "container", "train", "--root", str(root)]
-        popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                 start_new_session=True, bufsize=1)
+        popen = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True, bufsize=1
+        )
         # the pid and the folder it works on, so that a restarted server can recognise it (see reap)
         pid_file = job_dir / self.PID_FILE
         pid_file.write_text(f"{popen.pid}\n{root}\n")

@@ -8,6 +8,7 @@ log tailing read Roost's jobs.
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -85,7 +86,9 @@ class LogService(Service):
             if token and token[0] == "f":
                 rows = s.scalars(q.where(LogEvent.id > token[1]).order_by(LogEvent.id).limit(limit)).all()
             elif token and token[0] == "b":
-                rows = list(reversed(s.scalars(q.where(LogEvent.id < token[1]).order_by(LogEvent.id.desc()).limit(limit)).all()))
+                rows = list(
+                    reversed(s.scalars(q.where(LogEvent.id < token[1]).order_by(LogEvent.id.desc()).limit(limit)).all())
+                )
             elif req.get("startFromHead"):
                 rows = s.scalars(q.order_by(LogEvent.id).limit(limit)).all()
             else:
@@ -93,7 +96,9 @@ class LogService(Service):
         first = rows[0].id if rows else (token[1] if token else 0)
         last = rows[-1].id if rows else (token[1] if token else 0)
         return {
-            "events": [{"timestamp": e.timestamp, "message": e.message, "ingestionTime": e.ingestion_time} for e in rows],
+            "events": [
+                {"timestamp": e.timestamp, "message": e.message, "ingestionTime": e.ingestion_time} for e in rows
+            ],
             "nextForwardToken": _token("f", last),
             "nextBackwardToken": _token("b", first),
         }
@@ -119,17 +124,26 @@ class LogService(Service):
                 q = q.where(LogEvent.timestamp >= int(req["startTime"]))
             if req.get("endTime") is not None:
                 q = q.where(LogEvent.timestamp <= int(req["endTime"]))
-            events, more = [], False
+            events: list[dict[str, Any]] = []
+            more = False
             for e in s.scalars(q).yield_per(1000):
                 if matches(e.message, req.get("filterPattern")):
                     if len(events) == limit:
                         more = True
                         break
-                    events.append({"logStreamName": by_job[e.job_name], "timestamp": e.timestamp,
-                                   "message": e.message, "ingestionTime": e.ingestion_time,
-                                   "eventId": str(e.id)})
-        out = {"events": events,
-               "searchedLogStreams": [{"logStreamName": k, "searchedCompletely": not more} for k in streams]}
+                    events.append(
+                        {
+                            "logStreamName": by_job[e.job_name],
+                            "timestamp": e.timestamp,
+                            "message": e.message,
+                            "ingestionTime": e.ingestion_time,
+                            "eventId": str(e.id),
+                        }
+                    )
+        out: dict[str, Any] = {
+            "events": events,
+            "searchedLogStreams": [{"logStreamName": k, "searchedCompletely": not more} for k in streams],
+        }
         if more:
             out["nextToken"] = _token("f", int(events[-1]["eventId"]))
         return out
@@ -139,17 +153,31 @@ class LogService(Service):
         self._check_group(req)
         limit = min(int(req.get("limit") or 50), 50)
         prefix = req.get("logStreamNamePrefix") or ""
-        offset = _read_token(req.get("nextToken"))[1] if req.get("nextToken") else 0
+        token = _read_token(req.get("nextToken"))
+        offset = token[1] if token else 0
         with self.sessions() as s:
-            stats = dict((name, (first, last, count, size)) for name, first, last, count, size in s.execute(
-                select(LogEvent.job_name, func.min(LogEvent.timestamp), func.max(LogEvent.timestamp),
-                       func.count(), func.sum(func.length(LogEvent.message))).group_by(LogEvent.job_name)).all())
+            stats = dict(
+                (name, (first, last, count, size))
+                for name, first, last, count, size in s.execute(
+                    select(
+                        LogEvent.job_name,
+                        func.min(LogEvent.timestamp),
+                        func.max(LogEvent.timestamp),
+                        func.count(),
+                        func.sum(func.length(LogEvent.message)),
+                    ).group_by(LogEvent.job_name)
+                ).all()
+            )
             jobs = [j for j in s.scalars(select(TrainingJob)).all() if j.log_stream.startswith(prefix)]
-        rows = []
+        rows: list[dict[str, Any]] = []
         for j in jobs:
             first, last, _count, size = stats.get(j.name, (None, None, 0, 0))
-            row = {"logStreamName": j.log_stream, "creationTime": int(j.creation_time * 1000),
-                   "arn": f"arn:aws:logs:::log-group:{GROUP}:log-stream:{j.log_stream}", "storedBytes": int(size or 0)}
+            row = {
+                "logStreamName": j.log_stream,
+                "creationTime": int(j.creation_time * 1000),
+                "arn": f"arn:aws:logs:::log-group:{GROUP}:log-stream:{j.log_stream}",
+                "storedBytes": int(size or 0),
+            }
             if first is not None:
                 row.update(firstEventTimestamp=first, lastEventTimestamp=last, lastIngestionTime=last)
             rows.append(row)
@@ -157,7 +185,7 @@ class LogService(Service):
             rows.sort(key=lambda r: r.get("lastEventTimestamp", 0), reverse=bool(req.get("descending")))
         else:
             rows.sort(key=lambda r: r["logStreamName"], reverse=bool(req.get("descending")))
-        out = {"logStreams": rows[offset : offset + limit]}
+        out: dict[str, Any] = {"logStreams": rows[offset : offset + limit]}
         if offset + limit < len(rows):
             out["nextToken"] = _token("n", offset + limit)
         return out

@@ -24,6 +24,7 @@ from roost.algorithm.layout import ChannelConfig, JobLayout
 from roost.formats.artifact import pack_model_dir
 from roost.jobs.launcher import JobProcess, Launcher, LocalProcesses
 from roost.jobs.service import BUILTIN_METRICS, final_metrics, set_status
+from roost.storage.database import fetch
 from roost.storage.tables import LogEvent, SecondaryStatus, TrainingJob, TrainingJobStatus
 from roost.storage.uri import Location, StorageError, download, upload
 from roost.system import THREADS_ENV, available_cores
@@ -35,8 +36,16 @@ Status, Secondary = TrainingJobStatus, SecondaryStatus
 
 
 class JobRunner:
-    def __init__(self, sessions: sessionmaker[Session], data_dir: Path, *, max_concurrent: int = 1,
-                 stop_grace: float = 120.0, poll: float = 0.5, launcher: Launcher | None = None) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        data_dir: Path,
+        *,
+        max_concurrent: int = 1,
+        stop_grace: float = 120.0,
+        poll: float = 0.5,
+        launcher: Launcher | None = None,
+    ) -> None:
         self.sessions = sessions
         self.jobs_dir = Path(data_dir) / "jobs"
         self.max_concurrent = max(1, max_concurrent)
@@ -69,20 +78,33 @@ class JobRunner:
     def recover(self) -> None:
         """After a restart: jobs that were running resume from their checkpoints, or fail saying why."""
         with self.sessions.begin() as s:
-            for job in s.scalars(select(TrainingJob).where(TrainingJob.status.in_(
-                    (Status.IN_PROGRESS, Status.STOPPING)))).all():
+            for job in s.scalars(
+                select(TrainingJob).where(TrainingJob.status.in_((Status.IN_PROGRESS, Status.STOPPING)))
+            ).all():
                 self.launcher.reap(self.jobs_dir / job.name)
                 if job.status == Status.STOPPING:
-                    set_status(s, job, Status.STOPPED, Secondary.STOPPED,
-                               "Training job stopped (the Roost server restarted while it was stopping)")
+                    set_status(
+                        s,
+                        job,
+                        Status.STOPPED,
+                        Secondary.STOPPED,
+                        "Training job stopped (the Roost server restarted while it was stopping)",
+                    )
                     job.training_end_time = job.training_end_time or time.time()
                 elif job.request.get("CheckpointConfig") and job.training_start_time:
-                    set_status(s, job, Status.IN_PROGRESS, Secondary.RESTARTING,
-                               "The Roost server restarted; the job resumes from its last checkpoint")
+                    set_status(
+                        s,
+                        job,
+                        Status.IN_PROGRESS,
+                        Secondary.RESTARTING,
+                        "The Roost server restarted; the job resumes from its last checkpoint",
+                    )
                 elif job.training_start_time or job.secondary_status != Secondary.STARTING:
-                    job.failure_reason = ("InternalServerError: the Roost server stopped while this job was running, "
-                                          "and the job has no CheckpointConfig to resume from. Create it again "
-                                          "(with CheckpointConfig to make it resumable).")
+                    job.failure_reason = (
+                        "InternalServerError: the Roost server stopped while this job was running, "
+                        "and the job has no CheckpointConfig to resume from. Create it again "
+                        "(with CheckpointConfig to make it resumable)."
+                    )
                     job.training_end_time = time.time()
                     set_status(s, job, Status.FAILED, Secondary.FAILED, "Training job failed")
 
@@ -102,14 +124,20 @@ class JobRunner:
                 del self.running[name]
             free = self.max_concurrent - len(self.running)
         with self.sessions.begin() as s:
-            waiting = s.scalars(select(TrainingJob).where(TrainingJob.status == Status.IN_PROGRESS)
-                                .order_by(TrainingJob.creation_time)).all()
+            waiting = s.scalars(
+                select(TrainingJob).where(TrainingJob.status == Status.IN_PROGRESS).order_by(TrainingJob.creation_time)
+            ).all()
             waiting = [j for j in waiting if j.name not in self.running]
-            start, queued = waiting[:max(free, 0)], waiting[max(free, 0):]
+            start, queued = waiting[: max(free, 0)], waiting[max(free, 0) :]
             for job in queued:
                 if job.secondary_status == Secondary.STARTING:
-                    set_status(s, job, None, Secondary.STARTING,
-                               f"Waiting for a free slot ({self.max_concurrent} job(s) run at a time)")
+                    set_status(
+                        s,
+                        job,
+                        None,
+                        Secondary.STARTING,
+                        f"Waiting for a free slot ({self.max_concurrent} job(s) run at a time)",
+                    )
         for job in start:
             t = threading.Thread(target=self._run_safely, args=(job.name,), name=f"job-{job.name}", daemon=True)
             with self._lock:
@@ -133,18 +161,23 @@ class JobRunner:
         job_dir = self.jobs_dir / name
         layout = JobLayout(job_dir / "opt_ml")
         with self.sessions.begin() as s:
-            job = s.get(TrainingJob, name)
+            job = fetch(s, TrainingJob, name)
             req, arn = job.request, job.arn
             resuming = job.secondary_status == Secondary.RESTARTING
             set_status(s, job, None, Secondary.STARTING, "Preparing the instances for training")
         self._prepare(req, layout, resuming)
         with self.sessions.begin() as s:
-            job = s.get(TrainingJob, name)
+            job = fetch(s, TrainingJob, name)
             set_status(s, job, None, Secondary.TRAINING, "Training image download completed. Training in progress.")
             job.training_start_time = job.training_start_time or time.time()
             started = job.training_start_time
-        env = {**os.environ, **(req.get("Environment") or {}), "TRAINING_JOB_NAME": name, "TRAINING_JOB_ARN": arn,
-               THREADS_ENV: str(max(1, available_cores() // self.max_concurrent))}
+        env = {
+            **os.environ,
+            **(req.get("Environment") or {}),
+            "TRAINING_JOB_NAME": name,
+            "TRAINING_JOB_ARN": arn,
+            THREADS_ENV: str(max(1, available_cores() // self.max_concurrent)),
+        }
         proc = self.launcher.launch(job_dir, layout.root, env)
         with self._lock:
             self.processes[name] = proc
@@ -153,15 +186,18 @@ class JobRunner:
 
     def _prepare(self, req: dict, layout: JobLayout, resuming: bool) -> None:
         input_mode = req["AlgorithmSpecification"]["TrainingInputMode"]
-        layout.write_config(req.get("HyperParameters") or {}, {
-            ch["ChannelName"]: ChannelConfig.from_request(ch, input_mode) for ch in req["InputDataConfig"]})
+        layout.write_config(
+            req.get("HyperParameters") or {},
+            {ch["ChannelName"]: ChannelConfig.from_request(ch, input_mode) for ch in req["InputDataConfig"]},
+        )
         if req.get("CheckpointConfig"):
             layout.checkpoints.mkdir(parents=True, exist_ok=True)
         if resuming and layout.data.is_dir():
             return  # the channels are already here from the first start
         with self.sessions.begin() as s:
-            set_status(s, s.get(TrainingJob, req["TrainingJobName"]), None, Secondary.DOWNLOADING,
-                       "Downloading input data")
+            set_status(
+                s, fetch(s, TrainingJob, req["TrainingJobName"]), None, Secondary.DOWNLOADING, "Downloading input data"
+            )
         for ch in req["InputDataConfig"]:
             download(ch["DataSource"]["S3DataSource"]["S3Uri"], layout.channel(ch["ChannelName"]))
 
@@ -176,13 +212,18 @@ class JobRunner:
             time.sleep(min(self.poll, 0.5))
             if stopped_by is None:
                 with self.sessions() as s:
-                    if s.get(TrainingJob, name).stop_requested:
+                    if fetch(s, TrainingJob, name).stop_requested:
                         stopped_by = "stop"
                 if stopped_by is None and max_runtime and time.time() - started > max_runtime:
                     stopped_by = "max_runtime"
                     with self.sessions.begin() as s:
-                        set_status(s, s.get(TrainingJob, name), Status.STOPPING, Secondary.MAX_RUNTIME_EXCEEDED,
-                                   f"Training job exceeded MaxRuntimeInSeconds ({max_runtime} s); stopping it")
+                        set_status(
+                            s,
+                            fetch(s, TrainingJob, name),
+                            Status.STOPPING,
+                            Secondary.MAX_RUNTIME_EXCEEDED,
+                            f"Training job exceeded MaxRuntimeInSeconds ({max_runtime} s); stopping it",
+                        )
                 if stopped_by:
                     proc.terminate()
                     term_sent = time.time()
@@ -213,18 +254,26 @@ class JobRunner:
             with self.sessions.begin() as s:
                 s.add_all(events)
 
-    def _settle(self, name: str, req: dict, layout: JobLayout, job_dir: Path, rc: int,
-                stopped_by: str | None) -> None:
+    def _settle(self, name: str, req: dict, layout: JobLayout, job_dir: Path, rc: int, stopped_by: str | None) -> None:
         has_model = layout.model.is_dir() and any(layout.model.iterdir())
         artifact = None
         if has_model and (rc == 0 or stopped_by):
             with self.sessions.begin() as s:
-                set_status(s, s.get(TrainingJob, name), None, Secondary.UPLOADING, "Uploading generated training model")
+                set_status(
+                    s, fetch(s, TrainingJob, name), None, Secondary.UPLOADING, "Uploading generated training model"
+                )
             tar = pack_model_dir(layout.model, job_dir / "model.tar.gz")
-            artifact = upload(tar, Location.parse(req["OutputDataConfig"]["S3OutputPath"]).join(name, "output", "model.tar.gz"))
+            artifact = upload(
+                tar, Location.parse(req["OutputDataConfig"]["S3OutputPath"]).join(name, "output", "model.tar.gz")
+            )
         if stopped_by == "max_runtime":
-            self._finish(name, Status.STOPPED, Secondary.MAX_RUNTIME_EXCEEDED,
-                         "Training job exceeded MaxRuntimeInSeconds provided", artifact=artifact)
+            self._finish(
+                name,
+                Status.STOPPED,
+                Secondary.MAX_RUNTIME_EXCEEDED,
+                "Training job exceeded MaxRuntimeInSeconds provided",
+                artifact=artifact,
+            )
         elif stopped_by:
             self._finish(name, Status.STOPPED, Secondary.STOPPED, "Training job stopped", artifact=artifact)
         elif rc == 0:
@@ -234,16 +283,29 @@ class JobRunner:
             if not reason:
                 how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
                 reason = f"AlgorithmError: the algorithm {how} without writing a failure reason; see the job's log"
-            self._finish(name, Status.FAILED, Secondary.FAILED, "Training job failed", failure=reason,
-                         artifact=artifact)
+            self._finish(
+                name, Status.FAILED, Secondary.FAILED, "Training job failed", failure=reason, artifact=artifact
+            )
 
-    def _finish(self, name: str, status: TrainingJobStatus, secondary: SecondaryStatus, message: str, *,
-                failure: str | None = None, artifact: str | None = None) -> None:
+    def _finish(
+        self,
+        name: str,
+        status: TrainingJobStatus,
+        secondary: SecondaryStatus,
+        message: str,
+        *,
+        failure: str | None = None,
+        artifact: str | None = None,
+    ) -> None:
         with self.sessions.begin() as s:
-            job = s.get(TrainingJob, name)
-            lines = [(e.timestamp / 1000, e.message) for e in
-                     s.scalars(select(LogEvent).where(LogEvent.job_name == name).order_by(LogEvent.id)).all()]
-            definitions = BUILTIN_METRICS + list((job.request.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or [])
+            job = fetch(s, TrainingJob, name)
+            lines = [
+                (e.timestamp / 1000, e.message)
+                for e in s.scalars(select(LogEvent).where(LogEvent.job_name == name).order_by(LogEvent.id)).all()
+            ]
+            definitions = BUILTIN_METRICS + list(
+                (job.request.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or []
+            )
             job.final_metrics = final_metrics(definitions, lines) or None
             if failure:
                 job.failure_reason = failure[:FAILURE_LIMIT]

@@ -12,16 +12,25 @@ import base64
 import json
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from roost.algorithm.hyperparameters import HyperparameterError, parse_hyperparameters
-from roost.aws import (NAME_PATTERN, Account, Service, ServiceError, constraint, is_valid_name, operation, validation,
-                       validation_errors)
-from roost.storage.tables import (ACTIVE, TERMINAL, SecondaryStatus, StatusTransition, TrainingJob,
-                                  TrainingJobStatus)
+from roost.aws import (
+    NAME_PATTERN,
+    Account,
+    Service,
+    ServiceError,
+    constraint,
+    is_valid_name,
+    operation,
+    validation,
+    validation_errors,
+)
+from roost.storage.tables import ACTIVE, TERMINAL, SecondaryStatus, StatusTransition, TrainingJob, TrainingJobStatus
 from roost.storage.uri import Location, StorageError, exists
 
 CHANNEL_PATTERN = r"[A-Za-z0-9\.\-_]+"
@@ -39,10 +48,16 @@ def _check_request(req: dict) -> None:
     problems = []
     name = req.get("TrainingJobName")
     if not is_valid_name(name):
-        problems.append(constraint(name, "trainingJobName", f"Member must satisfy regular expression pattern: {NAME_PATTERN}"))
-    for member, key in (("algorithmSpecification", "AlgorithmSpecification"), ("roleArn", "RoleArn"),
-                        ("outputDataConfig", "OutputDataConfig"), ("resourceConfig", "ResourceConfig"),
-                        ("stoppingCondition", "StoppingCondition")):
+        problems.append(
+            constraint(name, "trainingJobName", f"Member must satisfy regular expression pattern: {NAME_PATTERN}")
+        )
+    for member, key in (
+        ("algorithmSpecification", "AlgorithmSpecification"),
+        ("roleArn", "RoleArn"),
+        ("outputDataConfig", "OutputDataConfig"),
+        ("resourceConfig", "ResourceConfig"),
+        ("stoppingCondition", "StoppingCondition"),
+    ):
         if req.get(key) in (None, ""):
             problems.append(constraint(None, member, "Member must not be null"))
     role = req.get("RoleArn")
@@ -50,8 +65,13 @@ def _check_request(req: dict) -> None:
         problems.append(constraint(role, "roleArn", f"Member must satisfy regular expression pattern: {ROLE_PATTERN}"))
     algo = req.get("AlgorithmSpecification") or {}
     if algo and algo.get("TrainingInputMode") not in ("Pipe", "File", "FastFile"):
-        problems.append(constraint(algo.get("TrainingInputMode"), "algorithmSpecification.trainingInputMode",
-                                   "Member must satisfy enum value set: [Pipe, File, FastFile]"))
+        problems.append(
+            constraint(
+                algo.get("TrainingInputMode"),
+                "algorithmSpecification.trainingInputMode",
+                "Member must satisfy enum value set: [Pipe, File, FastFile]",
+            )
+        )
     output = req.get("OutputDataConfig") or {}
     if req.get("OutputDataConfig") and not output.get("S3OutputPath"):
         problems.append(constraint(None, "outputDataConfig.s3OutputPath", "Member must not be null"))
@@ -61,16 +81,27 @@ def _check_request(req: dict) -> None:
     for i, ch in enumerate(channels):
         cname = ch.get("ChannelName")
         if not isinstance(cname, str) or not re.fullmatch(CHANNEL_PATTERN, cname) or len(cname) > 64:
-            problems.append(constraint(cname, f"inputDataConfig.{i + 1}.member.channelName",
-                                       f"Member must satisfy regular expression pattern: {CHANNEL_PATTERN}"))
+            problems.append(
+                constraint(
+                    cname,
+                    f"inputDataConfig.{i + 1}.member.channelName",
+                    f"Member must satisfy regular expression pattern: {CHANNEL_PATTERN}",
+                )
+            )
         if not (ch.get("DataSource") or {}).get("S3DataSource", {}).get("S3Uri"):
-            problems.append(constraint(None, f"inputDataConfig.{i + 1}.member.dataSource.s3DataSource.s3Uri",
-                                       "Member must not be null"))
+            problems.append(
+                constraint(
+                    None, f"inputDataConfig.{i + 1}.member.dataSource.s3DataSource.s3Uri", "Member must not be null"
+                )
+            )
     stopping = req.get("StoppingCondition") or {}
     runtime = stopping.get("MaxRuntimeInSeconds")
     if runtime is not None and not (isinstance(runtime, int) and runtime >= 1):
-        problems.append(constraint(runtime, "stoppingCondition.maxRuntimeInSeconds",
-                                   "Member must have value greater than or equal to 1"))
+        problems.append(
+            constraint(
+                runtime, "stoppingCondition.maxRuntimeInSeconds", "Member must have value greater than or equal to 1"
+            )
+        )
     if len(req.get("HyperParameters") or {}) > 100:
         problems.append(constraint("...", "hyperParameters", "Member must have length less than or equal to 100"))
     if problems:
@@ -78,8 +109,9 @@ def _check_request(req: dict) -> None:
 
 
 class TrainingJobService(Service):
-    def __init__(self, sessions: sessionmaker[Session], account: Account | None = None, *,
-                 max_active_jobs: int = 100) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], account: Account | None = None, *, max_active_jobs: int = 100
+    ) -> None:
         self.sessions = sessions
         self.account = account or Account()
         self.max_active_jobs = max_active_jobs  # beyond this CreateTrainingJob answers ResourceLimitExceeded
@@ -107,9 +139,11 @@ class TrainingJobService(Service):
             except StorageError as err:
                 raise validation(str(err)) from None
             if not ok:
-                raise validation(f"No S3 objects found under S3 URL '{uri}' given in input data source. Please ensure "
-                                 "that the bucket exists in the selected region, that objects exist under that S3 prefix, "
-                                 "and that the credentials can list them.")
+                raise validation(
+                    f"No S3 objects found under S3 URL '{uri}' given in input data source. Please ensure "
+                    "that the bucket exists in the selected region, that objects exist under that S3 prefix, "
+                    "and that the credentials can list them."
+                )
         try:
             Location.parse(req["OutputDataConfig"]["S3OutputPath"])
         except StorageError as err:
@@ -117,18 +151,37 @@ class TrainingJobService(Service):
         now = time.time()
         with self.sessions.begin() as s:
             if s.get(TrainingJob, name) is not None:
-                raise ServiceError("ResourceInUse", f"Training job names must be unique within an AWS account and region, "
-                                   f"and a training job with this name already exists ({self.arn(name)})")
-            active = s.scalar(select(func.count()).select_from(TrainingJob).where(TrainingJob.status.in_(ACTIVE)))
+                raise ServiceError(
+                    "ResourceInUse",
+                    f"Training job names must be unique within an AWS account and region, "
+                    f"and a training job with this name already exists ({self.arn(name)})",
+                )
+            active = s.scalar(select(func.count()).select_from(TrainingJob).where(TrainingJob.status.in_(ACTIVE))) or 0
             if active >= self.max_active_jobs:
-                raise ServiceError("ResourceLimitExceeded", f"The account-level service limit 'Number of concurrent "
-                                   f"training jobs' is {self.max_active_jobs} Jobs; {active} are in progress.")
-            s.add(TrainingJob(name=name, arn=self.arn(name), request=req, status=TrainingJobStatus.IN_PROGRESS,
-                              secondary_status=SecondaryStatus.STARTING, creation_time=now, last_modified_time=now,
-                              stop_requested=False, log_stream=f"{name}/algo-1-{int(now)}"))
+                raise ServiceError(
+                    "ResourceLimitExceeded",
+                    f"The account-level service limit 'Number of concurrent "
+                    f"training jobs' is {self.max_active_jobs} Jobs; {active} are in progress.",
+                )
+            s.add(
+                TrainingJob(
+                    name=name,
+                    arn=self.arn(name),
+                    request=req,
+                    status=TrainingJobStatus.IN_PROGRESS,
+                    secondary_status=SecondaryStatus.STARTING,
+                    creation_time=now,
+                    last_modified_time=now,
+                    stop_requested=False,
+                    log_stream=f"{name}/algo-1-{int(now)}",
+                )
+            )
             s.flush()  # the job row before rows that refer to it (no ORM relationship orders them)
-            s.add(StatusTransition(job_name=name, status=SecondaryStatus.STARTING, start_time=now,
-                                   message="Starting the training job"))
+            s.add(
+                StatusTransition(
+                    job_name=name, status=SecondaryStatus.STARTING, start_time=now, message="Starting the training job"
+                )
+            )
         return {"TrainingJobArn": self.arn(name)}
 
     # ------------------------------------------------------------------ Describe / List / Stop
@@ -144,8 +197,9 @@ class TrainingJobService(Service):
     def describe_training_job(self, req: dict) -> dict:
         with self.sessions() as s:
             job = self._job(s, req.get("TrainingJobName"))
-            transitions = s.scalars(select(StatusTransition).where(StatusTransition.job_name == job.name)
-                                    .order_by(StatusTransition.id)).all()
+            transitions = s.scalars(
+                select(StatusTransition).where(StatusTransition.job_name == job.name).order_by(StatusTransition.id)
+            ).all()
             return describe(job, transitions)
 
     @operation("ListTrainingJobs")
@@ -155,16 +209,26 @@ class TrainingJobService(Service):
             raise validation(constraint(limit, "maxResults", "Member must have value less than or equal to 100"))
         sort_by = req.get("SortBy", "CreationTime")
         order = req.get("SortOrder", "Ascending")
-        column = {"Name": TrainingJob.name, "CreationTime": TrainingJob.creation_time,
-                  "Status": TrainingJob.status}.get(sort_by)
+        column = {
+            "Name": TrainingJob.name,
+            "CreationTime": TrainingJob.creation_time,
+            "Status": TrainingJob.status,
+        }.get(sort_by)
         if column is None or order not in ("Ascending", "Descending"):
-            raise validation(constraint(sort_by if column is None else order, "sortBy" if column is None else "sortOrder",
-                                        "Member must satisfy enum value set"))
+            raise validation(
+                constraint(
+                    sort_by if column is None else order,
+                    "sortBy" if column is None else "sortOrder",
+                    "Member must satisfy enum value set",
+                )
+            )
         q = select(TrainingJob)
-        for key, col, op in (("CreationTimeAfter", TrainingJob.creation_time, "gt"),
-                             ("CreationTimeBefore", TrainingJob.creation_time, "lt"),
-                             ("LastModifiedTimeAfter", TrainingJob.last_modified_time, "gt"),
-                             ("LastModifiedTimeBefore", TrainingJob.last_modified_time, "lt")):
+        for key, col, op in (
+            ("CreationTimeAfter", TrainingJob.creation_time, "gt"),
+            ("CreationTimeBefore", TrainingJob.creation_time, "lt"),
+            ("LastModifiedTimeAfter", TrainingJob.last_modified_time, "gt"),
+            ("LastModifiedTimeBefore", TrainingJob.last_modified_time, "lt"),
+        ):
             if req.get(key) is not None:
                 q = q.where(col > float(req[key]) if op == "gt" else col < float(req[key]))
         if req.get("NameContains"):
@@ -175,7 +239,7 @@ class TrainingJobService(Service):
         offset = _decode_token(req.get("NextToken"))
         with self.sessions() as s:
             rows = s.scalars(q.offset(offset).limit(limit + 1)).all()
-        out = {"TrainingJobSummaries": [summary(j) for j in rows[:limit]]}
+        out: dict[str, Any] = {"TrainingJobSummaries": [summary(j) for j in rows[:limit]]}
         if len(rows) > limit:
             out["NextToken"] = _encode_token(offset + limit)
         return out
@@ -198,12 +262,17 @@ class TrainingJobService(Service):
 # ---------------------------------------------------------------------- shapes and transitions
 
 
-def set_status(s: Session, job: TrainingJob, status: TrainingJobStatus | None, secondary: SecondaryStatus,
-               message: str) -> None:
+def set_status(
+    s: Session, job: TrainingJob, status: TrainingJobStatus | None, secondary: SecondaryStatus, message: str
+) -> None:
     """Record a secondary-status change (closing the previous one) and, optionally, the primary status."""
     now = time.time()
-    last = s.scalars(select(StatusTransition).where(StatusTransition.job_name == job.name)
-                     .order_by(StatusTransition.id.desc()).limit(1)).first()
+    last = s.scalars(
+        select(StatusTransition)
+        .where(StatusTransition.job_name == job.name)
+        .order_by(StatusTransition.id.desc())
+        .limit(1)
+    ).first()
     if last is not None and last.end_time is None:
         if last.status == secondary and last.message == message:
             return
@@ -216,14 +285,19 @@ def set_status(s: Session, job: TrainingJob, status: TrainingJobStatus | None, s
 
 
 def summary(job: TrainingJob) -> dict:
-    out = {"TrainingJobName": job.name, "TrainingJobArn": job.arn, "CreationTime": job.creation_time,
-           "LastModifiedTime": job.last_modified_time, "TrainingJobStatus": job.status}
+    out = {
+        "TrainingJobName": job.name,
+        "TrainingJobArn": job.arn,
+        "CreationTime": job.creation_time,
+        "LastModifiedTime": job.last_modified_time,
+        "TrainingJobStatus": job.status,
+    }
     if job.training_end_time:
         out["TrainingEndTime"] = job.training_end_time
     return out
 
 
-def describe(job: TrainingJob, transitions: list[StatusTransition]) -> dict:
+def describe(job: TrainingJob, transitions: Sequence[StatusTransition]) -> dict:
     req = job.request
     out: dict[str, Any] = {
         "TrainingJobName": job.name,
@@ -240,8 +314,16 @@ def describe(job: TrainingJob, transitions: list[StatusTransition]) -> dict:
         "CreationTime": job.creation_time,
         "LastModifiedTime": job.last_modified_time,
         "SecondaryStatusTransitions": [
-            {k: v for k, v in (("Status", t.status), ("StartTime", t.start_time), ("EndTime", t.end_time),
-                               ("StatusMessage", t.message)) if v is not None}
+            {
+                k: v
+                for k, v in (
+                    ("Status", t.status),
+                    ("StartTime", t.start_time),
+                    ("EndTime", t.end_time),
+                    ("StatusMessage", t.message),
+                )
+                if v is not None
+            }
             for t in transitions
         ],
         "EnableNetworkIsolation": req.get("EnableNetworkIsolation", False),

@@ -15,8 +15,15 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
-from roost.formats.artifact import (META_FILE, SHAPES_FILE, ArtifactError, ModelMeta, pack_model_dir, read_members,
-                                    read_meta)
+from roost.formats.artifact import (
+    META_FILE,
+    SHAPES_FILE,
+    ArtifactError,
+    ModelMeta,
+    pack_model_dir,
+    read_members,
+    read_meta,
+)
 from roost.models.resnet import ResNet
 from roost.models.sagemaker import is_sagemaker_artifact, load_sagemaker
 
@@ -61,7 +68,9 @@ def import_sagemaker(source: Path, out: Path) -> Path:
     """Write a SageMaker artifact as a Roost ``model.tar.gz`` (safetensors + roost-model.json + model-shapes.json)."""
     members = read_members(source)
     if not is_sagemaker_artifact(members):
-        raise ArtifactError(f"{source}: not a SageMaker image-classification artifact (no image-classification-NNNN.params)")
+        raise ArtifactError(
+            f"{source}: not a SageMaker image-classification artifact (no image-classification-NNNN.params)"
+        )
     model, meta = load_sagemaker(members, str(source))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

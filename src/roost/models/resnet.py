@@ -11,7 +11,7 @@ one onto MXNet's parameter name (``stage1_unit1.bn1.weight`` <->
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +55,8 @@ def resnet_spec(num_layers: int, height: int) -> ResNetSpec:
     """MXNet's ``get_symbol`` depth table; :class:`UnsupportedDepth` for a depth it has no recipe for."""
     # get_symbol picks the table with height <= 28, resnet() the stem with
     # height <= 32: for 29..32 the ImageNet table meets the 3x3 stem.
+    units: tuple[int, ...]
+    filters: tuple[int, ...]
     if height <= 28:
         if (num_layers - 2) % 9 == 0 and num_layers >= 164:
             per, filters, bottleneck = (num_layers - 2) // 9, (16, 64, 128, 256), True
@@ -66,7 +68,9 @@ def resnet_spec(num_layers: int, height: int) -> ResNetSpec:
                 f"(e.g. {', '.join(map(str, SMALL_IMAGE_DEPTHS))}) or 9n+2 from 164 (e.g. 164, 1001)"
             )
         if per < 1:
-            raise UnsupportedDepth(f"num_layers={num_layers} is too shallow: the smallest network for height <= 28 is 8")
+            raise UnsupportedDepth(
+                f"num_layers={num_layers} is too shallow: the smallest network for height <= 28 is 8"
+            )
         units = (per, per, per)
     else:
         if num_layers not in IMAGENET_UNITS:
@@ -126,7 +130,7 @@ class ResNet(nn.Module):
     its gamma fixed at 1 does the normalisation, as in MXNet.
     """
 
-    def __init__(self, num_classes: int, num_layers: int, image_shape: tuple[int, int, int], head: str = "fc1") -> None:
+    def __init__(self, num_classes: int, num_layers: int, image_shape: Sequence[int], head: str = "fc1") -> None:
         super().__init__()
         channels, height, _ = image_shape
         spec = resnet_spec(num_layers, height)
@@ -210,8 +214,12 @@ def mxnet_name(torch_name: str) -> str:
     prefix = module.replace(".", "_")
     is_bn = module.split(".")[-1].startswith("bn")
     if is_bn:
-        kind, leaf = {"weight": ("arg", "gamma"), "bias": ("arg", "beta"),
-                      "running_mean": ("aux", "moving_mean"), "running_var": ("aux", "moving_var")}[leaf]
+        kind, leaf = {
+            "weight": ("arg", "gamma"),
+            "bias": ("arg", "beta"),
+            "running_mean": ("aux", "moving_mean"),
+            "running_var": ("aux", "moving_var"),
+        }[leaf]
     else:
         kind = "arg"
     return f"{kind}:{prefix}_{leaf}"
@@ -220,9 +228,7 @@ def mxnet_name(torch_name: str) -> str:
 def mxnet_param_shapes(model: ResNet) -> dict[str, list[int]]:
     """Every MXNet ``arg:``/``aux:`` name with its shape, from the model's state dict."""
     return {
-        mxnet_name(k): list(v.shape)
-        for k, v in model.state_dict().items()
-        if not k.endswith("num_batches_tracked")
+        mxnet_name(k): list(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")
     }
 
 

@@ -15,8 +15,15 @@ import json
 import os
 import re
 
-from roost.formats.artifact import (META_FILE, SHAPES_FILE, ArtifactError, Checkpoint, ModelMeta, checkpoint_name,
-                                    serving_preprocessing)
+from roost.formats.artifact import (
+    META_FILE,
+    SHAPES_FILE,
+    ArtifactError,
+    Checkpoint,
+    ModelMeta,
+    checkpoint_name,
+    serving_preprocessing,
+)
 from roost.formats.mxnet_params import load_params
 from roost.models.resnet import ResNet, find_head, load_mxnet_params, resnet_spec
 
@@ -46,10 +53,11 @@ def _depth(params: dict, height: int) -> int:
     return layers
 
 
-def load_sagemaker(members: dict[str, bytes], source: str = "model.tar.gz",
-                   checkpoint: str | None = None) -> tuple[ResNet, ModelMeta]:
+def load_sagemaker(
+    members: dict[str, bytes], source: str = "model.tar.gz", checkpoint: str | None = None
+) -> tuple[ResNet, ModelMeta]:
     """Roost's network with a SageMaker artifact's weights, and a description as Roost's artifacts carry."""
-    params_files = sorted((n for n in members if PARAMS_RE.search(n)), key=lambda n: PARAMS_RE.search(n)[1])
+    params_files = sorted(n for n in members if PARAMS_RE.search(n))  # NNNN is zero-padded: names sort by epoch
     if not params_files:
         raise ArtifactError(f"{source}: no image-classification-NNNN.params inside")
     name = checkpoint or params_files[-1]
@@ -71,13 +79,23 @@ def load_sagemaker(members: dict[str, bytes], source: str = "model.tar.gz",
         multi_label = bool(nodes) and nodes[-1].get("op") in ("LogisticRegressionOutput", "sigmoid", "Activation")
     model = ResNet(num_classes, layers, image_shape, head=head)
     load_mxnet_params(model, params)
-    epoch = int(PARAMS_RE.search(name)[1])
+    epoch = int(name[-len("NNNN.params") : -len(".params")])
     meta = ModelMeta(
-        num_classes=num_classes, num_layers=layers, image_shape=list(image_shape),
-        hyperparameters={"num_classes": str(num_classes), "num_layers": str(layers),
-                         "image_shape": ",".join(map(str, image_shape)), "multi_label": str(int(multi_label))},
-        checkpoints=[Checkpoint(checkpoint_name(epoch - 1), epoch)], model=checkpoint_name(epoch - 1), head=head,
-        multi_label=multi_label, class_names=None, preprocessing=serving_preprocessing(image_shape),
+        num_classes=num_classes,
+        num_layers=layers,
+        image_shape=list(image_shape),
+        hyperparameters={
+            "num_classes": str(num_classes),
+            "num_layers": str(layers),
+            "image_shape": ",".join(map(str, image_shape)),
+            "multi_label": str(int(multi_label)),
+        },
+        checkpoints=[Checkpoint(checkpoint_name(epoch - 1), epoch)],
+        model=checkpoint_name(epoch - 1),
+        head=head,
+        multi_label=multi_label,
+        class_names=None,
+        preprocessing=serving_preprocessing(image_shape),
         roost_version=f"imported from SageMaker ({os.path.basename(str(source))}:{name})",
     )
     return model.eval(), meta

@@ -12,14 +12,15 @@ from __future__ import annotations
 import os
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from roost.errors import UserError
 from roost.formats.mxnet_params import load_params
 from roost.models.artifact import load
 from roost.models.resnet import HEAD_NAMES, ResNet, find_head, load_mxnet_params
-from roost.errors import UserError
 
 
 class WeightsError(UserError):
@@ -57,8 +58,11 @@ def load_pretrained(model: ResNet, num_layers: int, folder: Path | None = None) 
         if own[k].shape != v.shape:
             raise WeightsError(
                 f"{path}: {k} has shape {tuple(v.shape)}, this network needs {tuple(own[k].shape)}"
-                + (" (the weights were made for the other stem: images taller than 32 px use the 7x7 stem)"
-                   if k == "conv0.weight" else "")
+                + (
+                    " (the weights were made for the other stem: images taller than 32 px use the 7x7 stem)"
+                    if k == "conv0.weight"
+                    else ""
+                )
             )
     missing = set(own) - set(body) - _head_keys(own) - {k for k in own if k.endswith("num_batches_tracked")}
     if missing:
@@ -117,8 +121,10 @@ def read_any_weights(source: Path, num_layers: int, image_shape=(3, 224, 224)) -
         try:
             return load(source)[0].state_dict()
         except UserError as err:
-            raise WeightsError(f"{source}: neither a Roost nor a SageMaker image-classification model.tar.gz "
-                               f"({err})") from None
+            raise WeightsError(
+                f"{source}: neither a Roost nor a SageMaker image-classification model.tar.gz ({err})"
+            ) from None
+    state: Any
     if name.endswith(".safetensors"):
         state = load_file(os.fspath(source))
     elif name.endswith((".pt", ".pth", ".bin")):
@@ -146,8 +152,10 @@ def convert_weights(source: Path, num_layers: int, out: Path, image_shape=(3, 22
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise WeightsError(f"{source}: does not fit a {num_layers}-layer ResNet (is num_layers={num_layers} right for "
-                           f"these weights?): {str(err).splitlines()[0]}") from None
+        raise WeightsError(
+            f"{source}: does not fit a {num_layers}-layer ResNet (is num_layers={num_layers} right for "
+            f"these weights?): {str(err).splitlines()[0]}"
+        ) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.fspath(out))
     return out

@@ -33,8 +33,14 @@ def create_serving_app(predictor: Predictor, max_batch: int = 8) -> FastAPI:
         body = await request.body()
         h = request.headers
         try:
-            payload, media = await run_in_threadpool(answer, model, body, h.get("content-type", ""),
-                                                     h.get("accept", ""), h.get("x-amzn-sagemaker-custom-attributes"))
+            payload, media = await run_in_threadpool(
+                answer,
+                model,
+                body,
+                h.get("content-type", ""),
+                h.get("accept", ""),
+                h.get("x-amzn-sagemaker-custom-attributes"),
+            )
         except InputError as err:
             return JSONResponse({"error": str(err)}, status_code=err.status)
         except Exception:  # noqa: BLE001 - a request must never take the worker down

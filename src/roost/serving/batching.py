@@ -26,8 +26,9 @@ class DynamicBatcher:
         self.predictor = predictor
         self.max_batch = max(1, max_batch)
         self._queue: queue.Queue[_Request | None] = queue.Queue()
-        self._threads = [threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
-                         for i in range(max(1, workers))]
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True) for i in range(max(1, workers))
+        ]
         for t in self._threads:
             t.start()
 

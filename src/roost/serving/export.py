@@ -52,8 +52,9 @@ def _check_inputs(meta: ModelMeta, arrays: list[np.ndarray] | None, n: int = 8) 
     return rng.integers(0, 256, (n, *meta.image_shape)).astype(np.float32)
 
 
-def export(model: nn.Module, meta: ModelMeta, out: Path, fmt: str,
-           check_arrays: list[np.ndarray] | None = None) -> ParityReport:
+def export(
+    model: nn.Module, meta: ModelMeta, out: Path, fmt: str, check_arrays: list[np.ndarray] | None = None
+) -> ParityReport:
     net = WithProbabilities(model.eval().float().to("cpu"), meta.multi_label).eval()
     example = torch.zeros(1, *meta.image_shape)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -68,16 +69,27 @@ def export(model: nn.Module, meta: ModelMeta, out: Path, fmt: str,
     with torch.no_grad():
         reference = net(torch.from_numpy(x)).numpy()
     got = _run_exported(out, fmt, x)
-    report = ParityReport(len(x), int((reference.argmax(1) == got.argmax(1)).sum()),
-                          float(np.abs(reference - got).max()))
+    report = ParityReport(
+        len(x), int((reference.argmax(1) == got.argmax(1)).sum()), float(np.abs(reference - got).max())
+    )
     sidecar = {
-        "format": fmt, "file": out.name, "input": {"name": "images", "shape": ["N", *meta.image_shape],
-                                                  "dtype": "float32"},
-        "output": {"name": "probabilities", "shape": ["N", meta.num_classes],
-                   "meaning": "sigmoid per class" if meta.multi_label else "softmax over classes"},
-        "preprocessing": meta.preprocessing, "class_names": meta.class_names, "num_layers": meta.num_layers,
-        "parity": {"images": report.images, "top1_agree": report.top1_agree, "max_abs_diff": report.max_abs_diff,
-                   "tolerance": TOLERANCE},
+        "format": fmt,
+        "file": out.name,
+        "input": {"name": "images", "shape": ["N", *meta.image_shape], "dtype": "float32"},
+        "output": {
+            "name": "probabilities",
+            "shape": ["N", meta.num_classes],
+            "meaning": "sigmoid per class" if meta.multi_label else "softmax over classes",
+        },
+        "preprocessing": meta.preprocessing,
+        "class_names": meta.class_names,
+        "num_layers": meta.num_layers,
+        "parity": {
+            "images": report.images,
+            "top1_agree": report.top1_agree,
+            "max_abs_diff": report.max_abs_diff,
+            "tolerance": TOLERANCE,
+        },
     }
     out.with_name(out.name + ".json").write_text(json.dumps(sidecar, indent=2))
     return report
@@ -92,8 +104,17 @@ def _export_onnx(net: nn.Module, example: torch.Tensor, out: Path) -> None:
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(net, (example,), input_names=["images"], output_names=["probabilities"],
-                                    dynamic_shapes={"x": {0: batch}}, dynamo=True, verbose=False)
+        program = torch.onnx.export(
+            net,
+            (example,),
+            input_names=["images"],
+            output_names=["probabilities"],
+            dynamic_shapes={"x": {0: batch}},
+            dynamo=True,
+            verbose=False,
+        )
+    if program is None:  # the dynamo exporter always returns a program; None is the legacy path's
+        raise RuntimeError("torch.onnx.export returned no program")
     program.save(str(out))
 
 

@@ -28,6 +28,7 @@ from roost.errors import UserError
 from roost.serving.batching import DynamicBatcher
 from roost.serving.invocations import answer, render
 from roost.serving.predictor import InputError, Predictor, RequestTooLarge
+from roost.storage.database import fetch
 from roost.storage.tables import Endpoint, EndpointConfig, EndpointStatus, Model, TransformJob, TransformJobStatus
 from roost.storage.uri import Location, StorageError, download, exists, upload
 
@@ -84,7 +85,7 @@ class HostingService(Service):
         """The row named ``name``, or SageMaker's "Could not find ..." ValidationException."""
         row = s.get(table, name) if isinstance(name, str) else None
         if row is None:
-            raise validation(f"Could not find {what} \"{self.arn(kind, str(name))}\".")
+            raise validation(f'Could not find {what} "{self.arn(kind, str(name))}".')
         return row
 
     def _model(self, s: Session, name) -> Model:
@@ -94,18 +95,27 @@ class HostingService(Service):
     def describe_model(self, req: dict) -> dict:
         with self.sessions() as s:
             m = self._model(s, req.get("ModelName"))
-            return {"ModelName": m.name, "ModelArn": m.arn, "CreationTime": m.creation_time,
-                    "PrimaryContainer": _container(m),
-                    "ExecutionRoleArn": m.request.get("ExecutionRoleArn"),
-                    "EnableNetworkIsolation": m.request.get("EnableNetworkIsolation", False)}
+            return {
+                "ModelName": m.name,
+                "ModelArn": m.arn,
+                "CreationTime": m.creation_time,
+                "PrimaryContainer": _container(m),
+                "ExecutionRoleArn": m.request.get("ExecutionRoleArn"),
+                "EnableNetworkIsolation": m.request.get("EnableNetworkIsolation", False),
+            }
 
     @operation("ListModels")
     def list_models(self, req: dict) -> dict:
         with self.sessions() as s:
             rows = s.scalars(select(Model).order_by(Model.creation_time.desc())).all()
         contains = req.get("NameContains") or ""
-        return {"Models": [{"ModelName": m.name, "ModelArn": m.arn, "CreationTime": m.creation_time}
-                           for m in rows if contains in m.name]}
+        return {
+            "Models": [
+                {"ModelName": m.name, "ModelArn": m.arn, "CreationTime": m.creation_time}
+                for m in rows
+                if contains in m.name
+            ]
+        }
 
     @operation("DeleteModel")
     def delete_model(self, req: dict) -> dict:
@@ -125,16 +135,24 @@ class HostingService(Service):
             for v in variants:
                 self._model(s, v.get("ModelName"))
             if s.get(EndpointConfig, name) is not None:
-                raise validation(f'Cannot create already existing endpoint configuration "{self.arn("endpoint-config", name)}".')
-            s.add(EndpointConfig(name=name, arn=self.arn("endpoint-config", name), request=req, creation_time=time.time()))
+                raise validation(
+                    f'Cannot create already existing endpoint configuration "{self.arn("endpoint-config", name)}".'
+                )
+            s.add(
+                EndpointConfig(name=name, arn=self.arn("endpoint-config", name), request=req, creation_time=time.time())
+            )
         return {"EndpointConfigArn": self.arn("endpoint-config", name)}
 
     @operation("DescribeEndpointConfig")
     def describe_endpoint_config(self, req: dict) -> dict:
         with self.sessions() as s:
             c = self._config(s, req.get("EndpointConfigName"))
-            return {"EndpointConfigName": c.name, "EndpointConfigArn": c.arn, "CreationTime": c.creation_time,
-                    "ProductionVariants": c.request.get("ProductionVariants", [])}
+            return {
+                "EndpointConfigName": c.name,
+                "EndpointConfigArn": c.arn,
+                "CreationTime": c.creation_time,
+                "ProductionVariants": c.request.get("ProductionVariants", []),
+            }
 
     @operation("DeleteEndpointConfig")
     def delete_endpoint_config(self, req: dict) -> dict:
@@ -155,8 +173,16 @@ class HostingService(Service):
             if s.get(Endpoint, name) is not None:
                 raise validation(f'Cannot create already existing endpoint "{self.arn("endpoint", name)}".')
             now = time.time()
-            s.add(Endpoint(name=name, arn=self.arn("endpoint", name), config_name=req["EndpointConfigName"],
-                           status=EndpointStatus.CREATING, creation_time=now, last_modified_time=now))
+            s.add(
+                Endpoint(
+                    name=name,
+                    arn=self.arn("endpoint", name),
+                    config_name=req["EndpointConfigName"],
+                    status=EndpointStatus.CREATING,
+                    creation_time=now,
+                    last_modified_time=now,
+                )
+            )
         self._start_loading(name)
         return {"EndpointArn": self.arn("endpoint", name)}
 
@@ -166,9 +192,12 @@ class HostingService(Service):
             e = self._endpoint(s, req.get("EndpointName"))
             self._config(s, req.get("EndpointConfigName"))
             if e.status not in (EndpointStatus.IN_SERVICE, EndpointStatus.FAILED):
-                raise validation(f"Cannot update in-progress endpoint \"{e.arn}\".")
-            e.config_name, e.status, e.last_modified_time = (req["EndpointConfigName"], EndpointStatus.UPDATING,
-                                                             time.time())
+                raise validation(f'Cannot update in-progress endpoint "{e.arn}".')
+            e.config_name, e.status, e.last_modified_time = (
+                req["EndpointConfigName"],
+                EndpointStatus.UPDATING,
+                time.time(),
+            )
         self._start_loading(req["EndpointName"])
         return {"EndpointArn": self.arn("endpoint", req["EndpointName"])}
 
@@ -178,11 +207,24 @@ class HostingService(Service):
             e = self._endpoint(s, req.get("EndpointName"))
             config = s.get(EndpointConfig, e.config_name)
             variants = (config.request.get("ProductionVariants") if config else None) or []
-        out = {"EndpointName": e.name, "EndpointArn": e.arn, "EndpointConfigName": e.config_name,
-               "EndpointStatus": e.status, "CreationTime": e.creation_time, "LastModifiedTime": e.last_modified_time,
-               "ProductionVariants": [{"VariantName": v.get("VariantName", "AllTraffic"), "CurrentWeight": 1.0,
-                                       "DesiredWeight": 1.0, "CurrentInstanceCount": v.get("InitialInstanceCount", 1),
-                                       "DesiredInstanceCount": v.get("InitialInstanceCount", 1)} for v in variants]}
+        out = {
+            "EndpointName": e.name,
+            "EndpointArn": e.arn,
+            "EndpointConfigName": e.config_name,
+            "EndpointStatus": e.status,
+            "CreationTime": e.creation_time,
+            "LastModifiedTime": e.last_modified_time,
+            "ProductionVariants": [
+                {
+                    "VariantName": v.get("VariantName", "AllTraffic"),
+                    "CurrentWeight": 1.0,
+                    "DesiredWeight": 1.0,
+                    "CurrentInstanceCount": v.get("InitialInstanceCount", 1),
+                    "DesiredInstanceCount": v.get("InitialInstanceCount", 1),
+                }
+                for v in variants
+            ],
+        }
         if e.failure_reason:
             out["FailureReason"] = e.failure_reason
         return out
@@ -191,9 +233,19 @@ class HostingService(Service):
     def list_endpoints(self, req: dict) -> dict:
         with self.sessions() as s:
             rows = s.scalars(select(Endpoint).order_by(Endpoint.creation_time.desc())).all()
-        return {"Endpoints": [{"EndpointName": e.name, "EndpointArn": e.arn, "CreationTime": e.creation_time,
-                               "LastModifiedTime": e.last_modified_time, "EndpointStatus": e.status}
-                              for e in rows if (req.get("NameContains") or "") in e.name]}
+        return {
+            "Endpoints": [
+                {
+                    "EndpointName": e.name,
+                    "EndpointArn": e.arn,
+                    "CreationTime": e.creation_time,
+                    "LastModifiedTime": e.last_modified_time,
+                    "EndpointStatus": e.status,
+                }
+                for e in rows
+                if (req.get("NameContains") or "") in e.name
+            ]
+        }
 
     @operation("DeleteEndpoint")
     def delete_endpoint(self, req: dict) -> dict:
@@ -227,16 +279,22 @@ class HostingService(Service):
         try:
             with self.sessions() as s:
                 e = self._endpoint(s, name)
-                variant = (s.get(EndpointConfig, e.config_name).request["ProductionVariants"])[0]
+                config = s.get(EndpointConfig, e.config_name)
+                if config is None:
+                    raise UserError(f"the endpoint configuration {e.config_name!r} no longer exists")
+                variant = config.request["ProductionVariants"][0]
                 model = s.get(Model, variant["ModelName"])
                 if model is None:
-                    raise UserError(f"the endpoint configuration names model {variant['ModelName']!r}, which no "
-                                    "longer exists")
+                    raise UserError(
+                        f"the endpoint configuration names model {variant['ModelName']!r}, which no longer exists"
+                    )
                 url = _container(model)["ModelDataUrl"]
-            predictor = Predictor.load(self._fetch(model.name, url))
+            predictor = Predictor.load(self._download_model(model.name, url))
             workers = max(1, int(variant.get("InitialInstanceCount") or 1))
-            hosted = Hosted(DynamicBatcher(predictor, MAX_BATCH, workers, name=f"{name}-worker"),
-                            variant.get("VariantName", "AllTraffic"))
+            hosted = Hosted(
+                DynamicBatcher(predictor, MAX_BATCH, workers, name=f"{name}-worker"),
+                variant.get("VariantName", "AllTraffic"),
+            )
             with self.sessions() as s:
                 if s.get(Endpoint, name) is None:  # deleted while it was loading
                     hosted.model.close()
@@ -251,7 +309,7 @@ class HostingService(Service):
             log.exception("endpoint %s failed to load", name)
             self._set_status(name, EndpointStatus.FAILED, f"Failed to load the model: {err}")
 
-    def _fetch(self, model_name: str, url: str) -> Path:
+    def _download_model(self, model_name: str, url: str) -> Path:
         # keyed by the URL too: a model deleted and created again under its name may point elsewhere
         digest = hashlib.sha1(url.encode()).hexdigest()[:12]
         target = self.cache / f"{model_name}-{digest}" / "model.tar.gz"
@@ -279,16 +337,26 @@ class HostingService(Service):
             with self.sessions() as s:
                 e = s.get(Endpoint, name)
             if e is None:
-                raise ServiceError("ValidationError", f"Endpoint {name} of account {self.account.account_id} not found.")
+                raise ServiceError(
+                    "ValidationError", f"Endpoint {name} of account {self.account.account_id} not found."
+                )
             raise ServiceError("ValidationError", f"Endpoint {name} is not in service (status {e.status}).")
         try:
             payload, media = answer(hosted.model, body, content_type, accept, custom_attributes)
         except RequestTooLarge:
             raise ServiceError("ValidationError", "Request payload exceeds the 6 MB (6291456 bytes) limit.") from None
         except InputError as err:
-            message = f"Received client error ({err.status}) from primary with message \"{json.dumps({'error': str(err)})}\"."
-            raise ServiceError("ModelError", message, 424, OriginalStatusCode=err.status, OriginalMessage=message,
-                               ErrorCode="CLIENT_ERROR_FROM_MODEL") from None
+            message = (
+                f'Received client error ({err.status}) from primary with message "{json.dumps({"error": str(err)})}".'
+            )
+            raise ServiceError(
+                "ModelError",
+                message,
+                424,
+                OriginalStatusCode=err.status,
+                OriginalMessage=message,
+                ErrorCode="CLIENT_ERROR_FROM_MODEL",
+            ) from None
         return payload, media, hosted.variant
 
     # ------------------------------------------------------------------ batch transform
@@ -299,14 +367,26 @@ class HostingService(Service):
         src = ((req.get("TransformInput") or {}).get("DataSource") or {}).get("S3DataSource") or {}
         out = (req.get("TransformOutput") or {}).get("S3OutputPath")
         if not src.get("S3Uri") or not out:
-            raise validation("TransformInput.DataSource.S3DataSource.S3Uri and TransformOutput.S3OutputPath are required")
+            raise validation(
+                "TransformInput.DataSource.S3DataSource.S3Uri and TransformOutput.S3OutputPath are required"
+            )
         with self.sessions.begin() as s:
             self._model(s, req.get("ModelName"))
             if s.get(TransformJob, name) is not None:
-                raise ServiceError("ResourceInUse", f"Job name must be unique within an AWS account and region, and a "
-                                   f"job with this name already exists ({self.arn('transform-job', name)})")
-            s.add(TransformJob(name=name, arn=self.arn("transform-job", name), request=req,
-                               status=TransformJobStatus.IN_PROGRESS, creation_time=time.time()))
+                raise ServiceError(
+                    "ResourceInUse",
+                    f"Job name must be unique within an AWS account and region, and a "
+                    f"job with this name already exists ({self.arn('transform-job', name)})",
+                )
+            s.add(
+                TransformJob(
+                    name=name,
+                    arn=self.arn("transform-job", name),
+                    request=req,
+                    status=TransformJobStatus.IN_PROGRESS,
+                    creation_time=time.time(),
+                )
+            )
         threading.Thread(target=self._transform, args=(name,), name=f"transform-{name}", daemon=True).start()
         return {"TransformJobArn": self.arn("transform-job", name)}
 
@@ -316,12 +396,21 @@ class HostingService(Service):
             t = s.get(TransformJob, req.get("TransformJobName"))
             if t is None:
                 raise validation(f"Could not find requested job with name {req.get('TransformJobName')}")
-            out = {"TransformJobName": t.name, "TransformJobArn": t.arn, "TransformJobStatus": t.status,
-                   "ModelName": t.request["ModelName"], "TransformInput": t.request["TransformInput"],
-                   "TransformOutput": t.request["TransformOutput"],
-                   "TransformResources": t.request.get("TransformResources", {}), "CreationTime": t.creation_time}
-            for key, value in (("TransformStartTime", t.start_time), ("TransformEndTime", t.end_time),
-                               ("FailureReason", t.failure_reason)):
+            out = {
+                "TransformJobName": t.name,
+                "TransformJobArn": t.arn,
+                "TransformJobStatus": t.status,
+                "ModelName": t.request["ModelName"],
+                "TransformInput": t.request["TransformInput"],
+                "TransformOutput": t.request["TransformOutput"],
+                "TransformResources": t.request.get("TransformResources", {}),
+                "CreationTime": t.creation_time,
+            }
+            for key, value in (
+                ("TransformStartTime", t.start_time),
+                ("TransformEndTime", t.end_time),
+                ("FailureReason", t.failure_reason),
+            ):
                 if value is not None:
                     out[key] = value
             return out
@@ -329,11 +418,14 @@ class HostingService(Service):
     def _transform(self, name: str) -> None:
         try:
             with self.sessions.begin() as s:
-                t = s.get(TransformJob, name)
+                t = fetch(s, TransformJob, name)
                 t.start_time = time.time()
                 req = t.request
-                url = _container(s.get(Model, req["ModelName"]))["ModelDataUrl"]
-            predictor = Predictor.load(self._fetch(req["ModelName"], url))
+                model = s.get(Model, req["ModelName"])
+                if model is None:
+                    raise UserError(f"model {req['ModelName']!r} no longer exists")
+                url = _container(model)["ModelDataUrl"]
+            predictor = Predictor.load(self._download_model(req["ModelName"], url))
             src = req["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
             out = Location.parse(req["TransformOutput"]["S3OutputPath"])
             accept = req["TransformOutput"].get("Accept") or "application/jsonlines"
@@ -344,8 +436,9 @@ class HostingService(Service):
                 for f in files:
                     rel = f.relative_to(inputs).as_posix()
                     try:
-                        payload, _ = render(predictor.predict([f.read_bytes()]), accept, {}, predictor.class_names,
-                                            several=False)
+                        payload, _ = render(
+                            predictor.predict([f.read_bytes()]), accept, {}, predictor.class_names, several=False
+                        )
                     except InputError as err:
                         failed.append(f"{rel}: {err}")
                         continue
@@ -363,5 +456,5 @@ class HostingService(Service):
             log.exception("transform job %s failed", name)
             status, reason = TransformJobStatus.FAILED, f"InternalServerError: {err}"
         with self.sessions.begin() as s:
-            t = s.get(TransformJob, name)
+            t = fetch(s, TransformJob, name)
             t.status, t.failure_reason, t.end_time = status, reason, time.time()

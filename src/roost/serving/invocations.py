@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Protocol
+from typing import Any, Protocol
 
 from roost.serving.predictor import InputError, Prediction, RequestTooLarge, UnsupportedContent
 
@@ -60,12 +60,15 @@ def decode_request(body: bytes, content_type: str) -> tuple[list[bytes], bool]:
         if not images:
             raise InputError("no instances in the request")
         return images, True
-    raise UnsupportedContent(f"unsupported content type {content_type!r}: send image/jpeg, image/png or application/x-image "
-                     '(or application/json {"instances": [...]} for several images)')
+    raise UnsupportedContent(
+        f"unsupported content type {content_type!r}: send image/jpeg, image/png or application/x-image "
+        '(or application/json {"instances": [...]} for several images)'
+    )
 
 
-def render(predictions: list[Prediction], accept: str, attributes: dict[str, str], names: list[str] | None,
-           several: bool) -> tuple[bytes, str]:
+def render(
+    predictions: list[Prediction], accept: str, attributes: dict[str, str], names: list[str] | None, several: bool
+) -> tuple[bytes, str]:
     """SageMaker's answer shapes, plus the extras asked for in the custom attributes."""
     accept = (accept or "application/json").split(";")[0].strip().lower()
     if accept in ("*/*", ""):
@@ -78,7 +81,7 @@ def render(predictions: list[Prediction], accept: str, attributes: dict[str, str
     def one(p: Prediction):
         if not verbose and accept == "application/json" and not several:
             return p.probabilities
-        out = {"prediction": p.probabilities}
+        out: dict[str, Any] = {"prediction": p.probabilities}
         if verbose:
             out["top_k"] = p.top(top_k or 1, names)
             if names:
@@ -91,8 +94,9 @@ def render(predictions: list[Prediction], accept: str, attributes: dict[str, str
     return json.dumps(body).encode(), accept
 
 
-def answer(model: Model, body: bytes, content_type: str, accept: str,
-           custom_attributes: str | None) -> tuple[bytes, str]:
+def answer(
+    model: Model, body: bytes, content_type: str, accept: str, custom_attributes: str | None
+) -> tuple[bytes, str]:
     """One ``/invocations`` request to ``(payload, media type)``; :class:`InputError` for what the client must fix."""
     images, several = decode_request(body, content_type)
     predictions = model.predict(images)

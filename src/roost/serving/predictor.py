@@ -40,8 +40,14 @@ class Prediction:
 
     def top(self, k: int, names: list[str] | None) -> list[dict]:
         order = np.argsort(self.probabilities)[::-1][:k]
-        return [{"class": int(i), "label": names[i] if names and i < len(names) else str(int(i)),
-                 "probability": float(self.probabilities[i])} for i in order]
+        return [
+            {
+                "class": int(i),
+                "label": names[i] if names and i < len(names) else str(int(i)),
+                "probability": float(self.probabilities[i]),
+            }
+            for i in order
+        ]
 
 
 class Predictor:
@@ -84,4 +90,3 @@ class Predictor:
     def predict(self, images: list[bytes]) -> list[Prediction]:
         probs = self.predict_arrays([self.preprocess(b) for b in images])
         return [Prediction(p.tolist()) for p in probs]
-

@@ -7,6 +7,7 @@ newer Roost opens an older database without losing anything.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -14,6 +15,16 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+Row = TypeVar("Row")
+
+
+def fetch(s: Session, table: type[Row], key: Any) -> Row:
+    """A row the caller knows exists (a job the runner is running); its absence is a bug, not a user's mistake."""
+    row = s.get(table, key)
+    if row is None:
+        raise LookupError(f"{table.__name__} {key!r} is not in the database")
+    return row
 
 
 def database_url(data_dir: Path, url: str | None = None) -> str:

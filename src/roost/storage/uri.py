@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
 from roost.errors import UserError
 
 
@@ -97,7 +98,7 @@ def download(uri: str, dest: Path) -> list[Path]:
         raise StorageError(f"No S3 objects found under S3 URL '{uri}' given in input data source")
     prefix = loc.key if loc.key.endswith("/") or len(keys) > 1 or keys[0] != loc.key else os.path.dirname(loc.key)
     for key in keys:
-        rel = key[len(prefix):].lstrip("/") if prefix else key
+        rel = key[len(prefix) :].lstrip("/") if prefix else key
         target = dest / (rel or os.path.basename(key))
         target.parent.mkdir(parents=True, exist_ok=True)
         client.download_file(loc.bucket, key, str(target))
