@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine with only python3 and pip:
 #   make demo   - create .venv, install Roost, run the demo
 #   make test   - create .venv, install Roost, check lint, format and types, run the whole test suite
+#                 (on SQLite and on a throwaway PostgreSQL, installed from Debian's packages where possible)
 # While developing: make test-fast (no end-to-end training), make lint, make format.
 PYTHON ?= python3
 VENV := .venv
@@ -35,7 +36,9 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# the suite starts a PostgreSQL cluster of its own; the script installs the server where it can
 test: lint
+	./scripts/ensure-postgres.sh
 	$(PYTEST)
 
 test-fast: $(STAMP)

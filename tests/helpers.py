@@ -16,6 +16,8 @@ import numpy as np
 from roost.data import im2rec
 from roost.formats.lst import ListEntry, write_list
 
+#: the checkout's root
+REPO = Path(__file__).resolve().parents[1]
 COLOURS = [(220, 40, 40), (40, 200, 40), (40, 60, 220), (230, 200, 30)]
 
 
@@ -31,6 +33,17 @@ def make_image_folder(root: Path, per_class: int = 12, size: int = 20, classes: 
             y, x = rng.integers(0, size - s), rng.integers(0, size + 4 - s)
             img[y : y + s, x : x + s] = COLOURS[k][::-1]  # BGR on disk
             cv2.imwrite(str(d / f"{i:03d}.png"), img)
+    return root
+
+
+def make_class_tree(root: Path, counts: dict[str, int]) -> Path:
+    """Class folders of random 20x30 PNGs, ``counts`` images per class name."""
+    rng = np.random.default_rng(0)
+    for name, n in counts.items():
+        d = root / name
+        d.mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(str(d / f"{i:03d}.png"), rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))
     return root
 
 
@@ -108,7 +121,7 @@ KEY, SECRET = "RKTESTKEY0001", "test-secret-key-for-roost"
 FAST = {"Delay": 1, "MaxAttempts": 180}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -116,7 +129,7 @@ def _free_port() -> int:
 
 class Server:
     def __init__(self, data_dir, env=None, **flags):
-        self.data_dir, self.flags, self.proc, self.port = data_dir, flags, None, _free_port()
+        self.data_dir, self.flags, self.proc, self.port = data_dir, flags, None, free_port()
         self.env = env or {}
 
     @property

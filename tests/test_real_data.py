@@ -4,8 +4,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from roost.algorithm.metrics import load_curves
 from roost.data.samples import export_animal_shapes
+
+pytestmark = pytest.mark.slow  # trains, serves or runs the command line in subprocesses
 
 
 def _roost(*args, cwd):

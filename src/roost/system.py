@@ -8,6 +8,7 @@ import functools
 import os
 import signal
 import sys
+import threading
 
 #: set by Roost's job runner in a job's environment: the server process the job must not outlive
 PARENT_PID_ENV = "ROOST_PARENT_PID"
@@ -48,6 +49,16 @@ def die_with_parent_from_env() -> None:
     value = os.environ.get(PARENT_PID_ENV)
     if value and value.isdigit():
         die_with_parent(int(value))
+
+
+#: set by SIGTERM (StopTrainingJob): training stops after the current batch and keeps what it trained
+STOP_REQUESTED = threading.Event()
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into :data:`STOP_REQUESTED`; installed before the heavy imports, so that a stop arriving while
+    the algorithm starts up is honoured instead of killing it with nothing saved."""
+    signal.signal(signal.SIGTERM, lambda *_: STOP_REQUESTED.set())
 
 
 _tuned = False

@@ -11,14 +11,13 @@ error ``output/failure``, whose text becomes the job's ``FailureReason``:
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import traceback
 from pathlib import Path
 
 from roost.algorithm.hyperparameters import HyperParameters, parse_hyperparameters
 from roost.algorithm.layout import IMAGE, RECORDIO, ChannelConfig, JobLayout
-from roost.algorithm.train import STOP, BatchHook, train
+from roost.algorithm.train import BatchHook, train
 from roost.data.channels import (
     ChannelData,
     ChannelError,
@@ -33,6 +32,7 @@ from roost.data.channels import (
 )
 from roost.errors import UserError
 from roost.formats.manifest import find_manifest, guess_attribute_names
+from roost.system import stop_on_sigterm
 
 log = logging.getLogger("roost.algorithm")
 
@@ -164,9 +164,9 @@ def run_training(
     layout = JobLayout(root)
     setup_logging()
     if entrypoint:
-        log.info("Docker entrypoint called with argument(s): train")
         # StopTrainingJob: SageMaker (and Roost's runner) send SIGTERM, then SIGKILL after a grace period
-        signal.signal(signal.SIGTERM, lambda *_: STOP.set())
+        stop_on_sigterm()
+        log.info("Docker entrypoint called with argument(s): train")
     layout.output.mkdir(parents=True, exist_ok=True)
     layout.failure.unlink(missing_ok=True)
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,14 +41,11 @@ from roost.formats.artifact import (
 from roost.models.artifact import save_checkpoint
 from roost.models.resnet import ResNet
 from roost.models.weights import load_incremental, load_pretrained
-from roost.system import cpu_budget, keep_freed_memory
+from roost.system import STOP_REQUESTED, cpu_budget, keep_freed_memory
 
 log = logging.getLogger("roost.algorithm")
 
 BatchHook = Callable[[str, int, int, int], None]  # (phase, epoch, batches done, batches total)
-
-#: set (by the container's SIGTERM handler) to stop after the current batch and keep what was trained
-STOP = threading.Event()
 
 
 class StopRequested(Exception):
@@ -180,7 +176,7 @@ def train_one_epoch(
             )
         if on_batch:
             on_batch("train", epoch, b, total)
-        if STOP.is_set():
+        if STOP_REQUESTED.is_set():
             raise StopRequested
     top = correct_k / seen if top_k and not step.task.multi_label else None
     return TrainStats(accuracy=correct / decisions, top_k=top, loss=loss_sum / seen, images=seen), num_update
@@ -480,6 +476,8 @@ def train(
     # ---- epochs
     try:
         for epoch in range(progress.next_epoch, hp.epochs):
+            if STOP_REQUESTED.is_set():  # before the loaders start their workers for another epoch
+                raise StopRequested
             if hp.early_stopping and should_stop_early(progress.history, hp):
                 break
             tic = time.perf_counter()

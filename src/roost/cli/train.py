@@ -192,9 +192,10 @@ def container_serve_cmd(root: Path, port: int) -> None:
 )
 def container_train(root: Path) -> None:
     """Train on /opt/ml as SageMaker lays it out; exit status and output/failure as SageMaker expects."""
-    from roost.system import die_with_parent_from_env
+    from roost.system import die_with_parent_from_env, stop_on_sigterm
 
     die_with_parent_from_env()  # started by Roost's job runner: never outlive it
+    stop_on_sigterm()  # before importing torch, which takes seconds
     from roost.algorithm.container import run_training
 
     sys.exit(run_training(root, entrypoint=True))

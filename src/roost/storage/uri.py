@@ -91,6 +91,8 @@ def download(uri: str, dest: Path) -> list[Path]:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 _link_or_copy(f, target)
                 out.append(target)
+        if not out:  # as for an S3 prefix without objects
+            raise StorageError(f"{uri}: the folder holds no files")
         return out
     client = s3_client()
     keys = _s3_objects(loc)

@@ -1,5 +1,8 @@
+"""The hyperparameter schema: SageMaker's names, defaults and rules, and the docs generated from it."""
+
 import pytest
 
+from helpers import REPO
 from roost.algorithm.hyperparameters import (
     HyperparameterError,
     HyperParameters,
@@ -9,6 +12,7 @@ from roost.algorithm.hyperparameters import (
 )
 
 BASE = {"num_classes": "4", "num_training_samples": "322"}
+
 
 # name: (default, [(valid string, parsed)], [invalid strings])
 TABLE = {
@@ -135,16 +139,14 @@ def test_key_values_and_docs_table():
 
 
 def test_docs_table_is_up_to_date():
-    from pathlib import Path
 
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "hyperparameters.md").read_text()
+    doc = (REPO / "docs" / "hyperparameters.md").read_text()
     generated = doc.split("<!-- generated: hyperparameters -->\n", 1)[1].split("<!-- end generated -->", 1)[0]
     assert generated.strip() == markdown_table().strip(), "regenerate docs/hyperparameters.md from markdown_table()"
 
 
 def test_compatibility_table_lists_every_hyperparameter():
-    from pathlib import Path
 
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "compatibility.md").read_text()
+    doc = (REPO / "docs" / "compatibility.md").read_text()
     for name in HyperParameters.model_fields:
         assert f"| `{name}` | supported |" in doc, name

@@ -1,3 +1,5 @@
+"""Samples to tensors: the dataset, the round-batch sampler and loader workers."""
+
 import shutil
 
 import pytest
@@ -5,7 +7,7 @@ import torch
 
 from helpers import make_rec_split
 from roost.data.augment import Preprocess
-from roost.data.channels import ChannelError, find_rec_files, recordio_samples
+from roost.data.channels import recordio_samples
 from roost.data.dataset import ImageDataset, RoundBatchSampler, make_loader
 
 
@@ -41,18 +43,6 @@ def test_dataset_reads_with_and_without_idx(recs, tmp_path):
     assert torch.equal(no_idx[0][0], x)
     grey = RecordImageDataset([train], pre, channels=1, num_classes=3)
     assert grey[0][0].shape == (1, 16, 16)
-
-
-def test_channel_folder_with_several_files(recs, tmp_path):
-    train, val, _ = recs
-    for f in (train, val):
-        shutil.copy(f, tmp_path / f.name)
-    assert [f.name for f in find_rec_files(tmp_path)] == ["train.rec", "val.rec"]
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ChannelError, match="no .rec files found"):
-        find_rec_files(tmp_path / "empty")
-    with pytest.raises(ChannelError, match="no such file"):
-        find_rec_files(tmp_path / "missing.rec")
 
 
 def test_loader_batches_in_worker_processes(recs):

@@ -1,3 +1,5 @@
+"""MXNet .lst image lists: written as MXNet writes them, bad lines named by file and line."""
+
 import pytest
 
 from roost.formats.lst import ListEntry, LstError, format_entry, iter_list, read_list, write_list

@@ -1,11 +1,16 @@
-"""Every input format of the algorithm, end to end on small images made in the tests, with their error cases."""
+"""The training container on an /opt/ml folder: every input format and its error cases, the entry point."""
 
 import json
 import os
+import re
+import subprocess
+import sys
 
 import pytest
 
 from helpers import BASE_HP, failure, make_rec_split, run_job, split_folders
+from roost.algorithm.container import run_training
+from roost.algorithm.layout import prepare_local_job
 from roost.data import im2rec
 from roost.formats.artifact import read_members, read_meta
 
@@ -142,3 +147,60 @@ def test_class_names_from_the_lst_beside_the_rec(tmp_path):
     status, job = run_job(tmp_path / "job", {"train": only / "train.rec", "validation": only / "val.rec"}, _hp(n))
     assert status == 0, failure(job)
     assert read_meta(read_members(job / "model")).class_names == ["class_0", "class_1", "class_2"]
+
+
+def _job_hp(n: int, **overrides) -> dict:
+    """One-epoch hyperparameters for the tiny test data set, as strings."""
+    return {k: str(v) for k, v in {**BASE_HP, "num_training_samples": n, "epochs": 1, **overrides}.items()}
+
+
+LINE = r"^\[\d\d/\d\d/\d{4} \d\d:\d\d:\d\d (INFO|WARNING|ERROR) \d+\] "
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_rec_split(tmp_path_factory.mktemp("data"))
+
+
+def test_container_writes_client_error_failure(tmp_path, data):
+    train, val, n = data
+    job = tmp_path / "job"
+    prepare_local_job(job, {"train": train, "validation": val}, _job_hp(n, num_classes="2", mini_batch_size="4"))
+    assert run_training(job, workers=0) == 1
+    failure = (job / "output" / "failure").read_text()
+    assert failure.startswith("ClientError: ") and "is outside 0..1 (num_classes=2)" in failure
+
+
+def test_container_missing_channel_and_wrong_content_type(tmp_path, data):
+    train, val, n = data
+    job = tmp_path / "job"
+    hp = _job_hp(n, mini_batch_size="4")
+    prepare_local_job(job, {"train": train}, hp)
+    assert run_training(job, workers=0) == 1
+    assert "'validation' channel" in (job / "output" / "failure").read_text()
+    prepare_local_job(job, {"train": train, "validation": val}, hp)
+    cfg = job / "input" / "config" / "inputdataconfig.json"
+    cfg.write_text(json.dumps({"train": {"ContentType": "application/x-image"}}))
+    assert run_training(job, workers=0) == 1
+    assert "no images in class sub-folders" in (job / "output" / "failure").read_text()
+    cfg.write_text(json.dumps({"train": {"ContentType": "text/csv"}}))
+    assert run_training(job, workers=0) == 1
+    assert "has ContentType 'text/csv'; use application/x-recordio" in (job / "output" / "failure").read_text()
+
+
+@pytest.mark.slow
+def test_container_entry_point_on_an_opt_ml_folder(tmp_path, data):
+    train, val, n = data
+    job = tmp_path / "opt_ml"
+    prepare_local_job(job, {"train": train, "validation": val}, _job_hp(n))
+    r = subprocess.run(
+        [sys.executable, "-m", "roost", "container", "train", "--root", str(job)], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.match(
+        LINE + re.escape("Docker entrypoint called with argument(s): train") + "$", r.stdout.splitlines()[0]
+    )
+    assert "Searching for .rec files in" in r.stdout
+    assert (job / "model" / "roost-model.json").is_file() and not (job / "output" / "failure").exists()
+    # SageMaker packs /opt/ml/model itself; the container leaves no tarball
+    assert not list(job.rglob("*.tar.gz"))

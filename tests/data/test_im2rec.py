@@ -2,13 +2,12 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
+from helpers import make_class_tree
 from roost.data import im2rec as core
 from roost.formats import recordio
 from roost.formats.lst import read_list, write_list
@@ -157,21 +156,8 @@ def test_find_lists(tmp_path):
     assert len(core.find_lists(tmp_path)[1]) == 3
 
 
-# --------------------------------------------------------------------------- class folders
-
-
-def _make_class_tree(root, counts):
-    rng = np.random.default_rng(0)
-    for name, n in counts.items():
-        d = root / name
-        d.mkdir(parents=True)
-        for i in range(n):
-            cv2.imwrite(str(d / f"{i:03d}.png"), rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))
-    return root
-
-
 def test_split_class_folders_is_stratified(tmp_path):
-    root = _make_class_tree(tmp_path / "img", {"bird": 10, "cat": 5, "dog": 3})
+    root = make_class_tree(tmp_path / "img", {"bird": 10, "cat": 5, "dog": 3})
     (root / ".hidden").mkdir()
     cv2.imwrite(str(root / ".hidden" / "x.png"), np.zeros((4, 4, 3), np.uint8))
     (root / "cat" / "readme.txt").write_text("not an image")
@@ -188,68 +174,6 @@ def test_split_class_folders_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(core.DatasetLayoutError, match="no images found"):
         core.split_class_folders(tmp_path / "empty")
-    root = _make_class_tree(tmp_path / "one", {"bird": 3})
+    root = make_class_tree(tmp_path / "one", {"bird": 3})
     with pytest.raises(core.DatasetLayoutError, match="only one class folder \\('bird'\\)"):
         core.split_class_folders(root)
-
-
-# --------------------------------------------------------------------------- end to end through the console script
-
-
-def _roost(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "roost", *map(str, args)], cwd=cwd, capture_output=True, text=True)
-
-
-def test_cli_end_to_end_on_fixtures(im2rec_dir, tmp_path):
-    shutil.copytree(im2rec_dir / "images", tmp_path / "images")
-    r = _roost(
-        "im2rec",
-        "--list",
-        "--recursive",
-        "--train-ratio",
-        "0.75",
-        "--test-ratio",
-        "0.1",
-        "birds",
-        "images",
-        cwd=tmp_path,
-    )
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == "american_goldfinch 0\nblue_jay 1\nnorthern_cardinal 2\n"
-    for part in ("train", "val", "test"):
-        assert (tmp_path / f"birds_{part}.lst").read_bytes() == (
-            im2rec_dir / "lists" / f"birds_{part}.lst"
-        ).read_bytes()
-    r = _roost("im2rec", "--num-thread", "2", "--resize", "64", "birds", "images", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.count("Creating .rec file from") == 3
-    assert "ncard_08_corrupt.jpg" in r.stderr and "1 skipped" in r.stderr
-    total = sum(len(recordio.read_index(tmp_path / f"birds_{p}.idx")) for p in ("train", "val", "test"))
-    assert total == 23
-    r = _roost("im2rec", "--strict", "birds_val", "images", cwd=tmp_path)
-    assert r.returncode == (1 if "ncard_08" in (tmp_path / "birds_val.lst").read_text() else 0)
-
-
-def test_cli_usage_errors(tmp_path):
-    r = _roost("im2rec", "nothing", str(tmp_path), cwd=tmp_path)
-    assert r.returncode == 1 and "Did not find and list file with prefix" in r.stderr and "--list" in r.stderr
-    r = _roost("im2rec", "--list", "x", str(tmp_path / "missing"), cwd=tmp_path)
-    assert r.returncode == 2 and "does not exist" in r.stderr
-    r = _roost("im2rec", "--list", "--train-ratio", "0.9", "--test-ratio", "0.2", "x", str(tmp_path), cwd=tmp_path)
-    assert r.returncode == 2 and "must not exceed 1" in r.stderr
-    r = _roost("im2rec", "--help", cwd=tmp_path)
-    assert r.returncode == 0 and "--pack-label" in r.stdout and "--no-shuffle" in r.stdout
-
-
-def test_cli_pack(tmp_path):
-    root = _make_class_tree(tmp_path / "img", {"bird": 6, "cat": 4})
-    (root / "cat" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    r = _roost("pack", root, tmp_path / "out", "--resize", "16", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert json.loads((tmp_path / "out" / "classes.json").read_text()) == ["bird", "cat"]
-    n_train = len(recordio.read_index(tmp_path / "out" / "train.idx"))
-    n_val = len(recordio.read_index(tmp_path / "out" / "val.idx"))
-    assert n_train + n_val == 10 and n_val == 2
-    assert "broken.jpg" in r.stderr and f"num_training_samples={n_train}" in r.stderr
-    r = _roost("pack", tmp_path / "out", tmp_path / "out2", cwd=tmp_path)
-    assert r.returncode == 1 and "no images found" in r.stderr

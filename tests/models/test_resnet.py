@@ -1,3 +1,5 @@
+"""MXNet's ResNet: every depth table, both stems, MXNet's parameter names and initialisation."""
+
 import json
 import math
 

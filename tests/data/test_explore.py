@@ -1,7 +1,7 @@
+"""The data-set report: classes, sizes, warnings, samples, for folders, lists and records."""
+
 import json
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -85,27 +85,3 @@ def test_pictures_and_json(birds, tmp_path):
     assert cv2.imread(str(plot)) is not None
     d = json.loads(report.to_json())
     assert d["classes"][2]["name"] == "northern_cardinal" and d["unreadable"][0]["image"].endswith("corrupt.jpg")
-
-
-def test_cli(birds, tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "roost", "explore", str(birds), "--json", "--grid", str(tmp_path / "s.png")],
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["images"] == 24 and (tmp_path / "s.png").is_file()
-    r = subprocess.run(
-        [sys.executable, "-m", "roost", "explore", str(birds), "--image-shape", "3,300,300"],
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 0 and "northern_cardinal" in r.stdout and "smaller than 300x300" in r.stdout
-    r = subprocess.run(
-        [sys.executable, "-m", "roost", "explore", str(birds), "--image-shape", "224"], capture_output=True, text=True
-    )
-    assert r.returncode == 2 and "three positive integers" in r.stderr
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    r = subprocess.run([sys.executable, "-m", "roost", "explore", str(empty)], capture_output=True, text=True)
-    assert r.returncode == 1 and "no images found" in r.stderr

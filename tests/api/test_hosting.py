@@ -10,6 +10,8 @@ from botocore.exceptions import ClientError
 
 from helpers import FAST, Server
 
+pytestmark = pytest.mark.slow  # trains, serves or runs the command line in subprocesses
+
 ROLE = "arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-ExecutionRole"
 
 

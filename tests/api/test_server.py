@@ -2,8 +2,6 @@
 
 import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 
@@ -12,7 +10,9 @@ import pytest
 import requests
 from botocore.exceptions import ClientError, WaiterError
 
-from helpers import FAST, KEY, SECRET, Server, _free_port, make_rec_split
+from helpers import FAST, Server, free_port, make_rec_split
+
+pytestmark = pytest.mark.slow  # trains, serves or runs the command line in subprocesses
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +21,8 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("srv")).start()
+def server(tmp_path_factory, module_database_url):
+    srv = Server(tmp_path_factory.mktemp("srv"), database_url=module_database_url).start()
     yield srv
     srv.stop()
 
@@ -177,7 +177,10 @@ def test_stop_and_max_runtime(server, data, tmp_path):
     p = params(data, tmp_path, epochs=200)
     sm.create_training_job(**p)
     _wait_for(sm, p["TrainingJobName"], "Training")
-    time.sleep(2)
+    deadline = time.time() + 60  # stop it mid-training, once its loader workers are up
+    while "Epoch[0] Train-accuracy" not in _log_text(server, p["TrainingJobName"]):
+        assert time.time() < deadline
+        time.sleep(0.2)
     sm.stop_training_job(TrainingJobName=p["TrainingJobName"])
     assert sm.describe_training_job(TrainingJobName=p["TrainingJobName"])["TrainingJobStatus"] in (
         "Stopping",
@@ -223,8 +226,8 @@ def _log_text(server, name):
     )
 
 
-def test_server_restart_fails_or_resumes_running_jobs(data, tmp_path):
-    srv = Server(tmp_path / "srv").start()
+def test_server_restart_fails_or_resumes_running_jobs(data, tmp_path, database_url):
+    srv = Server(tmp_path / "srv", database_url=database_url).start()
     try:
         sm = srv.client()
         plain = params(data, tmp_path, epochs=200)
@@ -285,7 +288,7 @@ def test_jobs_wait_their_turn_and_custom_metrics(server, data, tmp_path):
 def test_s3_channels_and_artifact_through_an_s3_compatible_store(data, tmp_path):
     from moto.server import ThreadedMotoServer
 
-    s3_port = _free_port()
+    s3_port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port)
     moto.start()
     s3_env = {
@@ -327,69 +330,3 @@ def test_s3_channels_and_artifact_through_an_s3_compatible_store(data, tmp_path)
     finally:
         srv.stop()
         moto.stop()
-
-
-def test_jobs_command_line(server, data, tmp_path):
-    import json
-
-    env = {
-        **os.environ,
-        "ROOST_ACCESS_KEY_ID": KEY,
-        "ROOST_SECRET_ACCESS_KEY": SECRET,
-        "ROOST_ENDPOINT_URL": server.url,
-    }
-
-    def roost(*args):
-        return subprocess.run([sys.executable, "-m", "roost", "jobs", *args], capture_output=True, text=True, env=env)
-
-    p = params(data, tmp_path, epochs=2)
-    request = tmp_path / "request.json"
-    request.write_text(json.dumps(p))
-    r = roost("create", "--from-json", str(request))
-    assert r.returncode == 0 and r.stdout.strip().endswith(p["TrainingJobName"].lower()), r.stderr
-    r = roost("logs", p["TrainingJobName"], "--follow", "--filter", '"Validation-accuracy"')
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.strip().splitlines()
-    assert len(lines) == 2 and all("Validation-accuracy=" in line for line in lines)
-    r = roost("describe", p["TrainingJobName"])
-    assert r.returncode == 0 and "Completed" in r.stdout and "validation:accuracy" in r.stdout
-    r = roost("list", "--json")
-    assert p["TrainingJobName"] in [j["TrainingJobName"] for j in json.loads(r.stdout)]
-    assert p["TrainingJobName"] in roost("list").stdout
-    r = roost("stop", "no-such-job")
-    assert r.returncode == 1 and "ResourceNotFound: Training job no-such-job does not exist." in r.stderr
-    r = subprocess.run(
-        [sys.executable, "-m", "roost", "jobs", "--endpoint-url", "http://127.0.0.1:9", "list"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert r.returncode == 1 and "cannot reach Roost" in r.stderr
-
-
-def test_predict_by_training_job_name(server, data, tmp_path):
-    sm = server.client()
-    p = params(data, tmp_path, epochs=1)
-    sm.create_training_job(**p)
-    sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName=p["TrainingJobName"], WaiterConfig=FAST)
-    import cv2
-    import numpy as np
-
-    img = tmp_path / "x.png"
-    cv2.imwrite(str(img), np.full((16, 16, 3), 200, np.uint8))
-    env = {
-        **os.environ,
-        "ROOST_ACCESS_KEY_ID": KEY,
-        "ROOST_SECRET_ACCESS_KEY": SECRET,
-        "ROOST_ENDPOINT_URL": server.url,
-    }
-    r = subprocess.run(
-        [sys.executable, "-m", "roost", "predict", p["TrainingJobName"], str(img), "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert r.returncode == 0, r.stderr
-    row = __import__("json").loads(r.stdout)
-    assert len(row["probabilities"]) == 3 and abs(sum(row["probabilities"]) - 1) < 1e-5
-    assert row["top_k"][0]["label"] in ("0", "1", "2")  # no classes.json in the channel: ids stand in

@@ -1,3 +1,5 @@
+"""MXNet RecordIO against the files MXNet wrote: reading, writing byte for byte, corrupt and huge files."""
+
 import json
 import os
 import struct

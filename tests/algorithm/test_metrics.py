@@ -1,3 +1,5 @@
+"""Training progress read back from logs (Roost's, SageMaker's, CloudWatch exports) and plotted."""
+
 import subprocess
 import sys
 

@@ -1,0 +1,142 @@
+"""``roost jobs`` and ``roost predict <job name>`` against a running server."""
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from helpers import FAST, KEY, SECRET, Server, make_rec_split
+
+pytestmark = pytest.mark.slow  # trains, serves or runs the command line in subprocesses
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_rec_split(tmp_path_factory.mktemp("data"), per_class=12)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("srv")).start()
+    yield srv
+    srv.stop()
+
+
+def params(data, tmp_path, name=None, epochs=2, **overrides):
+    train, val, n = data
+    p = {
+        "AlgorithmSpecification": {
+            "TrainingImage": "811284229777.dkr.ecr.us-east-1.amazonaws.com/image-classification:1",
+            "TrainingInputMode": "File",
+        },
+        "RoleArn": "arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-ExecutionRole",
+        "OutputDataConfig": {"S3OutputPath": (tmp_path / "output").as_uri()},
+        "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.p3.2xlarge", "VolumeSizeInGB": 50},
+        "TrainingJobName": name or f"DEMO-imageclassification-{uuid.uuid4().hex[:8]}",
+        "HyperParameters": {
+            "image_shape": "3,16,16",
+            "num_layers": "8",
+            "num_training_samples": str(n),
+            "num_classes": "3",
+            "mini_batch_size": "8",
+            "epochs": str(epochs),
+            "learning_rate": "0.05",
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": 360000},
+        "InputDataConfig": [
+            {
+                "ChannelName": "train",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": str(train),
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "ContentType": "application/x-recordio",
+                "CompressionType": "None",
+            },
+            {
+                "ChannelName": "validation",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": val.as_uri(),
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "ContentType": "application/x-recordio",
+                "CompressionType": "None",
+            },
+        ],
+    }
+    p.update(overrides)
+    return p
+
+
+def test_jobs_command_line(server, data, tmp_path):
+    import json
+
+    env = {
+        **os.environ,
+        "ROOST_ACCESS_KEY_ID": KEY,
+        "ROOST_SECRET_ACCESS_KEY": SECRET,
+        "ROOST_ENDPOINT_URL": server.url,
+    }
+
+    def roost(*args):
+        return subprocess.run([sys.executable, "-m", "roost", "jobs", *args], capture_output=True, text=True, env=env)
+
+    p = params(data, tmp_path, epochs=2)
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(p))
+    r = roost("create", "--from-json", str(request))
+    assert r.returncode == 0 and r.stdout.strip().endswith(p["TrainingJobName"].lower()), r.stderr
+    r = roost("logs", p["TrainingJobName"], "--follow", "--filter", '"Validation-accuracy"')
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 2 and all("Validation-accuracy=" in line for line in lines)
+    r = roost("describe", p["TrainingJobName"])
+    assert r.returncode == 0 and "Completed" in r.stdout and "validation:accuracy" in r.stdout
+    r = roost("list", "--json")
+    assert p["TrainingJobName"] in [j["TrainingJobName"] for j in json.loads(r.stdout)]
+    assert p["TrainingJobName"] in roost("list").stdout
+    r = roost("stop", "no-such-job")
+    assert r.returncode == 1 and "ResourceNotFound: Training job no-such-job does not exist." in r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "roost", "jobs", "--endpoint-url", "http://127.0.0.1:9", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 1 and "cannot reach Roost" in r.stderr
+
+
+def test_predict_by_training_job_name(server, data, tmp_path):
+    sm = server.client()
+    p = params(data, tmp_path, epochs=1)
+    sm.create_training_job(**p)
+    sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName=p["TrainingJobName"], WaiterConfig=FAST)
+    import cv2
+    import numpy as np
+
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), np.full((16, 16, 3), 200, np.uint8))
+    env = {
+        **os.environ,
+        "ROOST_ACCESS_KEY_ID": KEY,
+        "ROOST_SECRET_ACCESS_KEY": SECRET,
+        "ROOST_ENDPOINT_URL": server.url,
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "roost", "predict", p["TrainingJobName"], str(img), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    row = __import__("json").loads(r.stdout)
+    assert len(row["probabilities"]) == 3 and abs(sum(row["probabilities"]) - 1) < 1e-5
+    assert row["top_k"][0]["label"] in ("0", "1", "2")  # no classes.json in the channel: ids stand in

@@ -1,0 +1,280 @@
+"""The job runner in-process, with a fake launcher: statuses, logs, artifacts, stop, max runtime, queueing, restart.
+
+No algorithm runs here: each fake job is a small script that writes what the
+container would (log lines, model files, output/failure) and ends the way the
+test needs, so a runner failure shows as exactly that.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from roost.algorithm.layout import JobLayout
+from roost.jobs.runner import JobRunner
+from roost.jobs.service import TrainingJobService
+from roost.storage.database import open_database
+from roost.storage.tables import TrainingJob
+
+Script = Callable[[JobLayout, Callable[[str], None], threading.Event], int]
+
+
+class FakeProcess:
+    """Runs ``script`` in a thread; its ``emit`` calls are the process's output lines."""
+
+    def __init__(self, script: Script, layout: JobLayout) -> None:
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._rc: int | None = None
+        self.terminated = threading.Event()
+        self.killed = False
+
+        def run() -> None:
+            rc = script(layout, self._lines.put, self.terminated)
+            if not self.killed:
+                self._rc = rc
+            self._lines.put(None)
+
+        threading.Thread(target=run, daemon=True).start()
+
+    @property
+    def stdout(self) -> Iterator[str]:
+        while (line := self._lines.get()) is not None:
+            yield line + "\n"
+
+    def poll(self) -> int | None:
+        return self._rc
+
+    def terminate(self) -> None:
+        self.terminated.set()
+
+    def kill(self) -> None:
+        self.killed = True
+        self._rc = -9
+        self.terminated.set()
+        self._lines.put(None)  # a killed process's output ends
+
+
+class FakeLauncher:
+    def __init__(self) -> None:
+        self.scripts: dict[str, Script] = {}
+        self.launched: dict[str, tuple[Path, dict[str, str]]] = {}
+        self.reaped: list[str] = []
+
+    def launch(self, job_dir: Path, root: Path, env: dict[str, str]) -> FakeProcess:
+        name = env["TRAINING_JOB_NAME"]
+        self.launched[name] = (root, env)
+        return FakeProcess(self.scripts[name], JobLayout(root))
+
+    def reap(self, job_dir: Path) -> None:
+        self.reaped.append(job_dir.name)
+
+
+def trains(accuracy: float = 0.75) -> Script:
+    def script(layout: JobLayout, emit, terminated) -> int:
+        emit("Epoch[0] Train-accuracy=0.500000")
+        emit(f"Epoch[0] Validation-accuracy={accuracy:f}")
+        layout.model.mkdir(parents=True, exist_ok=True)
+        (layout.model / "weights.bin").write_bytes(b"w")
+        return 0
+
+    return script
+
+
+def fails_with(reason: str | None, rc: int = 1) -> Script:
+    def script(layout: JobLayout, emit, terminated) -> int:
+        emit("something went wrong")
+        if reason is not None:
+            layout.write_failure(reason)
+        return rc
+
+    return script
+
+
+def runs_until_stopped(honours_sigterm: bool = True) -> Script:
+    def script(layout: JobLayout, emit, terminated) -> int:
+        emit("training")
+        layout.model.mkdir(parents=True, exist_ok=True)
+        while not terminated.wait(0.02):
+            pass
+        if not honours_sigterm:
+            time.sleep(60)  # only kill() ends this one (the runner ignores what it does after)
+        (layout.model / "weights.bin").write_bytes(b"kept")
+        emit("Stop requested (SIGTERM)")
+        return 0
+
+    return script
+
+
+@pytest.fixture()
+def env(database_url, tmp_path):
+    sessions = open_database(database_url)
+    launcher = FakeLauncher()
+    runner = JobRunner(sessions, tmp_path / "data", poll=0.02, stop_grace=0.3, launcher=launcher)
+    service = TrainingJobService(sessions)
+    (tmp_path / "channel").mkdir()
+    (tmp_path / "channel" / "train.rec").write_bytes(b"x")
+    yield runner, service, launcher, tmp_path
+    runner.shutdown()
+
+
+def create(service, launcher, tmp_path, name, script, **extra) -> str:
+    launcher.scripts[name] = script
+    channel = str(tmp_path / "channel")
+    req = {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {"TrainingImage": "image-classification", "TrainingInputMode": "File"},
+        "RoleArn": "arn:aws:iam::123456789012:role/r",
+        "OutputDataConfig": {"S3OutputPath": (tmp_path / "output").as_uri()},
+        "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 5},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+        "HyperParameters": {"num_classes": "2", "num_training_samples": "40", "epochs": "1"},
+        "InputDataConfig": [
+            {
+                "ChannelName": "train",
+                "ContentType": "application/x-recordio",
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": channel}},
+            },
+            {"ChannelName": "validation", "DataSource": {"S3DataSource": {"S3Uri": channel}}},
+        ],
+    }
+    req.update(extra)
+    service.create_training_job(req)
+    return name
+
+
+def wait_done(service, name, timeout=20.0) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        d = service.describe_training_job({"TrainingJobName": name})
+        if d["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
+            return d
+        time.sleep(0.02)
+    raise AssertionError(f"{name} did not end: {d['TrainingJobStatus']} / {d['SecondaryStatus']}")
+
+
+def wait_secondary(service, name, secondary, timeout=20.0) -> None:
+    deadline = time.time() + timeout
+    while service.describe_training_job({"TrainingJobName": name})["SecondaryStatus"] != secondary:
+        assert time.time() < deadline, f"{name} never reached {secondary}"
+        time.sleep(0.02)
+
+
+def test_a_job_runs_to_completion_with_its_artifact_metrics_and_log(env):
+    runner, service, launcher, tmp_path = env
+    create(service, launcher, tmp_path, "ok", trains(0.75))
+    runner.start()
+    d = wait_done(service, "ok")
+    assert d["TrainingJobStatus"] == "Completed" and d["SecondaryStatus"] == "Completed"
+    assert [(t["Status"], t["StatusMessage"]) for t in d["SecondaryStatusTransitions"]] == [
+        ("Starting", "Starting the training job"),
+        ("Starting", "Preparing the instances for training"),
+        ("Downloading", "Downloading input data"),
+        ("Training", "Training image download completed. Training in progress."),
+        ("Uploading", "Uploading generated training model"),
+        ("Completed", "Training job completed"),
+    ]
+    artifact = Path(d["ModelArtifacts"]["S3ModelArtifacts"])
+    assert artifact == tmp_path / "output" / "ok" / "output" / "model.tar.gz" and artifact.is_file()
+    metrics = {m["MetricName"]: m["Value"] for m in d["FinalMetricDataList"]}
+    assert metrics == {"train:accuracy": 0.5, "validation:accuracy": 0.75}
+
+    root, job_env = launcher.launched["ok"]
+    layout = JobLayout(root)
+    assert job_env["TRAINING_JOB_ARN"] == d["TrainingJobArn"] and int(job_env["ROOST_THREADS"]) >= 1
+    assert layout.read_hyperparameters()["epochs"] == "1"
+    channels = layout.read_channels()
+    assert channels["train"].content_type == "application/x-recordio" and channels["train"].s3_data_type == "S3Prefix"
+    assert channels["validation"].content_type is None and channels["validation"].training_input_mode == "File"
+    assert (layout.channel("train") / "train.rec").is_file()
+    assert (root.parent / "training.log").read_text().splitlines()[-1] == "Epoch[0] Validation-accuracy=0.750000"
+
+
+def test_failures_carry_the_algorithms_reason_or_say_how_it_ended(env):
+    runner, service, launcher, tmp_path = env
+    create(service, launcher, tmp_path, "client", fails_with("ClientError: label 3 is outside 0..1"))
+    create(service, launcher, tmp_path, "crash", fails_with(None, rc=-11))
+    runner.start()
+    assert wait_done(service, "client")["FailureReason"] == "ClientError: label 3 is outside 0..1"
+    d = wait_done(service, "crash")
+    assert d["TrainingJobStatus"] == "Failed" and "ModelArtifacts" not in d
+    assert d["FailureReason"].startswith("AlgorithmError: the algorithm was killed by signal 11")
+
+
+def test_missing_data_fails_as_a_client_error(env):
+    runner, service, launcher, tmp_path = env
+    create(service, launcher, tmp_path, "gone", trains())
+    (tmp_path / "channel" / "train.rec").unlink()
+    runner.start()
+    d = wait_done(service, "gone")
+    assert d["TrainingJobStatus"] == "Failed" and d["FailureReason"].startswith("ClientError: ")
+    assert "gone" not in launcher.launched
+
+
+def test_stop_keeps_what_was_trained(env):
+    runner, service, launcher, tmp_path = env
+    create(service, launcher, tmp_path, "stopped", runs_until_stopped())
+    runner.start()
+    wait_secondary(service, "stopped", "Training")
+    service.stop_training_job({"TrainingJobName": "stopped"})
+    d = wait_done(service, "stopped")
+    assert d["TrainingJobStatus"] == "Stopped" and d["SecondaryStatus"] == "Stopped"
+    assert Path(d["ModelArtifacts"]["S3ModelArtifacts"]).is_file()
+
+
+def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(env):
+    runner, service, launcher, tmp_path = env
+    create(service, launcher, tmp_path, "stubborn", runs_until_stopped(honours_sigterm=False))
+    runner.start()
+    wait_secondary(service, "stubborn", "Training")
+    service.stop_training_job({"TrainingJobName": "stubborn"})
+    d = wait_done(service, "stubborn")
+    assert d["TrainingJobStatus"] == "Stopped" and "ModelArtifacts" not in d  # killed before it saved
+
+
+def test_max_runtime_stops_the_job(env):
+    runner, service, launcher, tmp_path = env
+    create(service, launcher, tmp_path, "slow", runs_until_stopped(), StoppingCondition={"MaxRuntimeInSeconds": 1})
+    runner.start()
+    d = wait_done(service, "slow")
+    assert d["TrainingJobStatus"] == "Stopped" and d["SecondaryStatus"] == "MaxRuntimeExceeded"
+
+
+def test_jobs_beyond_the_limit_wait_their_turn(env):
+    runner, service, launcher, tmp_path = env
+    create(service, launcher, tmp_path, "first", runs_until_stopped())
+    create(service, launcher, tmp_path, "second", trains())
+    runner.start()
+    wait_secondary(service, "first", "Training")
+    time.sleep(0.2)
+    d = service.describe_training_job({"TrainingJobName": "second"})
+    assert d["SecondaryStatus"] == "Starting" and "second" not in launcher.launched
+    assert "Waiting for a free slot (1 job(s) run at a time)" in d["SecondaryStatusTransitions"][-1]["StatusMessage"]
+    service.stop_training_job({"TrainingJobName": "first"})
+    assert wait_done(service, "second")["TrainingJobStatus"] == "Completed"
+
+
+def test_restart_fails_running_jobs_or_resumes_them_from_checkpoints(env):
+    runner, service, launcher, tmp_path = env
+    for name in ("plain", "resumable", "stopping", "queued"):
+        extra = {"CheckpointConfig": {"S3Uri": (tmp_path / "ckpt").as_uri()}} if name == "resumable" else {}
+        create(service, launcher, tmp_path, name, trains(), **extra)
+    with runner.sessions.begin() as s:  # as a server that died mid-way left them
+        for name in ("plain", "resumable"):
+            job = s.get(TrainingJob, name)
+            job.training_start_time, job.secondary_status = time.time(), "Training"
+        s.get(TrainingJob, "stopping").status = "Stopping"
+    runner.recover()
+    assert sorted(launcher.reaped) == ["plain", "queued", "resumable", "stopping"]
+    d = service.describe_training_job({"TrainingJobName": "plain"})
+    assert d["TrainingJobStatus"] == "Failed" and "no CheckpointConfig to resume from" in d["FailureReason"]
+    assert service.describe_training_job({"TrainingJobName": "stopping"})["TrainingJobStatus"] == "Stopped"
+    assert service.describe_training_job({"TrainingJobName": "resumable"})["SecondaryStatus"] == "Restarting"
+    assert service.describe_training_job({"TrainingJobName": "queued"})["SecondaryStatus"] == "Starting"
+    runner.start()
+    for name in ("resumable", "queued"):
+        assert wait_done(service, name)["TrainingJobStatus"] == "Completed"

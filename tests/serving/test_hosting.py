@@ -1,0 +1,188 @@
+"""Hosting in-process: models, endpoint configs, endpoints, invocations and batch transform, without HTTP."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import time
+
+import numpy as np
+import pytest
+
+from roost.aws import ServiceError
+from roost.serving.hosting import HostingService
+from roost.storage.database import open_database
+
+ROLE = "arn:aws:iam::123456789012:role/r"
+
+
+@pytest.fixture()
+def hosting(database_url, tmp_path):
+    service = HostingService(open_database(database_url), tmp_path / "data")
+    yield service
+    for hosted in service.hosted.values():
+        hosted.model.close()
+
+
+@pytest.fixture(scope="module")
+def model(mxnet_fixtures):
+    folder = mxnet_fixtures / "model"
+    expected = json.loads((folder / "resnet20_3x28x28" / "predictions.json").read_text())["probabilities"]
+    return folder, str(folder / "resnet20_3x28x28" / "model.tar.gz"), expected
+
+
+def deploy(h: HostingService, name: str, url: str, instances: int = 1) -> None:
+    h.create_model({"ModelName": name, "ExecutionRoleArn": ROLE, "PrimaryContainer": {"ModelDataUrl": url}})
+    h.create_endpoint_config(
+        {
+            "EndpointConfigName": f"{name}-config",
+            "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": instances}],
+        }
+    )
+    h.create_endpoint({"EndpointName": name, "EndpointConfigName": f"{name}-config"})
+
+
+def wait_status(h: HostingService, name: str, timeout: float = 60) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        d = h.describe_endpoint({"EndpointName": name})
+        if d["EndpointStatus"] in ("InService", "Failed"):
+            return d
+        time.sleep(0.05)
+    raise AssertionError(f"endpoint {name} stayed {d['EndpointStatus']}")
+
+
+def error(fn, *args) -> ServiceError:
+    with pytest.raises(ServiceError) as err:
+        fn(*args)
+    return err.value
+
+
+def test_endpoint_serves_with_as_many_workers_as_instances(hosting, model):
+    folder, url, expected = model
+    deploy(hosting, "birds", url, instances=2)
+    d = wait_status(hosting, "birds")
+    assert d["EndpointStatus"] == "InService" and d["ProductionVariants"][0]["CurrentInstanceCount"] == 2
+    assert len(hosting.hosted["birds"].model._threads) == 2
+    payload, media, variant = hosting.invoke("birds", (folder / "test_0.png").read_bytes(), "image/png", "", None)
+    assert (media, variant) == ("application/json", "AllTraffic")
+    np.testing.assert_allclose(json.loads(payload), expected["test_0.png"], atol=1e-4)
+
+
+def test_invocation_errors_have_the_runtime_apis_shapes(hosting, model):
+    folder, url, _ = model
+    deploy(hosting, "birds", url)
+    wait_status(hosting, "birds")
+    err = error(hosting.invoke, "birds", b"not an image", "image/png", "", None)
+    assert (err.code, err.status, err.members["OriginalStatusCode"]) == ("ModelError", 424, 400)
+    assert "cannot be decoded as an image" in err.message
+    err = error(hosting.invoke, "birds", b"x", "text/csv", "", None)
+    assert (err.code, err.members["OriginalStatusCode"]) == ("ModelError", 415)
+    err = error(hosting.invoke, "birds", b"\0" * (6 * 1024 * 1024 + 1), "image/png", "", None)
+    assert err.code == "ValidationError" and "6 MB" in err.message
+    assert error(hosting.invoke, "nowhere", b"x", "image/png", "", None).code == "ValidationError"
+    payload, _, _ = hosting.invoke("birds", (folder / "test_1.png").read_bytes(), "image/png", "", None)
+    assert len(json.loads(payload)) == 4  # still serving
+
+
+def test_model_and_config_validation(hosting, model, tmp_path):
+    folder, url, _ = model
+    assert "regular expression pattern" in error(hosting.create_model, {"ModelName": "bad_name!"}).message
+    err = error(hosting.create_model, {"ModelName": "m", "PrimaryContainer": {"ModelDataUrl": str(folder)}})
+    assert "must point to a tar.gz file" in err.message
+    err = error(
+        hosting.create_model, {"ModelName": "m", "PrimaryContainer": {"ModelDataUrl": str(tmp_path / "x.tar.gz")}}
+    )
+    assert "Could not find model data" in err.message
+    hosting.create_model({"ModelName": "m", "PrimaryContainer": {"ModelDataUrl": url}})
+    assert (
+        "Cannot create already existing model"
+        in error(hosting.create_model, {"ModelName": "m", "PrimaryContainer": {"ModelDataUrl": url}}).message
+    )
+    err = error(
+        hosting.create_endpoint_config,
+        {"EndpointConfigName": "c", "ProductionVariants": [{"VariantName": "v", "ModelName": "missing"}]},
+    )
+    assert 'Could not find model "arn:aws:sagemaker:us-east-1:000000000000:model/missing"' in err.message
+    assert [m["ModelName"] for m in hosting.list_models({})["Models"]] == ["m"]
+
+
+def test_a_model_that_cannot_load_fails_its_endpoint(hosting, model, tmp_path):
+    folder, url, _ = model
+    junk = tmp_path / "junk.tar.gz"
+    with tarfile.open(junk, "w:gz") as tar:
+        tar.add(folder / "test_0.png", arcname="test_0.png")
+    deploy(hosting, "broken", str(junk))
+    d = wait_status(hosting, "broken")
+    assert d["EndpointStatus"] == "Failed" and "Failed to load the model" in d["FailureReason"]
+    deploy(hosting, "orphan", url)  # its model goes away before the endpoint loads it again
+    wait_status(hosting, "orphan")
+    hosting.delete_model({"ModelName": "orphan"})
+    hosting.update_endpoint({"EndpointName": "orphan", "EndpointConfigName": "orphan-config"})
+    d = wait_status(hosting, "orphan")
+    assert d["EndpointStatus"] == "Failed" and "which no longer exists" in d["FailureReason"]
+
+
+def test_update_delete_and_restore_after_a_restart(hosting, model, mxnet_fixtures, database_url, tmp_path):
+    folder, url, _ = model
+    deploy(hosting, "cards", url)
+    wait_status(hosting, "cards")
+    other = mxnet_fixtures / "model" / "resnet18_3x64x64"
+    hosting.create_model({"ModelName": "other", "PrimaryContainer": {"ModelDataUrl": str(other / "model.tar.gz")}})
+    hosting.create_endpoint_config(
+        {
+            "EndpointConfigName": "other-config",
+            "ProductionVariants": [{"VariantName": "v2", "ModelName": "other", "InitialInstanceCount": 1}],
+        }
+    )
+    hosting.update_endpoint({"EndpointName": "cards", "EndpointConfigName": "other-config"})
+    assert wait_status(hosting, "cards")["EndpointConfigName"] == "other-config"
+    img = (folder / "test_5.png").read_bytes()
+    payload, _, variant = hosting.invoke("cards", img, "image/png", "", None)
+    expected = json.loads((other / "predictions.json").read_text())["probabilities"]["test_5.png"]
+    assert variant == "v2"
+    np.testing.assert_allclose(json.loads(payload), expected, atol=1e-4)
+
+    restarted = HostingService(open_database(database_url), tmp_path / "data")
+    restarted.restore()
+    assert wait_status(restarted, "cards")["EndpointStatus"] == "InService"
+    np.testing.assert_allclose(
+        json.loads(restarted.invoke("cards", img, "image/png", "", None)[0]), expected, atol=1e-4
+    )
+    restarted.delete_endpoint({"EndpointName": "cards"})
+    assert "cards" not in restarted.hosted
+    assert error(restarted.describe_endpoint, {"EndpointName": "cards"}).code == "ValidationException"
+    restarted.delete_endpoint_config({"EndpointConfigName": "cards-config"})
+    assert (
+        "Could not find endpoint configuration"
+        in error(restarted.describe_endpoint_config, {"EndpointConfigName": "cards-config"}).message
+    )
+
+
+def test_batch_transform_writes_one_output_per_image(hosting, model, tmp_path):
+    folder, url, expected = model
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        (images / f"test_{i}.png").write_bytes((folder / f"test_{i}.png").read_bytes())
+    (images / "notes.txt").write_text("not an image")
+    hosting.create_model({"ModelName": "batch", "PrimaryContainer": {"ModelDataUrl": url}})
+    hosting.create_transform_job(
+        {
+            "TransformJobName": "birds-batch",
+            "ModelName": "batch",
+            "TransformInput": {"DataSource": {"S3DataSource": {"S3Uri": images.as_uri()}}},
+            "TransformOutput": {"S3OutputPath": (tmp_path / "out").as_uri()},
+        }
+    )
+    deadline = time.time() + 60
+    while (d := hosting.describe_transform_job({"TransformJobName": "birds-batch"}))[
+        "TransformJobStatus"
+    ] == "InProgress":
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert d["TransformJobStatus"] == "Failed" and "notes.txt" in d["FailureReason"]
+    assert d["FailureReason"].startswith("ClientError: ")
+    for i in range(2):
+        out = json.loads((tmp_path / "out" / f"test_{i}.png.out").read_text())
+        np.testing.assert_allclose(out["prediction"], expected[f"test_{i}.png"], atol=1e-4)

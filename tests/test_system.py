@@ -1,0 +1,48 @@
+"""roost.system: a job process armed with the parent-death signal never outlives the server that started it."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+from roost.system import available_cores, cpu_budget
+
+CHILD = "from roost.system import die_with_parent_from_env; die_with_parent_from_env(); import time; time.sleep(60)"
+
+
+def _state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def test_a_job_process_dies_with_its_parent():
+    middle = textwrap.dedent(f"""
+        import os, subprocess, sys, time
+        env = {{**os.environ, "ROOST_PARENT_PID": str(os.getpid())}}
+        child = subprocess.Popen([sys.executable, "-c", {CHILD!r}], env=env)
+        print(child.pid, flush=True)
+        time.sleep(2)  # the child arms its signal meanwhile; then this process ends without a word
+    """)
+    proc = subprocess.run([sys.executable, "-c", middle], capture_output=True, text=True, timeout=30)
+    child = int(proc.stdout.strip())
+    deadline = time.time() + 10
+    while _state(child) not in (None, "Z"):
+        assert time.time() < deadline, "the job process outlived its parent"
+        time.sleep(0.05)
+
+
+def test_a_job_whose_parent_is_already_gone_ends_at_once():
+    env = {**os.environ, "ROOST_PARENT_PID": "1"}  # not our parent: as if it had died before the signal was armed
+    r = subprocess.run([sys.executable, "-c", CHILD], env=env, timeout=30)
+    assert r.returncode == -9
+
+
+def test_cpu_budget_follows_the_runner(monkeypatch):
+    monkeypatch.setenv("ROOST_THREADS", "1")
+    assert cpu_budget() == 1
+    monkeypatch.setenv("ROOST_THREADS", "many")
+    assert cpu_budget() == available_cores() >= 1
