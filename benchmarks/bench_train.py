@@ -34,7 +34,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from roost.algorithm.hyperparameters import parse_hyperparameters  # noqa: E402
-from roost.algorithm.train import TrainStep, load_channel, make_optimizer, pick_device  # noqa: E402
+from roost.algorithm.optim import make_optimizer  # noqa: E402
+from roost.algorithm.train import TrainStep, load_channel, pick_device  # noqa: E402
 from roost.data.dataset import make_loader  # noqa: E402
 from roost.formats import recordio  # noqa: E402
 from roost.models.resnet import ResNet  # noqa: E402

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import cv2
@@ -116,6 +117,60 @@ def make_multilabel(tmp: Path, n: int = 36, size: int = 20, classes: int = 3, se
 
 
 # --------------------------------------------------------------------------- a Roost server for API tests
+
+
+def training_request(data, tmp_path, name=None, epochs=2, **overrides):
+    """A CreateTrainingJob request as seed 003 builds it, for a tiny ResNet on ``data`` (see make_rec_split)."""
+    train, val, n = data
+    p = {
+        "AlgorithmSpecification": {
+            "TrainingImage": "811284229777.dkr.ecr.us-east-1.amazonaws.com/image-classification:1",
+            "TrainingInputMode": "File",
+        },
+        "RoleArn": "arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-ExecutionRole",
+        "OutputDataConfig": {"S3OutputPath": (tmp_path / "output").as_uri()},
+        "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.p3.2xlarge", "VolumeSizeInGB": 50},
+        "TrainingJobName": name or f"DEMO-imageclassification-{uuid.uuid4().hex[:8]}",
+        "HyperParameters": {
+            "image_shape": "3,16,16",
+            "num_layers": "8",
+            "num_training_samples": str(n),
+            "num_classes": "3",
+            "mini_batch_size": "8",
+            "epochs": str(epochs),
+            "learning_rate": "0.05",
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": 360000},
+        "InputDataConfig": [
+            {
+                "ChannelName": "train",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": str(train),
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "ContentType": "application/x-recordio",
+                "CompressionType": "None",
+            },
+            {
+                "ChannelName": "validation",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": val.as_uri(),
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "ContentType": "application/x-recordio",
+                "CompressionType": "None",
+            },
+        ],
+    }
+    p.update(overrides)
+    return p
+
 
 KEY, SECRET = "RKTESTKEY0001", "test-secret-key-for-roost"
 FAST = {"Delay": 1, "MaxAttempts": 180}

@@ -3,21 +3,15 @@
 import os
 import re
 import time
-import uuid
 
 import boto3
 import pytest
 import requests
 from botocore.exceptions import ClientError, WaiterError
 
-from helpers import FAST, Server, free_port, make_rec_split
+from helpers import FAST, Server, free_port, training_request
 
 pytestmark = pytest.mark.slow  # trains, serves or runs the command line in subprocesses
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_rec_split(tmp_path_factory.mktemp("data"), per_class=12)
 
 
 @pytest.fixture(scope="module")
@@ -25,58 +19,6 @@ def server(tmp_path_factory, module_database_url):
     srv = Server(tmp_path_factory.mktemp("srv"), database_url=module_database_url).start()
     yield srv
     srv.stop()
-
-
-def params(data, tmp_path, name=None, epochs=2, **overrides):
-    train, val, n = data
-    p = {
-        "AlgorithmSpecification": {
-            "TrainingImage": "811284229777.dkr.ecr.us-east-1.amazonaws.com/image-classification:1",
-            "TrainingInputMode": "File",
-        },
-        "RoleArn": "arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-ExecutionRole",
-        "OutputDataConfig": {"S3OutputPath": (tmp_path / "output").as_uri()},
-        "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.p3.2xlarge", "VolumeSizeInGB": 50},
-        "TrainingJobName": name or f"DEMO-imageclassification-{uuid.uuid4().hex[:8]}",
-        "HyperParameters": {
-            "image_shape": "3,16,16",
-            "num_layers": "8",
-            "num_training_samples": str(n),
-            "num_classes": "3",
-            "mini_batch_size": "8",
-            "epochs": str(epochs),
-            "learning_rate": "0.05",
-        },
-        "StoppingCondition": {"MaxRuntimeInSeconds": 360000},
-        "InputDataConfig": [
-            {
-                "ChannelName": "train",
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri": str(train),
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-                "ContentType": "application/x-recordio",
-                "CompressionType": "None",
-            },
-            {
-                "ChannelName": "validation",
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri": val.as_uri(),
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-                "ContentType": "application/x-recordio",
-                "CompressionType": "None",
-            },
-        ],
-    }
-    p.update(overrides)
-    return p
 
 
 def _wait_for(client, name, secondary, timeout=60):
@@ -89,9 +31,9 @@ def _wait_for(client, name, secondary, timeout=60):
     raise AssertionError(f"{name} never reached {secondary}")
 
 
-def test_seed_003_flow(server, data, tmp_path):
+def test_seed_003_flow(server, recs, tmp_path):
     sm = server.client()
-    p = params(data, tmp_path)
+    p = training_request(recs, tmp_path)
     arn = sm.create_training_job(**p)["TrainingJobArn"]
     assert arn == f"arn:aws:sagemaker:us-east-1:000000000000:training-job/{p['TrainingJobName'].lower()}"
     sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName=p["TrainingJobName"], WaiterConfig=FAST)
@@ -123,9 +65,9 @@ def test_seed_003_flow(server, data, tmp_path):
     assert "Docker entrypoint called with argument(s): train" in got["events"][0]["message"]
 
 
-def test_errors_have_sagemaker_shapes(server, data, tmp_path):
+def test_errors_have_sagemaker_shapes(server, recs, tmp_path):
     sm = server.client()
-    p = params(data, tmp_path, epochs=1)
+    p = training_request(recs, tmp_path, epochs=1)
     sm.create_training_job(**p)
     with pytest.raises(ClientError) as err:
         sm.create_training_job(**p)
@@ -133,18 +75,18 @@ def test_errors_have_sagemaker_shapes(server, data, tmp_path):
     with pytest.raises(ClientError) as err:
         sm.describe_training_job(TrainingJobName="no-such-job")
     assert err.value.response["Error"] == {"Code": "ValidationException", "Message": "Requested resource not found."}
-    bad = params(data, tmp_path)
+    bad = training_request(recs, tmp_path)
     bad["HyperParameters"]["learning_rate"] = "fast"
     with pytest.raises(ClientError) as err:
         sm.create_training_job(**bad)
     assert err.value.response["Error"]["Code"] == "ValidationException"
     assert "learning_rate='fast' is not valid" in err.value.response["Error"]["Message"]
-    missing = params(data, tmp_path)
+    missing = training_request(recs, tmp_path)
     missing["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = str(tmp_path / "nothing")
     with pytest.raises(ClientError, match="No S3 objects found under S3 URL"):
         sm.create_training_job(**missing)
     with pytest.raises(ClientError, match="failed to satisfy constraint"):
-        sm.create_training_job(**params(data, tmp_path, name="bad_name!"))
+        sm.create_training_job(**training_request(recs, tmp_path, name="bad_name!"))
     sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName=p["TrainingJobName"], WaiterConfig=FAST)
 
 
@@ -159,9 +101,9 @@ def test_authentication(server):
     assert r.status_code == 403 and r.json()["__type"] == "MissingAuthenticationTokenException"
 
 
-def test_failing_job_has_a_readable_reason(server, data, tmp_path):
+def test_failing_job_has_a_readable_reason(server, recs, tmp_path):
     sm = server.client()
-    p = params(data, tmp_path)
+    p = training_request(recs, tmp_path)
     p["HyperParameters"]["num_classes"] = "2"  # the data have labels 0..2
     sm.create_training_job(**p)
     waiter = sm.get_waiter("training_job_completed_or_stopped")
@@ -172,9 +114,9 @@ def test_failing_job_has_a_readable_reason(server, data, tmp_path):
     assert d["FailureReason"].startswith("ClientError: ") and "is outside 0..1 (num_classes=2)" in d["FailureReason"]
 
 
-def test_stop_and_max_runtime(server, data, tmp_path):
+def test_stop_and_max_runtime(server, recs, tmp_path):
     sm = server.client()
-    p = params(data, tmp_path, epochs=200)
+    p = training_request(recs, tmp_path, epochs=200)
     sm.create_training_job(**p)
     _wait_for(sm, p["TrainingJobName"], "Training")
     deadline = time.time() + 60  # stop it mid-training, once its loader workers are up
@@ -194,14 +136,14 @@ def test_stop_and_max_runtime(server, data, tmp_path):
     assert os.path.isfile(d["ModelArtifacts"]["S3ModelArtifacts"])
     assert "Stop requested (SIGTERM)" in _log_text(server, p["TrainingJobName"])
 
-    q = params(data, tmp_path, epochs=200, StoppingCondition={"MaxRuntimeInSeconds": 4})
+    q = training_request(recs, tmp_path, epochs=200, StoppingCondition={"MaxRuntimeInSeconds": 4})
     sm.create_training_job(**q)
     sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName=q["TrainingJobName"], WaiterConfig=FAST)
     d = sm.describe_training_job(TrainingJobName=q["TrainingJobName"])
     assert d["TrainingJobStatus"] == "Stopped" and d["SecondaryStatus"] == "MaxRuntimeExceeded"
 
 
-def test_list_paginates_and_filters(server, data, tmp_path):
+def test_list_paginates_and_filters(server, recs, tmp_path):
     sm = server.client()
     pages = list(sm.get_paginator("list_training_jobs").paginate(PaginationConfig={"PageSize": 2}))
     names = [s["TrainingJobName"] for page in pages for s in page["TrainingJobSummaries"]]
@@ -226,12 +168,14 @@ def _log_text(server, name):
     )
 
 
-def test_server_restart_fails_or_resumes_running_jobs(data, tmp_path, database_url):
+def test_server_restart_fails_or_resumes_running_jobs(recs, tmp_path, database_url):
     srv = Server(tmp_path / "srv", database_url=database_url).start()
     try:
         sm = srv.client()
-        plain = params(data, tmp_path, epochs=200)
-        resumable = params(data, tmp_path, epochs=40, CheckpointConfig={"S3Uri": (tmp_path / "ckpt").as_uri()})
+        plain = training_request(recs, tmp_path, epochs=200)
+        resumable = training_request(
+            recs, tmp_path, epochs=40, CheckpointConfig={"S3Uri": (tmp_path / "ckpt").as_uri()}
+        )
         sm.create_training_job(**plain)
         _wait_for(sm, plain["TrainingJobName"], "Training")
         time.sleep(1)
@@ -265,10 +209,10 @@ def test_server_restart_fails_or_resumes_running_jobs(data, tmp_path, database_u
         srv.stop()
 
 
-def test_jobs_wait_their_turn_and_custom_metrics(server, data, tmp_path):
+def test_jobs_wait_their_turn_and_custom_metrics(server, recs, tmp_path):
     sm = server.client()
-    first = params(data, tmp_path, epochs=3)
-    second = params(data, tmp_path, epochs=1)
+    first = training_request(recs, tmp_path, epochs=3)
+    second = training_request(recs, tmp_path, epochs=1)
     second["AlgorithmSpecification"]["MetricDefinitions"] = [
         {"Name": "validation:top1", "Regex": r"Validation-accuracy=([0-9.]+)"},
         {"Name": "time", "Regex": r"Time cost=([0-9.]+)"},
@@ -285,7 +229,7 @@ def test_jobs_wait_their_turn_and_custom_metrics(server, data, tmp_path):
     assert {"validation:top1", "time", "train:accuracy", "validation:accuracy"} <= names
 
 
-def test_s3_channels_and_artifact_through_an_s3_compatible_store(data, tmp_path):
+def test_s3_channels_and_artifact_through_an_s3_compatible_store(recs, tmp_path):
     from moto.server import ThreadedMotoServer
 
     s3_port = free_port()
@@ -307,12 +251,12 @@ def test_s3_channels_and_artifact_through_an_s3_compatible_store(data, tmp_path)
             aws_secret_access_key="testing",
         )
         s3.create_bucket(Bucket="birds")
-        train, val, _ = data
+        train, val, _ = recs
         for channel, rec in (("train", train), ("validation", val)):
             for f in (rec, rec.with_suffix(".idx")):
                 s3.upload_file(str(f), "birds", f"data/{channel}/{f.name}")
         sm = srv.client()
-        p = params(data, tmp_path, OutputDataConfig={"S3OutputPath": "s3://birds/sagemaker/output"})
+        p = training_request(recs, tmp_path, OutputDataConfig={"S3OutputPath": "s3://birds/sagemaker/output"})
         p["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = "s3://birds/data/train"
         p["InputDataConfig"][1]["DataSource"]["S3DataSource"]["S3Uri"] = "s3://birds/data/validation/"
         sm.create_training_job(**p)
@@ -323,7 +267,7 @@ def test_s3_channels_and_artifact_through_an_s3_compatible_store(data, tmp_path)
         assert d["ModelArtifacts"]["S3ModelArtifacts"] == f"s3://birds/{key}"
         assert s3.head_object(Bucket="birds", Key=key)["ContentLength"] > 1000
 
-        missing = params(data, tmp_path, OutputDataConfig={"S3OutputPath": "s3://birds/out"})
+        missing = training_request(recs, tmp_path, OutputDataConfig={"S3OutputPath": "s3://birds/out"})
         missing["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = "s3://birds/nothing/here"
         with pytest.raises(ClientError, match="No S3 objects found under S3 URL 's3://birds/nothing/here'"):
             sm.create_training_job(**missing)

@@ -3,18 +3,12 @@
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 
-from helpers import FAST, KEY, SECRET, Server, make_rec_split
+from helpers import FAST, KEY, SECRET, Server, training_request
 
 pytestmark = pytest.mark.slow  # trains, serves or runs the command line in subprocesses
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_rec_split(tmp_path_factory.mktemp("data"), per_class=12)
 
 
 @pytest.fixture(scope="module")
@@ -24,59 +18,7 @@ def server(tmp_path_factory):
     srv.stop()
 
 
-def params(data, tmp_path, name=None, epochs=2, **overrides):
-    train, val, n = data
-    p = {
-        "AlgorithmSpecification": {
-            "TrainingImage": "811284229777.dkr.ecr.us-east-1.amazonaws.com/image-classification:1",
-            "TrainingInputMode": "File",
-        },
-        "RoleArn": "arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-ExecutionRole",
-        "OutputDataConfig": {"S3OutputPath": (tmp_path / "output").as_uri()},
-        "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.p3.2xlarge", "VolumeSizeInGB": 50},
-        "TrainingJobName": name or f"DEMO-imageclassification-{uuid.uuid4().hex[:8]}",
-        "HyperParameters": {
-            "image_shape": "3,16,16",
-            "num_layers": "8",
-            "num_training_samples": str(n),
-            "num_classes": "3",
-            "mini_batch_size": "8",
-            "epochs": str(epochs),
-            "learning_rate": "0.05",
-        },
-        "StoppingCondition": {"MaxRuntimeInSeconds": 360000},
-        "InputDataConfig": [
-            {
-                "ChannelName": "train",
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri": str(train),
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-                "ContentType": "application/x-recordio",
-                "CompressionType": "None",
-            },
-            {
-                "ChannelName": "validation",
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri": val.as_uri(),
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-                "ContentType": "application/x-recordio",
-                "CompressionType": "None",
-            },
-        ],
-    }
-    p.update(overrides)
-    return p
-
-
-def test_jobs_command_line(server, data, tmp_path):
+def test_jobs_command_line(server, recs, tmp_path):
     import json
 
     env = {
@@ -89,7 +31,7 @@ def test_jobs_command_line(server, data, tmp_path):
     def roost(*args):
         return subprocess.run([sys.executable, "-m", "roost", "jobs", *args], capture_output=True, text=True, env=env)
 
-    p = params(data, tmp_path, epochs=2)
+    p = training_request(recs, tmp_path, epochs=2)
     request = tmp_path / "request.json"
     request.write_text(json.dumps(p))
     r = roost("create", "--from-json", str(request))
@@ -114,9 +56,9 @@ def test_jobs_command_line(server, data, tmp_path):
     assert r.returncode == 1 and "cannot reach Roost" in r.stderr
 
 
-def test_predict_by_training_job_name(server, data, tmp_path):
+def test_predict_by_training_job_name(server, recs, tmp_path):
     sm = server.client()
-    p = params(data, tmp_path, epochs=1)
+    p = training_request(recs, tmp_path, epochs=1)
     sm.create_training_job(**p)
     sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName=p["TrainingJobName"], WaiterConfig=FAST)
     import cv2
