@@ -1,13 +1,8 @@
-import os
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO, make_rec_split
-
-#: MXNet-made ground truth lives beside the checkout (``../shared/fixtures``);
-#: ROOST_FIXTURES points elsewhere when the layout differs.
-FIXTURES = Path(os.environ.get("ROOST_FIXTURES", REPO.parent / "shared" / "fixtures")) / "mxnet"
+from helpers import FIXTURES, make_rec_split
 
 
 @pytest.fixture(scope="session")

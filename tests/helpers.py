@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +20,9 @@ from roost.formats.lst import ListEntry, write_list
 
 #: the checkout's root
 REPO = Path(__file__).resolve().parents[1]
+#: MXNet-made ground truth lives beside the checkout (``../shared/fixtures``);
+#: ROOST_FIXTURES points elsewhere when the layout differs.
+FIXTURES = Path(os.environ.get("ROOST_FIXTURES", REPO.parent / "shared" / "fixtures")) / "mxnet"
 COLOURS = [(220, 40, 40), (40, 200, 40), (40, 60, 220), (230, 200, 30)]
 
 
@@ -82,8 +86,9 @@ def run_job(job: Path, channels: dict, hp: dict, **kwargs) -> tuple[int, Path]:
     from roost.algorithm.container import run_training
     from roost.algorithm.layout import prepare_local_job
 
+    confine = kwargs.pop("confine", False)  # as `roost train` on the user's own files
     prepare_local_job(job, channels, {k: str(v) for k, v in hp.items()}, **kwargs)
-    return run_training(job, workers=0), job
+    return run_training(job, workers=0, confine=confine), job
 
 
 def failure(job: Path) -> str:
@@ -183,9 +188,12 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir, env=None, **flags):
-        self.data_dir, self.flags, self.proc, self.port = data_dir, flags, None, free_port()
-        self.env = env or {}
+    """``roost server`` in a subprocess; local data may come from the temporary folder and the MXNet fixtures."""
+
+    def __init__(self, data_dir, env=None, roots=None, **flags):
+        self.data_dir, self.flags, self.proc, self.port = Path(data_dir), flags, None, free_port()
+        self.env, self.roots = env or {}, roots if roots is not None else (tempfile.gettempdir(), FIXTURES)
+        self.log = self.data_dir.with_name(self.data_dir.name + ".stderr.log")
 
     @property
     def url(self):
@@ -206,8 +214,11 @@ class Server:
             "--stop-grace",
             "3",
         ]
+        for root in self.roots:
+            args += ["--data-root", str(root)]
         for k, v in self.flags.items():
-            args += [f"--{k.replace('_', '-')}", str(v)]
+            if v is not None:
+                args += [f"--{k.replace('_', '-')}", str(v)]
         env = {
             **os.environ,
             "ROOST_ACCESS_KEY_ID": KEY,
@@ -215,17 +226,16 @@ class Server:
             "OMP_NUM_THREADS": "1",
             **self.env,
         }
-        self.proc = subprocess.Popen(
-            args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-        )
+        with open(self.log, "ab") as log:  # a file, not a pipe nobody reads: a chatty server must not block
+            self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
         deadline = time.time() + 60
-        while time.time() < deadline:
+        while time.time() < deadline and self.proc.poll() is None:
             try:
                 if requests.get(self.url + "/ping", timeout=1).ok:
                     return self
             except requests.RequestException:
                 time.sleep(0.2)
-        raise RuntimeError("server did not start: " + self.proc.stderr.read().decode())
+        raise RuntimeError("server did not start: " + self.log.read_text()[-3000:])
 
     def kill(self):
         os.killpg(self.proc.pid, signal.SIGKILL)

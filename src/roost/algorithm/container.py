@@ -95,8 +95,13 @@ def _defaults() -> dict[str, str]:
 IMAGE_TYPES = {IMAGE, "image/jpeg", "image/png"}
 
 
-def resolve_channel(layout: JobLayout, name: str, config: ChannelConfig, hp: HyperParameters) -> ChannelData:
-    """A ``train``/``validation`` channel, by its content type: RecordIO, images (+ ``<name>_lst``), or a manifest."""
+def resolve_channel(
+    layout: JobLayout, name: str, config: ChannelConfig, hp: HyperParameters, confine: bool = True
+) -> ChannelData:
+    """A ``train``/``validation`` channel, by its content type: RecordIO, images (+ ``<name>_lst``), or a manifest.
+
+    ``confine``: lists and manifests may name only files of their own channel (always, in the container).
+    """
     folder = layout.channel(name)
     if not folder.exists():
         raise ChannelError(
@@ -108,7 +113,14 @@ def resolve_channel(layout: JobLayout, name: str, config: ChannelConfig, hp: Hyp
         manifest = find_manifest(folder)
         attributes = list(config.attribute_names or guess_attribute_names(manifest))
         log.info("Reading the augmented manifest %s (attributes %s)", manifest, attributes)
-        samples = manifest_samples(manifest, attributes, params.get("label-format", "multi-hot"), hp.num_classes, multi)
+        samples = manifest_samples(
+            manifest,
+            attributes,
+            params.get("label-format", "multi-hot"),
+            hp.num_classes,
+            multi,
+            confine_to=folder if confine else None,
+        )
         return ChannelData(samples, [], channel_class_names(folder, hp.num_classes))
     if ctype == RECORDIO:
         log.info("Searching for .rec files in %s.", folder)
@@ -121,7 +133,7 @@ def resolve_channel(layout: JobLayout, name: str, config: ChannelConfig, hp: Hyp
         if lst_channel.exists():
             log.info("Searching for .lst files in %s.", lst_channel)
             lst = find_lst(lst_channel)
-            samples = lst_samples(lst, folder, hp.num_classes, multi)
+            samples = lst_samples(lst, folder, hp.num_classes, multi, confine)
             return ChannelData(samples, [], channel_class_names(folder, hp.num_classes))
         if multi:
             raise ChannelError(
@@ -159,8 +171,13 @@ def run_training(
     workers: int | None = None,
     entrypoint: bool = False,
     cpu_bf16: bool | None = None,
+    confine: bool = True,
 ) -> int:
-    """Train on the job folder ``root``; returns the exit status (0 success, 1 client error, 2 algorithm error)."""
+    """Train on the job folder ``root``; returns the exit status (0 success, 1 client error, 2 algorithm error).
+
+    ``confine`` keeps every list and manifest entry inside its channel; ``roost train`` on the user's own files
+    turns it off (and warns instead).
+    """
     layout = JobLayout(root)
     setup_logging()
     if entrypoint:
@@ -176,8 +193,10 @@ def run_training(
         hp = parse_hyperparameters(provided)
         log.info("Final configuration: %s", {**_defaults(), **hp.to_strings()})
         channels = layout.read_channels()
-        train_data = resolve_channel(layout, "train", channels.get("train", ChannelConfig()), hp)
-        validation_data = resolve_channel(layout, "validation", channels.get("validation", ChannelConfig()), hp)
+        train_data = resolve_channel(layout, "train", channels.get("train", ChannelConfig()), hp, confine)
+        validation_data = resolve_channel(
+            layout, "validation", channels.get("validation", ChannelConfig()), hp, confine
+        )
         check_disjoint(train_data.samples, validation_data.samples)
         result = train(
             hp,

@@ -32,7 +32,17 @@ def _text(v: Any) -> str:
     return v.strip() if isinstance(v, str) else str(v)
 
 
-def _int(lo: int = 1):
+#: upper bounds where SageMaker documents none: beyond them a job cannot run (memory) or never ends
+MAX_EPOCHS = 100_000
+MAX_CLASSES = 100_000
+MAX_BATCH = 8192
+MAX_LAYERS = 1001  # the deepest network MXNet's resnet.py has a recipe for in its examples
+MAX_IMAGE_SIDE = 4096
+MAX_RESIZE = 8192
+MAX_SAMPLES = 2**31 - 1
+
+
+def _int(lo: int = 1, hi: int | None = None):
     def parse(v: Any) -> int:
         if isinstance(v, bool):
             raise ValueError(f"expected an integer >= {lo}")
@@ -53,6 +63,8 @@ def _int(lo: int = 1):
                 n = int(f)
         if n < lo:
             raise ValueError(f"expected an integer >= {lo}")
+        if hi is not None and n > hi:
+            raise ValueError(f"expected an integer <= {hi}")
         return n
 
     return parse
@@ -97,6 +109,8 @@ def _image_shape(v: Any) -> tuple[int, int, int]:
         dims = ()
     if len(dims) != 3 or min(dims) < 1:
         raise ValueError("expected 'channels,height,width', e.g. '3,224,224'")
+    if max(dims[1:]) > MAX_IMAGE_SIDE:
+        raise ValueError(f"expected a height and width of at most {MAX_IMAGE_SIDE} pixels")
     if dims[0] not in (1, 3):
         raise ValueError("expected 1 (greyscale) or 3 (colour) channels, e.g. '3,224,224' or '1,28,28'")
     return dims
@@ -108,8 +122,8 @@ def _steps(v: Any) -> tuple[int, ...]:
         steps = tuple(int(_text(p)) for p in parts)
     except ValueError:
         steps = ()
-    if not steps or min(steps) < 1:
-        raise ValueError("expected comma-separated epoch numbers >= 1, e.g. '10, 20'")
+    if not steps or min(steps) < 1 or max(steps) > MAX_EPOCHS:
+        raise ValueError(f"expected comma-separated epoch numbers from 1 to {MAX_EPOCHS}, e.g. '10, 20'")
     if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
         raise ValueError("epoch numbers must be strictly increasing, e.g. '10, 20'")
     return steps
@@ -125,7 +139,12 @@ def _choice(*allowed: str):
     return parse
 
 
-PosInt = Annotated[int, BeforeValidator(_int(1))]
+EpochCount = Annotated[int, BeforeValidator(_int(1, MAX_EPOCHS))]
+ClassCount = Annotated[int, BeforeValidator(_int(1, MAX_CLASSES))]
+SampleCount = Annotated[int, BeforeValidator(_int(1, MAX_SAMPLES))]
+BatchSize = Annotated[int, BeforeValidator(_int(1, MAX_BATCH))]
+Depth = Annotated[int, BeforeValidator(_int(1, MAX_LAYERS))]
+Pixels = Annotated[int, BeforeValidator(_int(1, MAX_RESIZE))]
 Unit = Annotated[float, BeforeValidator(_float(0.0, 1.0))]
 Flag = Annotated[int, BeforeValidator(_flag)]
 
@@ -135,8 +154,8 @@ class HyperParameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    num_classes: PosInt = Field(description="Number of output classes (for multi-label: all classes).")
-    num_training_samples: PosInt = Field(
+    num_classes: ClassCount = Field(description="Number of output classes (for multi-label: all classes).")
+    num_training_samples: SampleCount = Field(
         description="Number of training images; sets the update counts of lr_scheduler_step."
     )
     augmentation_type: Annotated[
@@ -149,18 +168,18 @@ class HyperParameters(BaseModel):
     )
     beta_1: Unit = Field(0.9, description="Adam's first-moment decay.")
     beta_2: Unit = Field(0.999, description="Adam's second-moment decay.")
-    checkpoint_frequency: PosInt | None = Field(
+    checkpoint_frequency: EpochCount | None = Field(
         None, description="Save every Nth epoch (all go into model.tar.gz); unset keeps the best epoch only."
     )
     early_stopping: Annotated[bool, BeforeValidator(_bool)] = Field(
         False, description="Stop when validation accuracy stops improving."
     )
-    early_stopping_min_epochs: PosInt = Field(10, description="Epochs before early stopping may trigger.")
-    early_stopping_patience: PosInt = Field(5, description="Epochs without improvement before stopping.")
+    early_stopping_min_epochs: EpochCount = Field(10, description="Epochs before early stopping may trigger.")
+    early_stopping_patience: EpochCount = Field(5, description="Epochs without improvement before stopping.")
     early_stopping_tolerance: Unit = Field(
         0.0, description="Relative improvement below which an epoch counts as no improvement."
     )
-    epochs: PosInt = Field(30, description="Passes over the training data.")
+    epochs: EpochCount = Field(30, description="Passes over the training data.")
     eps: Unit = Field(1e-8, description="Epsilon of adam and rmsprop.")
     gamma: Unit = Field(0.9, description="Decay of rmsprop's squared-gradient average.")
     image_shape: Annotated[tuple[int, int, int], BeforeValidator(_image_shape)] = Field(
@@ -177,11 +196,11 @@ class HyperParameters(BaseModel):
     ] = Field(
         None, description="Epochs after which the learning rate is multiplied by lr_scheduler_factor, e.g. '10, 20'."
     )
-    mini_batch_size: PosInt = Field(32, description="Images per batch.")
+    mini_batch_size: BatchSize = Field(32, description="Images per batch.")
     model_prefix: str | None = Field(None, description="Accepted for compatibility (seen in AWS examples); unused.")
     momentum: Unit = Field(0.9, description="Momentum of sgd and nag.")
     multi_label: Flag = Field(0, description="1: every image may have several labels.")
-    num_layers: PosInt = Field(
+    num_layers: Depth = Field(
         152, description="ResNet depth: 18, 34, 50, 101, 152, 200 for large images; 20, 32, 44, 56, 110 for small."
     )
     optimizer: Annotated[
@@ -190,7 +209,7 @@ class HyperParameters(BaseModel):
     precision_dtype: Annotated[Literal["float32", "float16"], BeforeValidator(_choice("float32", "float16"))] = Field(
         "float32", description="float16 trains with mixed precision."
     )
-    resize: PosInt | None = Field(None, description="Resize the shorter image side to this before cropping.")
+    resize: Pixels | None = Field(None, description="Resize the shorter image side to this before cropping.")
     top_k: Annotated[int | None, BeforeValidator(lambda v: None if v is None else _int(2)(v))] = Field(
         None, description="Also report top-k accuracy (k > 1)."
     )

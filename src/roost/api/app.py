@@ -20,11 +20,36 @@ from starlette.concurrency import run_in_threadpool
 
 from roost.api.auth import verify
 from roost.aws import Service, ServiceError, dispatch_table
-from roost.serving.hosting import HostingService
+from roost.serving.hosting import TOO_LARGE_MESSAGE, HostingService
+from roost.serving.http import BodyLimit
+from roost.serving.invocations import MAX_BODY
 
 log = logging.getLogger(__name__)
 
 JSON_11 = "application/x-amz-json-1.1"
+
+
+#: the largest AWS JSON request the API reads (a CreateTrainingJob with 100 hyperparameters is under 300 KB)
+MAX_REQUEST_BYTES = 2 * 1024 * 1024
+
+
+def _is_invocation(path: str) -> bool:
+    return path.startswith("/endpoints/")
+
+
+def _body_limit(path: str) -> int:
+    return MAX_BODY if _is_invocation(path) else MAX_REQUEST_BYTES
+
+
+def _too_large(path: str, limit: int, size: int | None) -> Response:
+    request_id = str(uuid.uuid4())
+    if _is_invocation(path):
+        return _runtime_error(ServiceError("ValidationError", TOO_LARGE_MESSAGE), request_id)
+    got = f"{size} bytes" if size is not None else "more"
+    return _error(
+        ServiceError("SerializationException", f"The request body is {got}; the limit is {limit} bytes.", 413),
+        request_id,
+    )
 
 
 def _error(err: ServiceError, request_id: str) -> Response:
@@ -50,13 +75,9 @@ def create_app(
         if on_shutdown:
             on_shutdown()
 
-    app = FastAPI(
-        title="Roost",
-        description="SageMaker-compatible training-job API",
-        docs_url=None,
-        redoc_url=None,
-        lifespan=lifespan,
-    )
+    # no schema pages: everything here answers signed AWS requests only
+    app = FastAPI(title="Roost", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.add_middleware(BodyLimit, limit_for=_body_limit, reject=_too_large)
     operations = dispatch_table(*services)
     hosting = next((svc for svc in services if isinstance(svc, HostingService)), None)
 
@@ -83,7 +104,7 @@ def create_app(
             payload = json.loads(body or b"{}")
             if not isinstance(payload, dict):
                 raise ValueError("the body must be a JSON object")
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:  # RecursionError: JSON nested thousands deep
             return _error(ServiceError("SerializationException", f"Cannot parse the request body: {err}"), request_id)
         try:
             # the service talks to the database and the file system: keep it off the event loop

@@ -10,6 +10,7 @@ algorithm is re-implemented here.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import hmac
 import json
 import re
@@ -17,11 +18,12 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from botocore.auth import SigV4Auth
+from botocore.auth import UNSIGNED_PAYLOAD, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from roost.aws import ServiceError
+from roost.storage.folder import create_private_file
 
 AUTH_RE = re.compile(
     r"AWS4-HMAC-SHA256\s+Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request,\s*"
@@ -54,10 +56,8 @@ def load_or_create_keys(data_dir: Path, env: dict) -> tuple[KeyPair, Path | None
         return KeyPair(d["aws_access_key_id"], d["aws_secret_access_key"]), None
     pair = KeyPair("RK" + secrets.token_hex(9).upper(), secrets.token_urlsafe(30))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps({"aws_access_key_id": pair.access_key_id, "aws_secret_access_key": pair.secret_access_key}, indent=2)
-    )
-    path.chmod(0o600)
+    text = json.dumps({"aws_access_key_id": pair.access_key_id, "aws_secret_access_key": pair.secret_access_key})
+    create_private_file(path, text)
     return pair, path
 
 
@@ -89,6 +89,18 @@ def verify(
             "InvalidSignatureException",
             f"Signature expired: {amz_date} is now earlier than {(now - MAX_SKEW):%Y%m%dT%H%M%SZ}.",
         )
+    claimed = lower.get("x-amz-content-sha256")
+    if claimed is not None:
+        # botocore's signer takes the client's word for the payload hash: check it against the body received,
+        # or a signature captured once would authorise any other body
+        if claimed == UNSIGNED_PAYLOAD:
+            raise AuthError("InvalidSignatureException", "UNSIGNED-PAYLOAD is not accepted: sign the request body.")
+        if not hmac.compare_digest(claimed.lower(), hashlib.sha256(body).hexdigest()):
+            raise AuthError(
+                "InvalidSignatureException",
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                400,
+            )
     signed = m["signed"].split(";")
     req = AWSRequest(method=method, url=url, data=body, headers={h: lower[h] for h in signed if h in lower})
     req.context["timestamp"] = amz_date

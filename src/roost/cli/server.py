@@ -45,11 +45,38 @@ import click
     help="Jobs in progress (running or waiting) beyond which CreateTrainingJob answers ResourceLimitExceeded.",
 )
 @click.option("--region", default="us-east-1", show_default=True, help="Region written into ARNs.")
-def server_cmd(host, port, data_dir, database_url, max_concurrent_jobs, stop_grace, max_active_jobs, region) -> None:
+@click.option(
+    "--data-root",
+    "data_roots",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A local folder jobs, models and batch transforms may read and write (local paths and file:// URIs); "
+    "repeatable. The data folder is always one. Nothing outside them is touched.",
+)
+@click.option(
+    "--job-env-allow",
+    multiple=True,
+    metavar="NAME",
+    help="Also let CreateTrainingJob's Environment set NAME (or every name starting so, with a trailing *). "
+    "Repeatable; see docs/security.md for what is allowed by default and why.",
+)
+def server_cmd(
+    host,
+    port,
+    data_dir,
+    database_url,
+    max_concurrent_jobs,
+    stop_grace,
+    max_active_jobs,
+    region,
+    data_roots,
+    job_env_allow,
+) -> None:
     """Serve SageMaker's training-job API: boto3 with endpoint_url works against it.
 
     Credentials come from ROOST_ACCESS_KEY_ID / ROOST_SECRET_ACCESS_KEY, else from
-    DATA_DIR/credentials.json (created on first start).
+    DATA_DIR/credentials.json (created on first start). Local data is read and
+    written only below DATA_DIR and the --data-root folders.
     """
     import uvicorn
 
@@ -58,27 +85,44 @@ def server_cmd(host, port, data_dir, database_url, max_concurrent_jobs, stop_gra
     from roost.aws import Account
     from roost.jobs.logs import LogService
     from roost.jobs.runner import JobRunner
-    from roost.jobs.service import TrainingJobService
+    from roost.jobs.service import DEFAULT_JOB_ENV_ALLOW, EnvironmentPolicy, TrainingJobService
     from roost.serving.hosting import HostingService
     from roost.storage.database import database_url as default_url
     from roost.storage.database import open_database
+    from roost.storage.folder import FolderInUse, claim, make_private
+    from roost.storage.uri import DataRoots
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private(data_dir)
+    try:
+        lock = claim(data_dir)  # noqa: F841 - held until the process ends
+    except FolderInUse as err:
+        raise click.ClickException(str(err)) from None
     keys, created = load_or_create_keys(data_dir, dict(os.environ))
     sessions = open_database(default_url(data_dir, database_url))
-    runner = JobRunner(sessions, data_dir, max_concurrent=max_concurrent_jobs, stop_grace=stop_grace)
+    roots = DataRoots([data_dir, *data_roots])
+    runner = JobRunner(sessions, data_dir, max_concurrent=max_concurrent_jobs, stop_grace=stop_grace, roots=roots)
     account = Account(region=region)
-    hosting = HostingService(sessions, data_dir, account)
+    hosting = HostingService(sessions, data_dir, account, roots)
+    jobs = TrainingJobService(
+        sessions,
+        account,
+        max_active_jobs=max_active_jobs,
+        roots=roots,
+        environment=EnvironmentPolicy(DEFAULT_JOB_ENV_ALLOW + tuple(job_env_allow)),
+    )
 
     def startup() -> None:
         runner.start()
         hosting.restore()
 
-    services = [TrainingJobService(sessions, account, max_active_jobs=max_active_jobs), LogService(sessions), hosting]
+    services = [jobs, LogService(sessions), hosting]
     app = create_app(
         services, {keys.access_key_id: keys.secret_access_key}, on_startup=startup, on_shutdown=runner.shutdown
     )
     if created:
         click.echo(f"Created an access key pair in {created} (aws_access_key_id {keys.access_key_id}).", err=True)
-    click.echo(f"Roost serves the SageMaker API at http://{host}:{port} (data in {data_dir})", err=True)
+    click.echo(
+        f"Roost serves the SageMaker API at http://{host}:{port} (data in {data_dir}; local data below {roots})",
+        err=True,
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")

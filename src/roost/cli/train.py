@@ -147,7 +147,7 @@ def train_cmd(
             def on_batch(phase: str, epoch: int, done: int, total: int) -> None:
                 bar.update(task, description=f"epoch {epoch} {phase}", completed=done, total=total)
 
-            status = run_training(job, on_batch=on_batch, workers=workers)
+            status = run_training(job, on_batch=on_batch, workers=workers, confine=False)
     finally:
         logging.getLogger("roost").removeHandler(file_log)
         file_log.close()

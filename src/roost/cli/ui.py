@@ -19,7 +19,7 @@ from rich.text import Text
 
 # stdout carries what MXNet's tools print (scripts parse it); everything Roost
 # adds - progress, warnings, summaries - goes to stderr.
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # messages stay whole lines in logs and pipes
 
 
 class RateColumn(ProgressColumn):

@@ -23,6 +23,7 @@ from roost.errors import UserError
 from roost.formats import recordio
 from roost.formats.lst import LstError, iter_list, parse_line
 from roost.formats.manifest import iter_objects
+from roost.formats.text import numbered_lines
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +131,24 @@ def find_rec_files(channel: str | os.PathLike) -> list[Path]:
     raise ChannelError(f"{p}: no such file or folder")
 
 
+def _record_offsets(path: Path) -> list[int]:
+    idx_path = recordio.index_path_for(path)
+    if not idx_path.is_file():
+        return recordio.scan_offsets(path)
+    try:
+        return list(recordio.read_index(idx_path).values())
+    except recordio.DuplicateKeys as err:
+        # made by MXNet's im2rec from a list with repeated indices: the .idx hides records, the .rec has them all
+        log.warning("%s; reading every record of %s instead", err, path)
+        return recordio.scan_offsets(path)
+
+
 def recordio_samples(files: list[Path], num_classes: int, multi_label: bool) -> list[Sample]:
     """Every record's location and labels, reading only headers."""
     samples = []
     for fi, path in enumerate(files):
-        idx_path = recordio.index_path_for(path)
-        offsets = list(recordio.read_index(idx_path).values()) if idx_path.is_file() else recordio.scan_offsets(path)
         with recordio.RecordReader(path) as reader:
+            offsets = _record_offsets(path)
             for off in offsets:
                 where = f"{path} record at byte {off}"
                 try:
@@ -176,13 +188,22 @@ def find_lst(channel: str | os.PathLike) -> Path:
     return found[0]
 
 
-def lst_samples(lst: Path, root: Path, num_classes: int, multi_label: bool) -> list[Sample]:
-    """Image mode: ``index<TAB>label(s)<TAB>path`` with paths relative to the channel root."""
+def inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path``, with links resolved, lies below ``folder``."""
+    real, base = os.path.realpath(path), os.path.realpath(folder)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def lst_samples(lst: Path, root: Path, num_classes: int, multi_label: bool, confine: bool = True) -> list[Sample]:
+    """Image mode: ``index<TAB>label(s)<TAB>path`` with paths relative to the channel root.
+
+    ``confine``: an entry that leads out of the channel (``../``, an absolute path, a link) is an error, as a
+    job on a shared server must read only its own data; without it (the user's own files) it is a warning.
+    """
     root = _image_root(root)
     want_fields = num_classes + 2 if multi_label else 3
-    samples, missing = [], []
-    with open(lst, encoding="utf-8") as f:
-        lines = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+    samples, missing, outside = [], [], []
+    lines = [(n, line) for n, line in numbered_lines(lst, lambda n, m: LstError(lst, n, m)) if line.strip()]
     for lineno, line in lines:
         where = f"{lst}: line {lineno}"
         fields = len(line.strip().split("\t"))
@@ -198,10 +219,26 @@ def lst_samples(lst: Path, root: Path, num_classes: int, multi_label: bool) -> l
             raise ChannelError(str(err)) from None
         check_labels(entry.labels, num_classes, multi_label, where)
         path = root / entry.path
+        if not inside(path, root):
+            if confine:
+                raise ChannelError(
+                    f"{where}: {entry.path} is not inside the image channel; .lst paths must be relative paths "
+                    "below the channel's folder"
+                )
+            outside.append(entry.path)
         if not path.is_file():
             missing.append((lineno, entry.path))
             continue
         samples.append(Sample(-1, str(path), entry.labels))
+    if outside:
+        log.warning(
+            "%s: %d entr%s outside the channel folder %s, e.g. %s",
+            lst,
+            len(outside),
+            "y is" if len(outside) == 1 else "ies are",
+            root,
+            outside[0],
+        )
     if missing:
         lineno, rel = missing[0]
         raise ChannelError(
@@ -276,9 +313,17 @@ def _manifest_labels(value, label_format: str, num_classes: int, multi_label: bo
 
 
 def manifest_samples(
-    manifest: Path, attribute_names: list[str], label_format: str, num_classes: int, multi_label: bool
+    manifest: Path,
+    attribute_names: list[str],
+    label_format: str,
+    num_classes: int,
+    multi_label: bool,
+    confine_to: Path | None = None,
 ) -> list[Sample]:
-    """JSON Lines, one object per image: the first attribute the image reference, the second its label."""
+    """JSON Lines, one object per image: the first attribute the image reference, the second its label.
+
+    ``confine_to``: every image must lie below this folder (a job's channel on a shared server).
+    """
     if len(attribute_names) != 2:
         raise ChannelError(
             f"AttributeNames must name the image attribute and then the label attribute, e.g. "
@@ -294,6 +339,11 @@ def manifest_samples(
             if key not in obj:
                 raise ChannelError(f"{where}: no {key!r} attribute (AttributeNames are {attribute_names})")
         path = _ref_to_path(str(obj[ref_key]), manifest.resolve().parent)
+        if confine_to is not None and not inside(path, confine_to):
+            raise ChannelError(
+                f"{where}: image {obj[ref_key]!r} is not inside the channel; a job's manifest may reference only "
+                "images of its own channel"
+            )
         if not path.is_file():
             raise ChannelError(f"{where}: image {obj[ref_key]!r} not found")
         labels = _manifest_labels(obj[label_key], label_format, num_classes, multi_label, where)

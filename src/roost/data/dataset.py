@@ -9,16 +9,20 @@ path; nothing is loaded whole.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from roost.data.augment import Preprocess
 from roost.data.channels import ChannelError, Sample
 from roost.data.images import decode_rgb, limit_threads, read_rgb
+from roost.data.parallel import arm_worker, worker_context
+from roost.errors import UserError
 from roost.formats import recordio
 
 
@@ -77,6 +81,13 @@ class ImageDataset(Dataset):
         return img
 
     def __getitem__(self, i: int):
+        try:
+            return self._item(i)
+        except UserError as err:
+            # raised in a worker, it would reach the training loop as a traceback text; as data it arrives whole
+            return BadSample(str(err))
+
+    def _item(self, i: int):
         self._per_process()
         s = self.samples[i]
         assert self._rng is not None  # set by _per_process
@@ -84,6 +95,39 @@ class ImageDataset(Dataset):
         tensor = torch.from_numpy(img).unsqueeze(0) if img.ndim == 2 else torch.from_numpy(img).permute(2, 0, 1)
         target = torch.tensor(s.labels, dtype=torch.float32) if self.multi_label else int(s.labels[0])
         return tensor.contiguous(), target
+
+
+@dataclass(frozen=True)
+class BadSample:
+    """A sample that could not be read: what the user's error said."""
+
+    message: str
+
+
+def _collate(items: list):
+    bad = next((item for item in items if isinstance(item, BadSample)), None)
+    return bad if bad is not None else default_collate(items)
+
+
+class Loader:
+    """A ``DataLoader`` whose samples' errors come out as :class:`ChannelError` with their own message, whether
+    they happened in this process or in a worker."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+
+    @property
+    def batch_sampler(self):
+        return self.loader.batch_sampler
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator:
+        for batch in self.loader:
+            if isinstance(batch, BadSample):
+                raise ChannelError(batch.message)
+            yield batch
 
 
 class RoundBatchSampler(Sampler[list[int]]):
@@ -108,13 +152,15 @@ class RoundBatchSampler(Sampler[list[int]]):
 
 
 def _worker_init(_: int) -> None:
+    arm_worker()
     limit_threads()
 
 
 def make_loader(
     dataset: ImageDataset, batch_size: int, *, train: bool, workers: int, seed: int = 0, pin_memory: bool = False
-) -> DataLoader:
+) -> Loader:
     common: dict[str, Any] = dict(
+        collate_fn=_collate,
         num_workers=workers,
         pin_memory=pin_memory,
         worker_init_fn=_worker_init if workers else None,
@@ -122,10 +168,8 @@ def make_loader(
         prefetch_factor=4 if workers else None,
     )
     if workers:
-        # the default fork would copy OpenCV/OpenMP thread pools into the workers (see roost.data.parallel)
-        common["multiprocessing_context"] = (
-            "forkserver" if "forkserver" in torch.multiprocessing.get_all_start_methods() else "spawn"
-        )
+        # not the default fork, which would copy OpenCV/OpenMP thread pools (see roost.data.parallel)
+        common["multiprocessing_context"] = worker_context(["roost.data.dataset"])
     if train:
-        return DataLoader(dataset, batch_sampler=RoundBatchSampler(len(dataset), batch_size, seed), **common)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)
+        return Loader(DataLoader(dataset, batch_sampler=RoundBatchSampler(len(dataset), batch_size, seed), **common))
+    return Loader(DataLoader(dataset, batch_size=batch_size, shuffle=False, **common))

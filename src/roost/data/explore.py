@@ -92,7 +92,10 @@ def _lst_items(lst: Path, root: Path) -> tuple[list[_Item], list[str] | None, li
 
 def _rec_items(rec: Path) -> tuple[Iterator[_Item], int | None, recordio.RecordReader]:
     idx = recordio.index_path_for(rec)
-    total = len(recordio.read_index(idx)) if idx.is_file() else None
+    try:
+        total = len(recordio.read_index(idx)) if idx.is_file() else None
+    except recordio.DuplicateKeys:
+        total = None  # counted while reading
     reader = recordio.RecordReader(rec, skip_corrupt=True)
 
     def gen() -> Iterator[_Item]:

@@ -221,6 +221,34 @@ class PackSummary:
         return self.total / self.seconds if self.seconds else 0.0
 
 
+class DuplicateIndex(UserError):
+    """Two entries of a list share an index: the .idx could name only one of their records."""
+
+
+def _check_list(lst_path: str, root: str, entries: list[ListEntry]) -> None:
+    """Refuse repeated indices (MXNet packs them and one record becomes unreachable by key); warn about entries
+    that leave the image root (a list may name any file this user can read: fine for one's own files, worth a word)."""
+    seen: dict[int, str] = {}
+    for e in entries:
+        if e.index in seen:
+            raise DuplicateIndex(
+                f"{lst_path}: index {e.index} is given to both {seen[e.index]} and {e.path}; every image needs its own "
+                "index (im2rec --list numbers them for you)"
+            )
+        seen[e.index] = e.path
+    base = os.path.realpath(root)
+    outside = [e.path for e in entries if not os.path.realpath(os.path.join(root, e.path)).startswith(base + os.sep)]
+    if outside:
+        log.warning(
+            "%s: %d entr%s outside the image root %s, e.g. %s",
+            lst_path,
+            len(outside),
+            "y is" if len(outside) == 1 else "ies are",
+            root,
+            outside[0],
+        )
+
+
 def pack_list(
     lst_path: str | os.PathLike,
     root: str | os.PathLike,
@@ -246,6 +274,7 @@ def pack_list(
     for e in bad:
         log.warning("ignored %s", e)
     summary.total = len(entries)
+    _check_list(lst_path, root, entries)
     start = time.perf_counter()
 
     def skip(entry: ListEntry, reason: str) -> None:

@@ -2,7 +2,10 @@
 
 Decoding through the same library (``cv2.imread`` flags, EXIF orientation,
 CMYK and greyscale JPEGs, truncated JPEGs that libjpeg still decodes) is what
-makes Roost's records match MXNet's pixel for pixel.
+makes Roost's records match MXNet's pixel for pixel. Every decode in Roost goes
+through this module, and none decodes an image above ``roost.MAX_IMAGE_PIXELS``
+(``ROOST_MAX_IMAGE_PIXELS``): a 400 KB PNG can declare 20000 x 20000 pixels, and
+decoding it would take 1.2 GB.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from roost import MAX_IMAGE_PIXELS
 from roost.errors import UserError
 
 #: What ``im2rec.py --exts`` accepts by default (MXNet >= 1.1).
@@ -30,6 +34,24 @@ class ImageDecodeError(UserError):
     pass
 
 
+class ImageTooLarge(ImageDecodeError):
+    pass
+
+
+def _decode(what: str, decode, *args) -> np.ndarray | None:
+    """``decode(*args)``, with OpenCV's refusal of an oversized image as :class:`ImageTooLarge`."""
+    try:
+        return decode(*args)
+    except cv2.error as err:
+        # OpenCV has no typed errors: its size check is the assertion named below
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(err):
+            raise ImageTooLarge(
+                f"{what} is larger than {MAX_IMAGE_PIXELS:,} pixels, the limit (ROOST_MAX_IMAGE_PIXELS); "
+                "shrink it, or raise the limit"
+            ) from None
+        return None
+
+
 def imread(path: str | os.PathLike, color: int = 1) -> np.ndarray:
     """``cv2.imread(path, color)`` with an error that says why instead of ``None``.
 
@@ -41,7 +63,7 @@ def imread(path: str | os.PathLike, color: int = 1) -> np.ndarray:
         raise ImageDecodeError(f"{p}: file not found")
     # imread rather than imdecode(fromfile): OpenCV's imdecode gives up on
     # truncated JPEGs that imread (and therefore MXNet) still decodes.
-    img = cv2.imread(os.fspath(p), color)
+    img = _decode(str(p), cv2.imread, os.fspath(p), color)
     if img is None:
         raise ImageDecodeError(
             f"{p}: cannot be decoded as an image (corrupt, truncated beyond repair, or not an image)"
@@ -50,7 +72,7 @@ def imread(path: str | os.PathLike, color: int = 1) -> np.ndarray:
 
 
 def imdecode(data: bytes, color: int = 1) -> np.ndarray:
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), color)
+    img = _decode(f"the {len(data)}-byte image", cv2.imdecode, np.frombuffer(data, dtype=np.uint8), color)
     if img is None:
         raise ImageDecodeError(f"{len(data)} bytes cannot be decoded as an image")
     return img
@@ -62,15 +84,17 @@ def _to_rgb(img: np.ndarray) -> np.ndarray:
 
 def decode_rgb(data: bytes, channels: int) -> np.ndarray | None:
     """Encoded bytes -> HWC RGB (``channels`` 3) or HW greyscale (1), as training and serving see images;
-    None when the bytes are not an image."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE)
+    None when the bytes are not an image, :class:`ImageTooLarge` above the pixel limit."""
+    flag = cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE
+    img = _decode(f"the {len(data)}-byte image", cv2.imdecode, np.frombuffer(data, np.uint8), flag)
     return None if img is None else _to_rgb(img)
 
 
 def read_rgb(path: str | os.PathLike, channels: int) -> np.ndarray | None:
     """:func:`decode_rgb` for a file; ``imread``, not ``imdecode``, because it also decodes truncated JPEGs as
     im2rec (and MXNet) do."""
-    img = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE)
+    flag = cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE
+    img = _decode(os.fspath(path), cv2.imread, os.fspath(path), flag)
     return None if img is None else _to_rgb(img)
 
 

@@ -1,22 +1,47 @@
-"""Worker processes for decoding and encoding images."""
+"""Worker processes for decoding and encoding images: started safely, and never outliving their parent."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+from collections.abc import Callable, Sequence
+from multiprocessing.context import BaseContext
 from multiprocessing.pool import Pool
+from typing import Any
+
+from roost.system import die_with_parent
 
 
-def process_pool(workers: int, initializer=None, initargs=()) -> Pool:
-    """A pool whose workers never inherit a live OpenCV or OpenMP thread pool.
+def worker_context(preload: Sequence[str] = ()) -> BaseContext:
+    """Where workers come from: a fork server where the platform has one, else spawn.
 
     Plain ``fork`` copies the parent's thread-pool state without its threads,
     and OpenCV then deadlocks in the child (seen here: ``cv2.setNumThreads``
     blocking in ``pthread_cond_destroy``). The fork server is a clean process
     that has only imported the worker modules, so forking from it is both safe
-    and cheap; platforms without it spawn.
+    and cheap. It arms the parent-death signal as it starts (``roost._forkserver``),
+    and every worker does in :func:`arm_worker`: a killed job or tool leaves no
+    process behind.
     """
     if "forkserver" in mp.get_all_start_methods():
-        server = mp.get_context("forkserver")
-        server.set_forkserver_preload(["roost.data.im2rec", "roost.data.explore"])
-        return server.Pool(workers, initializer=initializer, initargs=initargs)
-    return mp.get_context("spawn").Pool(workers, initializer=initializer, initargs=initargs)
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["roost._forkserver", *preload])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def arm_worker() -> None:
+    """In a worker process: end when the process that forked it ends."""
+    die_with_parent(os.getppid())
+
+
+def _start_worker(initializer: Callable[..., Any] | None, initargs: tuple) -> None:
+    arm_worker()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def process_pool(workers: int, initializer: Callable[..., Any] | None = None, initargs: tuple = ()) -> Pool:
+    """A pool of armed workers from :func:`worker_context`."""
+    ctx = worker_context(["roost.data.im2rec", "roost.data.explore"])
+    return ctx.Pool(workers, initializer=_start_worker, initargs=(initializer, initargs))

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from roost.errors import UserError
+from roost.formats.text import numbered_lines
 
 
 @dataclass(frozen=True)
@@ -70,16 +71,15 @@ def iter_list(path: str | os.PathLike, *, errors: list[LstError] | None = None) 
     A malformed line raises :class:`LstError`, unless ``errors`` is given: then
     it is appended there and skipped, which is what MXNet's ``read_list`` does.
     """
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield parse_line(line, path, lineno)
-            except LstError as err:
-                if errors is None:
-                    raise
-                errors.append(err)
+    for lineno, line in numbered_lines(path, lambda n, message: LstError(path, n, message)):
+        if not line.strip():
+            continue
+        try:
+            yield parse_line(line, path, lineno)
+        except LstError as err:
+            if errors is None:
+                raise
+            errors.append(err)
 
 
 def read_list(path: str | os.PathLike) -> list[ListEntry]:

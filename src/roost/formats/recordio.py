@@ -31,6 +31,7 @@ from typing import BinaryIO, NamedTuple
 import numpy as np
 
 from roost.errors import UserError
+from roost.formats.text import numbered_lines
 
 log = logging.getLogger(__name__)
 
@@ -375,15 +376,18 @@ class RecordReader:
             return got[1]
 
     def read_at(self, offset: int) -> bytes:
+        """The record that starts exactly at ``offset``. Never resynchronises, even with ``skip_corrupt``: a
+        damaged record read by position (or by key) is an error, not the next record in the file."""
         if offset < 0 or offset >= self.size:
             raise RecordIOError(
                 self.path, offset, f"expected a record here, but the file has only {self.size} bytes (stale .idx?)"
             )
         self._f.seek(offset)
-        data = self.read()
-        if data is None:
+        got = self.read_parts()
+        if got is None:
             raise RecordIOError(self.path, offset, "expected a record, found the end of the file")
-        return data
+        self.last_offset = offset
+        return got[1]
 
     def read_header_at(self, offset: int) -> IRHeader:
         """The IRHeader (and labels) of the record at ``offset``, reading only those bytes.
@@ -451,23 +455,44 @@ class RecordReader:
         self.close()
 
 
+class IndexFileError(UserError):
+    """An ``.idx`` file that cannot be used: a malformed line, or one key for two records."""
+
+
+class DuplicateKeys(IndexFileError):
+    pass
+
+
 def read_index(idx_path: str | os.PathLike, key_type=int) -> dict:
-    """Parse an ``.idx`` file into ``{key: offset}`` in file order."""
+    """Parse an ``.idx`` file into ``{key: offset}`` in file order; :class:`DuplicateKeys` when a key repeats
+    (MXNet's im2rec writes one key per ``.lst`` index, so a list with repeated indices leaves such files)."""
+    path = os.fspath(idx_path)
     idx: dict = {}
-    with open(idx_path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            fields = line.split("\t")
-            try:
-                if len(fields) != 2:
-                    raise ValueError
-                idx[key_type(fields[0])] = int(fields[1])
-            except ValueError:
-                raise ValueError(
-                    f"{os.fspath(idx_path)}: line {lineno}: expected '<key><TAB><byte offset>', found {line!r}"
-                ) from None
+    repeated: dict = {}
+
+    def error(lineno: int, message: str) -> IndexFileError:
+        return IndexFileError(f"{path}: line {lineno}: {message}")
+
+    for lineno, raw in numbered_lines(path, error):
+        line = raw.strip()
+        if not line:
+            continue
+        fields = line.split("\t")
+        try:
+            if len(fields) != 2:
+                raise ValueError
+            key, offset = key_type(fields[0]), int(fields[1])
+        except ValueError:
+            raise error(lineno, f"expected '<key><TAB><byte offset>', found {line!r}") from None
+        if key in idx:
+            repeated.setdefault(key, lineno)
+        idx[key] = offset
+    if repeated:
+        key, lineno = next(iter(repeated.items()))
+        raise DuplicateKeys(
+            f"{path}: {len(repeated)} key(s) name more than one record, e.g. key {key!r} again at "
+            f"line {lineno}; every record needs a key of its own"
+        )
     return idx
 
 

@@ -56,6 +56,7 @@ def _read_token(token: str | None) -> tuple[str, int] | None:
 
 class LogService(Service):
     target_prefix = "Logs_20140328"
+    model_name = "logs"
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions

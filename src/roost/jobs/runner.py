@@ -26,13 +26,30 @@ from roost.jobs.launcher import JobProcess, Launcher, LocalProcesses
 from roost.jobs.service import BUILTIN_METRICS, final_metrics, set_status
 from roost.storage.database import fetch
 from roost.storage.tables import LogEvent, SecondaryStatus, TrainingJob, TrainingJobStatus
-from roost.storage.uri import Location, StorageError, download, upload
+from roost.storage.uri import DataRoots, Location, StorageError, download, upload
 from roost.system import THREADS_ENV, available_cores
 
 log = logging.getLogger(__name__)
 
 FAILURE_LIMIT = 1024
 Status, Secondary = TrainingJobStatus, SecondaryStatus
+
+#: the server's own secrets, which its jobs never see (S3 is the runner's business, not the algorithm's)
+PRIVATE_ENV = (
+    "ROOST_ACCESS_KEY_ID",
+    "ROOST_SECRET_ACCESS_KEY",
+    "ROOST_DATABASE_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
+
+
+def job_environment(request_env: dict[str, str], name: str, arn: str, threads: int) -> dict[str, str]:
+    """The server's environment without its secrets, the job's ``Environment`` (checked when it was created) and
+    what SageMaker sets."""
+    base = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
+    return {**base, **request_env, "TRAINING_JOB_NAME": name, "TRAINING_JOB_ARN": arn, THREADS_ENV: str(threads)}
 
 
 class JobRunner:
@@ -45,6 +62,7 @@ class JobRunner:
         stop_grace: float = 120.0,
         poll: float = 0.5,
         launcher: Launcher | None = None,
+        roots: DataRoots | None = None,
     ) -> None:
         self.sessions = sessions
         self.jobs_dir = Path(data_dir) / "jobs"
@@ -52,6 +70,7 @@ class JobRunner:
         self.stop_grace = stop_grace
         self.poll = poll
         self.launcher: Launcher = launcher or LocalProcesses()
+        self.roots = roots  # checked again when data move: a link may have changed since the job was created
         self.running: dict[str, threading.Thread] = {}
         self.processes: dict[str, JobProcess] = {}
         self._lock = threading.Lock()
@@ -129,6 +148,11 @@ class JobRunner:
             ).all()
             waiting = [j for j in waiting if j.name not in self.running]
             start, queued = waiting[: max(free, 0)], waiting[max(free, 0) :]
+            # a job stopped before it had a slot has nothing to stop: it ends at once and frees its place
+            for job in s.scalars(select(TrainingJob).where(TrainingJob.status == Status.STOPPING)).all():
+                if job.name not in self.running:
+                    job.training_end_time = time.time()
+                    set_status(s, job, Status.STOPPED, Secondary.STOPPED, "Training job stopped")
             for job in queued:
                 if job.secondary_status == Secondary.STARTING:
                     set_status(
@@ -162,22 +186,23 @@ class JobRunner:
         layout = JobLayout(job_dir / "opt_ml")
         with self.sessions.begin() as s:
             job = fetch(s, TrainingJob, name)
+            if job.status != Status.IN_PROGRESS:  # stopped while it waited
+                return
             req, arn = job.request, job.arn
             resuming = job.secondary_status == Secondary.RESTARTING
             set_status(s, job, None, Secondary.STARTING, "Preparing the instances for training")
         self._prepare(req, layout, resuming)
         with self.sessions.begin() as s:
             job = fetch(s, TrainingJob, name)
+            if job.stop_requested:  # stopped while its data came: nothing was trained
+                job.training_end_time = time.time()
+                set_status(s, job, Status.STOPPED, Secondary.STOPPED, "Training job stopped")
+                return
             set_status(s, job, None, Secondary.TRAINING, "Training image download completed. Training in progress.")
             job.training_start_time = job.training_start_time or time.time()
             started = job.training_start_time
-        env = {
-            **os.environ,
-            **(req.get("Environment") or {}),
-            "TRAINING_JOB_NAME": name,
-            "TRAINING_JOB_ARN": arn,
-            THREADS_ENV: str(max(1, available_cores() // self.max_concurrent)),
-        }
+        threads = max(1, available_cores() // self.max_concurrent)
+        env = job_environment(req.get("Environment") or {}, name, arn, threads)
         proc = self.launcher.launch(job_dir, layout.root, env)
         with self._lock:
             self.processes[name] = proc
@@ -199,7 +224,7 @@ class JobRunner:
                 s, fetch(s, TrainingJob, req["TrainingJobName"]), None, Secondary.DOWNLOADING, "Downloading input data"
             )
         for ch in req["InputDataConfig"]:
-            download(ch["DataSource"]["S3DataSource"]["S3Uri"], layout.channel(ch["ChannelName"]))
+            download(ch["DataSource"]["S3DataSource"]["S3Uri"], layout.channel(ch["ChannelName"]), self.roots)
 
     def _watch(self, name: str, req: dict, proc: JobProcess, job_dir: Path, started: float) -> tuple[int, str | None]:
         """Until the process ends: its log into the job's stream, StopTrainingJob and MaxRuntimeInSeconds enforced."""
@@ -264,7 +289,9 @@ class JobRunner:
                 )
             tar = pack_model_dir(layout.model, job_dir / "model.tar.gz")
             artifact = upload(
-                tar, Location.parse(req["OutputDataConfig"]["S3OutputPath"]).join(name, "output", "model.tar.gz")
+                tar,
+                Location.parse(req["OutputDataConfig"]["S3OutputPath"]).join(name, "output", "model.tar.gz"),
+                self.roots,
             )
         if stopped_by == "max_runtime":
             self._finish(
@@ -279,7 +306,8 @@ class JobRunner:
         elif rc == 0:
             self._finish(name, Status.COMPLETED, Secondary.COMPLETED, "Training job completed", artifact=artifact)
         else:
-            reason = layout.read_failure()
+            # the algorithm names files by where this server keeps them; SageMaker's users see /opt/ml
+            reason = layout.read_failure().replace(str(layout.root), "/opt/ml")
             if not reason:
                 how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
                 reason = f"AlgorithmError: the algorithm {how} without writing a failure reason; see the job's log"

@@ -30,8 +30,9 @@ from roost.aws import (
     validation,
     validation_errors,
 )
+from roost.storage.database import inserting
 from roost.storage.tables import ACTIVE, TERMINAL, SecondaryStatus, StatusTransition, TrainingJob, TrainingJobStatus
-from roost.storage.uri import Location, StorageError, exists
+from roost.storage.uri import DataRoots, Location, StorageError, exists
 
 CHANNEL_PATTERN = r"[A-Za-z0-9\.\-_]+"
 ROLE_PATTERN = r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$"
@@ -108,13 +109,45 @@ def _check_request(req: dict) -> None:
         raise validation_errors(problems)
 
 
+#: ``Environment`` names a job may set (exact, or a prefix ending in ``*``). Jobs are processes of the server's
+#: host, not containers: anything that steers the interpreter, the loader or a library (PYTHON*, LD_*, BROWSER,
+#: PATH, ...) could run code as the server, so only these pass; ``roost server --job-env-allow`` adds names.
+DEFAULT_JOB_ENV_ALLOW = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TZ", "SM_*", "SAGEMAKER_*")
+
+
+class EnvironmentPolicy:
+    def __init__(self, allow: tuple[str, ...] | list[str] = DEFAULT_JOB_ENV_ALLOW) -> None:
+        self.allow = tuple(allow)
+
+    def allows(self, name: str) -> bool:
+        return any(name.startswith(a[:-1]) if a.endswith("*") else name == a for a in self.allow)
+
+    def check(self, environment: dict) -> None:
+        refused = sorted(name for name in environment if not self.allows(name))
+        if refused:
+            raise validation(
+                f"Environment variable{'s' if len(refused) > 1 else ''} {', '.join(refused)} not allowed: Roost runs "
+                "training jobs as processes of its host, so variables that could change how the interpreter, the "
+                f"loader or a library behave are refused. Allowed: {', '.join(self.allow)} (the operator adds more "
+                "with roost server --job-env-allow)."
+            )
+
+
 class TrainingJobService(Service):
     def __init__(
-        self, sessions: sessionmaker[Session], account: Account | None = None, *, max_active_jobs: int = 100
+        self,
+        sessions: sessionmaker[Session],
+        account: Account | None = None,
+        *,
+        max_active_jobs: int = 100,
+        roots: DataRoots | None = None,
+        environment: EnvironmentPolicy | None = None,
     ) -> None:
         self.sessions = sessions
         self.account = account or Account()
         self.max_active_jobs = max_active_jobs  # beyond this CreateTrainingJob answers ResourceLimitExceeded
+        self.roots = roots  # the local folders jobs may read and write; None: any (tests of the service alone)
+        self.environment = environment or EnvironmentPolicy()
 
     def arn(self, name: str) -> str:
         return self.account.arn("training-job", name)
@@ -129,13 +162,25 @@ class TrainingJobService(Service):
             parse_hyperparameters(req.get("HyperParameters") or {})
         except HyperparameterError as err:
             raise validation("Invalid hyperparameters: " + "; ".join(err.problems)) from None
+        self.environment.check(req.get("Environment") or {})
         channel_names = [c["ChannelName"] for c in req["InputDataConfig"]]
         if len(set(channel_names)) != len(channel_names):
             raise validation(f"Channel names must be unique: {channel_names}")
+        try:
+            for key, uri in (
+                ("OutputDataConfig", req["OutputDataConfig"]["S3OutputPath"]),
+                ("CheckpointConfig", (req.get("CheckpointConfig") or {}).get("S3Uri")),
+            ):
+                if uri is not None and self.roots is not None:
+                    self.roots.check_uri(uri, f"{key} location")
+                elif uri is not None:
+                    Location.parse(uri)
+        except StorageError as err:
+            raise validation(str(err)) from None
         for ch in req["InputDataConfig"]:
             uri = ch["DataSource"]["S3DataSource"]["S3Uri"]
             try:
-                ok = exists(uri)
+                ok = exists(uri, self.roots)
             except StorageError as err:
                 raise validation(str(err)) from None
             if not ok:
@@ -144,18 +189,18 @@ class TrainingJobService(Service):
                     "that the bucket exists in the selected region, that objects exist under that S3 prefix, "
                     "and that the credentials can list them."
                 )
-        try:
-            Location.parse(req["OutputDataConfig"]["S3OutputPath"])
-        except StorageError as err:
-            raise validation(str(err)) from None
         now = time.time()
-        with self.sessions.begin() as s:
+
+        def in_use() -> ServiceError:
+            return ServiceError(
+                "ResourceInUse",
+                f"Training job names must be unique within an AWS account and region, "
+                f"and a training job with this name already exists ({self.arn(name)})",
+            )
+
+        with inserting(self.sessions, in_use) as s:
             if s.get(TrainingJob, name) is not None:
-                raise ServiceError(
-                    "ResourceInUse",
-                    f"Training job names must be unique within an AWS account and region, "
-                    f"and a training job with this name already exists ({self.arn(name)})",
-                )
+                raise in_use()
             active = s.scalar(select(func.count()).select_from(TrainingJob).where(TrainingJob.status.in_(ACTIVE))) or 0
             if active >= self.max_active_jobs:
                 raise ServiceError(

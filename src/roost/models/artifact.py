@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
@@ -60,7 +61,14 @@ def load(source: str | os.PathLike, checkpoint: str | None = None) -> tuple[ResN
     if name not in members:
         raise ArtifactError(f"{path}: checkpoint {name!r} not found; it holds {', '.join(sorted(members))}")
     model = build_model(meta)
-    model.load_state_dict(load_safetensors(members[name]))
+    # a checkpoint holds the network's tensors and a small header: refuse one far larger before reading it
+    expected = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    limit = 2 * expected + (1 << 20)
+    try:
+        state = load_safetensors(members.read(name, limit))
+        model.load_state_dict(state)
+    except (SafetensorError, RuntimeError) as err:
+        raise ArtifactError(f"{path}: {name} does not hold this model's weights ({str(err).splitlines()[0]})") from None
     return model.eval(), meta
 
 

@@ -11,9 +11,9 @@ tells single- from multi-label.
 
 from __future__ import annotations
 
-import json
 import os
 import re
+from collections.abc import Mapping
 
 from roost.formats.artifact import (
     META_FILE,
@@ -22,6 +22,8 @@ from roost.formats.artifact import (
     Checkpoint,
     ModelMeta,
     checkpoint_name,
+    input_shape,
+    read_json_member,
     serving_preprocessing,
 )
 from roost.formats.mxnet_params import load_params
@@ -31,7 +33,7 @@ SYMBOL = "image-classification-symbol.json"
 PARAMS_RE = re.compile(r"image-classification-(\d{4})\.params$")
 
 
-def is_sagemaker_artifact(members: dict[str, bytes]) -> bool:
+def is_sagemaker_artifact(members: Mapping[str, bytes]) -> bool:
     return any(PARAMS_RE.search(n) for n in members) and META_FILE not in members
 
 
@@ -54,7 +56,7 @@ def _depth(params: dict, height: int) -> int:
 
 
 def load_sagemaker(
-    members: dict[str, bytes], source: str = "model.tar.gz", checkpoint: str | None = None
+    members: Mapping[str, bytes], source: str = "model.tar.gz", checkpoint: str | None = None
 ) -> tuple[ResNet, ModelMeta]:
     """Roost's network with a SageMaker artifact's weights, and a description as Roost's artifacts carry."""
     params_files = sorted(n for n in members if PARAMS_RE.search(n))  # NNNN is zero-padded: names sort by epoch
@@ -65,8 +67,7 @@ def load_sagemaker(
         raise ArtifactError(f"{source}: no {name}; it holds {', '.join(params_files)}")
     if SHAPES_FILE not in members:
         raise ArtifactError(f"{source}: no {SHAPES_FILE}, so the input shape is unknown")
-    shape = json.loads(members[SHAPES_FILE])[0]["shape"]
-    image_shape = tuple(int(x) for x in shape[1:])
+    image_shape = input_shape(members, source)
     params = load_params(members[name], f"{source}:{name}")
     head = find_head(params)
     if head is None:
@@ -75,8 +76,10 @@ def load_sagemaker(
     layers = _depth(params, image_shape[1])
     multi_label = False
     if SYMBOL in members:
-        nodes = json.loads(members[SYMBOL]).get("nodes", [])
-        multi_label = bool(nodes) and nodes[-1].get("op") in ("LogisticRegressionOutput", "sigmoid", "Activation")
+        symbol = read_json_member(members, SYMBOL, source)
+        nodes = symbol.get("nodes") if isinstance(symbol, dict) else None
+        last = nodes[-1] if isinstance(nodes, list) and nodes and isinstance(nodes[-1], dict) else {}
+        multi_label = last.get("op") in ("LogisticRegressionOutput", "sigmoid", "Activation")
     model = ResNet(num_classes, layers, image_shape, head=head)
     load_mxnet_params(model, params)
     epoch = int(name[-len("NNNN.params") : -len(".params")])

@@ -13,16 +13,22 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from roost.serving.batching import DynamicBatcher
-from roost.serving.invocations import answer
+from roost.serving.http import BodyLimit
+from roost.serving.invocations import MAX_BODY, answer, too_large_message
 from roost.serving.predictor import InputError, Predictor
 
 log = logging.getLogger(__name__)
 
 
+def _too_large(path: str, limit: int, size: int | None) -> Response:
+    return JSONResponse({"error": too_large_message(size, limit)}, status_code=413)
+
+
 def create_serving_app(predictor: Predictor, max_batch: int = 8) -> FastAPI:
     """``max_batch`` > 1 lets concurrent requests share forward passes (see ``roost.serving.batching``)."""
     model = DynamicBatcher(predictor, max_batch)
-    app = FastAPI(title="Roost model server", docs_url=None, redoc_url=None)
+    app = FastAPI(title="Roost model server", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(BodyLimit, limit_for=lambda path: MAX_BODY, reject=_too_large)
 
     @app.get("/ping")
     def ping() -> Response:

@@ -37,11 +37,15 @@ class DynamicBatcher:
         return self.predictor.class_names
 
     def predict(self, images: list[bytes]) -> list[Prediction]:
-        """Same contract as :meth:`Predictor.predict`; decoding happens in the caller's thread."""
-        arrays = [self.predictor.preprocess(b) for b in images]
-        future: Future = Future()
-        self._queue.put((arrays, future))
-        return [Prediction(p.tolist()) for p in future.result()]
+        """Same contract as :meth:`Predictor.predict`; decoding happens in the caller's thread, ``max_batch``
+        images at a time, so a request of many images never holds more than that many decoded."""
+        out = []
+        for start in range(0, len(images), self.max_batch):
+            arrays = [self.predictor.preprocess(b) for b in images[start : start + self.max_batch]]
+            future: Future = Future()
+            self._queue.put((arrays, future))
+            out += [Prediction(p.tolist()) for p in future.result()]
+        return out
 
     def close(self) -> None:
         """Let the workers finish what is queued, then end."""

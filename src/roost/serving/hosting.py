@@ -28,14 +28,15 @@ from roost.errors import UserError
 from roost.serving.batching import DynamicBatcher
 from roost.serving.invocations import answer, render
 from roost.serving.predictor import InputError, Predictor, RequestTooLarge
-from roost.storage.database import fetch
+from roost.storage.database import fetch, inserting
 from roost.storage.tables import Endpoint, EndpointConfig, EndpointStatus, Model, TransformJob, TransformJobStatus
-from roost.storage.uri import Location, StorageError, download, exists, upload
+from roost.storage.uri import DataRoots, Location, StorageError, download, exists, upload
 
 log = logging.getLogger(__name__)
 
 #: images that concurrent requests to one endpoint may share in a forward pass
 MAX_BATCH = 8
+TOO_LARGE_MESSAGE = "Request payload exceeds the 6 MB (6291456 bytes) limit."
 
 
 @dataclass
@@ -49,8 +50,15 @@ def _container(model: Model) -> dict[str, Any]:
 
 
 class HostingService(Service):
-    def __init__(self, sessions: sessionmaker[Session], data_dir: Path, account: Account | None = None) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        data_dir: Path,
+        account: Account | None = None,
+        roots: DataRoots | None = None,
+    ) -> None:
         self.sessions = sessions
+        self.roots = roots  # the local folders models and batch data may come from and go to; None: any
         self.cache = Path(data_dir) / "models"
         self.account = account or Account()
         self.hosted: dict[str, Hosted] = {}
@@ -58,6 +66,9 @@ class HostingService(Service):
 
     def arn(self, kind: str, name: str) -> str:
         return self.account.arn(kind, name)
+
+    def _already(self, kind: str, what: str, name: str) -> ServiceError:
+        return validation(f'Cannot create already existing {what} "{self.arn(kind, name)}".')
 
     # ------------------------------------------------------------------ models
 
@@ -68,16 +79,17 @@ class HostingService(Service):
         url = (container or {}).get("ModelDataUrl")
         if not url:
             raise validation("PrimaryContainer.ModelDataUrl is required: the model.tar.gz of a training job")
-        if not str(url).endswith((".tar.gz", ".tgz")):
-            raise validation(f"Could not access model data at {url}. ModelDataUrl must point to a tar.gz file.")
         try:
-            if not exists(url):
+            # the name the data is stored under must end so, not a query or fragment after it
+            if not Location.parse(str(url)).key.endswith((".tar.gz", ".tgz")):
+                raise validation(f"Could not access model data at {url}. ModelDataUrl must point to a tar.gz file.")
+            if not exists(url, self.roots):
                 raise validation(f"Could not find model data at {url}.")
         except StorageError as err:
             raise validation(str(err)) from None
-        with self.sessions.begin() as s:
+        with inserting(self.sessions, lambda: self._already("model", "model", name)) as s:
             if s.get(Model, name) is not None:
-                raise validation(f'Cannot create already existing model "{self.arn("model", name)}".')
+                raise self._already("model", "model", name)
             s.add(Model(name=name, arn=self.arn("model", name), request=req, creation_time=time.time()))
         return {"ModelArn": self.arn("model", name)}
 
@@ -131,13 +143,11 @@ class HostingService(Service):
         variants = req.get("ProductionVariants") or []
         if not 1 <= len(variants) <= 10:
             raise validation("ProductionVariants must hold 1 to 10 variants")
-        with self.sessions.begin() as s:
+        with inserting(self.sessions, lambda: self._already("endpoint-config", "endpoint configuration", name)) as s:
             for v in variants:
                 self._model(s, v.get("ModelName"))
             if s.get(EndpointConfig, name) is not None:
-                raise validation(
-                    f'Cannot create already existing endpoint configuration "{self.arn("endpoint-config", name)}".'
-                )
+                raise self._already("endpoint-config", "endpoint configuration", name)
             s.add(
                 EndpointConfig(name=name, arn=self.arn("endpoint-config", name), request=req, creation_time=time.time())
             )
@@ -168,10 +178,10 @@ class HostingService(Service):
     @operation("CreateEndpoint")
     def create_endpoint(self, req: dict) -> dict:
         name = check_name(req.get("EndpointName"), "endpointName")
-        with self.sessions.begin() as s:
+        with inserting(self.sessions, lambda: self._already("endpoint", "endpoint", name)) as s:
             self._config(s, req.get("EndpointConfigName"))
             if s.get(Endpoint, name) is not None:
-                raise validation(f'Cannot create already existing endpoint "{self.arn("endpoint", name)}".')
+                raise self._already("endpoint", "endpoint", name)
             now = time.time()
             s.add(
                 Endpoint(
@@ -316,8 +326,8 @@ class HostingService(Service):
         if not target.is_file():
             loc = Location.parse(url)
             if loc.scheme == "file":
-                return Path(loc.key)
-            files = download(url, target.parent)
+                return self.roots.check(loc.key, "the model") if self.roots else Path(loc.key)
+            files = download(url, target.parent, self.roots)
             return files[0]
         return target
 
@@ -344,7 +354,7 @@ class HostingService(Service):
         try:
             payload, media = answer(hosted.model, body, content_type, accept, custom_attributes)
         except RequestTooLarge:
-            raise ServiceError("ValidationError", "Request payload exceeds the 6 MB (6291456 bytes) limit.") from None
+            raise ServiceError("ValidationError", TOO_LARGE_MESSAGE) from None
         except InputError as err:
             message = (
                 f'Received client error ({err.status}) from primary with message "{json.dumps({"error": str(err)})}".'
@@ -370,14 +380,24 @@ class HostingService(Service):
             raise validation(
                 "TransformInput.DataSource.S3DataSource.S3Uri and TransformOutput.S3OutputPath are required"
             )
-        with self.sessions.begin() as s:
+        if self.roots is not None:
+            try:
+                self.roots.check_uri(src["S3Uri"], "the transform input")
+                self.roots.check_uri(out, "the transform output")
+            except StorageError as err:
+                raise validation(str(err)) from None
+
+        def in_use() -> ServiceError:
+            return ServiceError(
+                "ResourceInUse",
+                f"Job name must be unique within an AWS account and region, and a "
+                f"job with this name already exists ({self.arn('transform-job', name)})",
+            )
+
+        with inserting(self.sessions, in_use) as s:
             self._model(s, req.get("ModelName"))
             if s.get(TransformJob, name) is not None:
-                raise ServiceError(
-                    "ResourceInUse",
-                    f"Job name must be unique within an AWS account and region, and a "
-                    f"job with this name already exists ({self.arn('transform-job', name)})",
-                )
+                raise in_use()
             s.add(
                 TransformJob(
                     name=name,
@@ -431,7 +451,7 @@ class HostingService(Service):
             accept = req["TransformOutput"].get("Accept") or "application/jsonlines"
             with tempfile.TemporaryDirectory() as tmp:
                 inputs = Path(tmp) / "in"
-                files = download(src, inputs)
+                files = download(src, inputs, self.roots)
                 failed = []
                 for f in files:
                     rel = f.relative_to(inputs).as_posix()
@@ -445,7 +465,7 @@ class HostingService(Service):
                     result = Path(tmp) / "out" / (rel + ".out")
                     result.parent.mkdir(parents=True, exist_ok=True)
                     result.write_bytes(payload)
-                    upload(result, out.join(rel + ".out"))
+                    upload(result, out.join(rel + ".out"), self.roots)
             if failed:
                 status, reason = TransformJobStatus.FAILED, "ClientError: " + "; ".join(failed)[:1000]
             else:

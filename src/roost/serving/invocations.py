@@ -32,7 +32,15 @@ class Model(Protocol):
 
 
 MAX_BODY = 6 * 1024 * 1024  # InvokeEndpoint's payload limit
+#: images one application/json request may carry
+MAX_INSTANCES = 100
 IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
+
+
+def too_large_message(size: int | None, limit: int) -> str:
+    if size is None:  # the body came without a length and grew past the limit
+        return f"the request body is larger than the limit of {limit} bytes (6 MB)"
+    return f"the request body is {size} bytes; the limit is {limit} bytes (6 MB)"
 
 
 def parse_custom_attributes(header: str | None) -> dict[str, str]:
@@ -44,22 +52,37 @@ def parse_custom_attributes(header: str | None) -> dict[str, str]:
     return out
 
 
+def _json_instances(body: bytes) -> list[bytes]:
+    def malformed() -> InputError:
+        return InputError('an application/json request must be {"instances": [<base64 image>, ...]}')
+
+    try:
+        items = json.loads(body)["instances"]
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nested a few thousand deep
+        raise malformed() from None
+    if not isinstance(items, list):
+        raise malformed()
+    if not items:
+        raise InputError("no instances in the request")
+    if len(items) > MAX_INSTANCES:
+        raise InputError(
+            f"{len(items)} instances in one request; the limit is {MAX_INSTANCES}: send the rest in further requests"
+        )
+    try:
+        return [base64.b64decode(x["b64"] if isinstance(x, dict) else x, validate=True) for x in items]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise malformed() from None
+
+
 def decode_request(body: bytes, content_type: str) -> tuple[list[bytes], bool]:
     """The images of a request, and whether it was a several-image JSON request."""
     if len(body) > MAX_BODY:
-        raise RequestTooLarge(f"the request body is {len(body)} bytes; the limit is {MAX_BODY} bytes (6 MB)")
+        raise RequestTooLarge(too_large_message(len(body), MAX_BODY))
     base = (content_type or "").split(";")[0].strip().lower()
     if base in IMAGE_TYPES:
         return [body], False
     if base == "application/json":
-        try:
-            items = json.loads(body)["instances"]
-            images = [base64.b64decode(x["b64"] if isinstance(x, dict) else x, validate=True) for x in items]
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            raise InputError('an application/json request must be {"instances": [<base64 image>, ...]}') from None
-        if not images:
-            raise InputError("no instances in the request")
-        return images, True
+        return _json_instances(body), True
     raise UnsupportedContent(
         f"unsupported content type {content_type!r}: send image/jpeg, image/png or application/x-image "
         '(or application/json {"instances": [...]} for several images)'

@@ -10,16 +10,17 @@ softmax probabilities, or per-class sigmoids for multi-label models.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from roost.data.images import decode_rgb, resize_exact
+from roost.data.images import ImageTooLarge, decode_rgb, resize_exact
 from roost.errors import PayloadTooLarge, UnsupportedMediaType, UserError
 from roost.formats.artifact import ModelMeta
 from roost.models.artifact import load
-from roost.system import keep_freed_memory
+from roost.system import available_cores, keep_freed_memory
 
 
 class InputError(UserError):
@@ -62,6 +63,8 @@ class Predictor:
         size = prep.get("resize") or {}
         self.height, self.width = int(size.get("height", h)), int(size.get("width", w))
         self.channels = c
+        # a decoded image may take up to 3 x MAX_IMAGE_PIXELS bytes until it is resized: bound how many at once
+        self._decoding = threading.BoundedSemaphore(max(2, available_cores()))
 
     @classmethod
     def load(cls, source: str | os.PathLike) -> Predictor:
@@ -74,10 +77,14 @@ class Predictor:
     def preprocess(self, data: bytes) -> np.ndarray:
         if not data:
             raise InputError("the request body is empty; send the image's bytes (JPEG or PNG)")
-        img = decode_rgb(data, self.channels)
-        if img is None:
-            raise InputError(f"the {len(data)}-byte body cannot be decoded as an image; send JPEG or PNG bytes")
-        img = resize_exact(img, self.height, self.width)
+        with self._decoding:
+            try:
+                img = decode_rgb(data, self.channels)
+            except ImageTooLarge as err:
+                raise InputError(str(err)) from None
+            if img is None:
+                raise InputError(f"the {len(data)}-byte body cannot be decoded as an image; send JPEG or PNG bytes")
+            img = resize_exact(img, self.height, self.width)
         return img[None] if img.ndim == 2 else img.transpose(2, 0, 1)
 
     @torch.inference_mode()

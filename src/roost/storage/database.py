@@ -6,12 +6,16 @@ newer Roost opens an older database without losing anything.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -27,16 +31,37 @@ def fetch(s: Session, table: type[Row], key: Any) -> Row:
     return row
 
 
+@contextmanager
+def inserting(sessions: sessionmaker[Session], conflict: Callable[[], Exception]) -> Iterator[Session]:
+    """A transaction that adds rows; if another request added one with the same key meanwhile (two creates of one
+    name at the same moment), the loser gets ``conflict()`` - the error the API answers - instead of a crash."""
+    try:
+        with sessions.begin() as s:
+            yield s
+    except IntegrityError:
+        raise conflict() from None
+
+
 def database_url(data_dir: Path, url: str | None = None) -> str:
     return url or f"sqlite:///{(data_dir / 'roost.db').resolve()}"
 
 
 def open_database(url: str) -> sessionmaker[Session]:
+    if url.startswith("sqlite:///"):
+        _private_sqlite_file(Path(url[len("sqlite:///") :]))
     engine = create_engine(url, future=True, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     migrate(engine)
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def _private_sqlite_file(path: Path) -> None:
+    # SQLite gives its -wal and -shm files the database file's mode
+    if path.exists():
+        os.chmod(path, 0o600)
+    elif path.parent.is_dir():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -3,6 +3,10 @@
 S3 goes through boto3 and the standard AWS configuration (credentials, region,
 and ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` for S3-compatible stores such
 as MinIO), so a real bucket and a local store take the same code path.
+
+On a shared server, local locations are confined by :class:`DataRoots`: nothing
+outside the folders the operator named is read or written, symbolic links
+included. The command-line tools work on the user's own files and pass no roots.
 """
 
 from __future__ import annotations
@@ -28,12 +32,16 @@ class Location:
 
     @classmethod
     def parse(cls, uri: str) -> Location:
-        parsed = urlparse(uri)
-        if parsed.scheme == "s3":
-            if not parsed.netloc:
+        if uri.startswith("s3://"):
+            # S3 keys may hold "?" and "#": everything after the bucket is the key
+            bucket, _, key = uri[len("s3://") :].partition("/")
+            if not bucket:
                 raise StorageError(f"{uri!r}: an S3 URI needs a bucket, e.g. s3://bucket/prefix")
-            return cls("s3", parsed.netloc, parsed.path.lstrip("/"))
+            return cls("s3", bucket, key)
+        parsed = urlparse(uri)
         if parsed.scheme == "file":
+            if parsed.query or parsed.fragment or parsed.netloc not in ("", "localhost"):
+                raise StorageError(f"{uri!r}: a file:// URI names a local file: no host, query or fragment")
             return cls("file", "", unquote(parsed.path))
         if parsed.scheme == "":
             return cls("file", "", os.path.abspath(uri))
@@ -44,6 +52,36 @@ class Location:
             key = "/".join([self.key.rstrip("/"), *parts]) if self.key else "/".join(parts)
             return f"s3://{self.bucket}/{key}"
         return str(Path(self.key, *parts))
+
+
+class DataRoots:
+    """The local folders a server may read and write; every local location is checked against them."""
+
+    def __init__(self, roots: list[str | os.PathLike]) -> None:
+        self.roots = [Path(os.path.realpath(r)) for r in roots]
+
+    def __str__(self) -> str:
+        return ", ".join(map(str, self.roots))
+
+    def check(self, path: str | os.PathLike, what: str) -> Path:
+        """``path`` with symbolic links resolved, if it lies below a root; else :class:`StorageError`."""
+        real = Path(os.path.realpath(path))
+        if not any(real == root or root in real.parents for root in self.roots):
+            raise StorageError(
+                f"{what} {path} is outside the folders this server reads and writes ({self}); put the data below "
+                "one of them, or have the server started with --data-root for its folder"
+            )
+        return real
+
+    def check_uri(self, uri: str, what: str) -> None:
+        loc = Location.parse(uri)
+        if loc.scheme == "file":
+            self.check(loc.key, what)
+
+
+def _check(roots: DataRoots | None, path: str | os.PathLike, what: str) -> None:
+    if roots is not None:
+        roots.check(path, what)
 
 
 def s3_client():
@@ -60,10 +98,11 @@ def _s3_objects(loc: Location) -> list[str]:
     return keys
 
 
-def exists(uri: str) -> bool:
+def exists(uri: str, roots: DataRoots | None = None) -> bool:
     """Whether anything is stored at ``uri`` (a file, a non-empty folder, or objects under an S3 prefix)."""
     loc = Location.parse(uri)
     if loc.scheme == "file":
+        _check(roots, loc.key, "the location")
         p = Path(loc.key)
         return p.is_file() or (p.is_dir() and any(p.iterdir()))
     try:
@@ -72,13 +111,14 @@ def exists(uri: str) -> bool:
         raise StorageError(f"{uri}: cannot list objects ({err})") from None
 
 
-def download(uri: str, dest: Path) -> list[Path]:
+def download(uri: str, dest: Path, roots: DataRoots | None = None) -> list[Path]:
     """Copy what is at ``uri`` into the folder ``dest`` (SageMaker's File mode); returns the files."""
     loc = Location.parse(uri)
     dest.mkdir(parents=True, exist_ok=True)
     out = []
     if loc.scheme == "file":
         src = Path(loc.key)
+        _check(roots, src, "the location")
         if src.is_file():
             target = dest / src.name
             _link_or_copy(src, target)
@@ -87,6 +127,7 @@ def download(uri: str, dest: Path) -> list[Path]:
             raise StorageError(f"{uri}: no such file or folder")
         for f in sorted(src.rglob("*")):
             if f.is_file():
+                _check(roots, f, f"{uri}: the file")  # a link inside may point anywhere
                 target = dest / f.relative_to(src)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 _link_or_copy(f, target)
@@ -101,7 +142,9 @@ def download(uri: str, dest: Path) -> list[Path]:
     prefix = loc.key if loc.key.endswith("/") or len(keys) > 1 or keys[0] != loc.key else os.path.dirname(loc.key)
     for key in keys:
         rel = key[len(prefix) :].lstrip("/") if prefix else key
-        target = dest / (rel or os.path.basename(key))
+        target = (dest / (rel or os.path.basename(key))).resolve()
+        if dest.resolve() not in target.parents:  # keys like "a/../../x" must not leave the folder
+            raise StorageError(f"s3://{loc.bucket}/{key}: the key leaves the folder it is downloaded to")
         target.parent.mkdir(parents=True, exist_ok=True)
         client.download_file(loc.bucket, key, str(target))
         out.append(target)
@@ -110,16 +153,18 @@ def download(uri: str, dest: Path) -> list[Path]:
 
 def _link_or_copy(src: Path, target: Path) -> None:
     # hard links cost nothing and keep the job's input immutable to later edits of the source's name
+    real = os.path.realpath(src)
     try:
-        os.link(src, target)
+        os.link(real, target)
     except OSError:
-        shutil.copy2(src, target)
+        shutil.copy2(real, target)
 
 
-def upload(path: Path, uri: str) -> str:
+def upload(path: Path, uri: str, roots: DataRoots | None = None) -> str:
     loc = Location.parse(uri)
     if loc.scheme == "file":
         target = Path(loc.key)
+        _check(roots, target, "the output location")
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".partial")
         shutil.copy2(path, tmp)

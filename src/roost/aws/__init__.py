@@ -87,9 +87,13 @@ def operation(name: str) -> Callable[[Callable], Callable]:
 
 
 class Service:
-    """A group of operations answered under one ``X-Amz-Target`` prefix (``SageMaker``, ``Logs_20140328``)."""
+    """A group of operations answered under one ``X-Amz-Target`` prefix (``SageMaker``, ``Logs_20140328``).
+
+    ``model_name`` is the service's name in botocore, whose model the requests are checked against.
+    """
 
     target_prefix: ClassVar[str] = "SageMaker"
+    model_name: ClassVar[str] = "sagemaker"
 
     def operations(self) -> dict[str, Handler]:
         """Operation name -> bound handler, for every method marked with :func:`operation`."""
@@ -102,12 +106,23 @@ class Service:
 
 
 def dispatch_table(*services: Service) -> dict[str, Handler]:
-    """``X-Amz-Target`` -> handler over all ``services``; one operation answered twice is a bug."""
+    """``X-Amz-Target`` -> handler over all ``services``, each checking its request against botocore's model
+    first (``roost.aws.shapes``); one operation answered twice is a bug."""
     table: dict[str, Handler] = {}
     for service in services:
         for name, handler in service.operations().items():
             target = f"{service.target_prefix}.{name}"
             if target in table:
                 raise RuntimeError(f"{target} is registered twice")
-            table[target] = handler
+            table[target] = _validated(service.model_name, name, handler)
     return table
+
+
+def _validated(model_name: str, operation_name: str, handler: Handler) -> Handler:
+    from roost.aws.shapes import check_request
+
+    def handle(req: dict) -> dict:
+        check_request(model_name, operation_name, req)
+        return handler(req)
+
+    return handle

@@ -1,0 +1,161 @@
+"""Requests checked against the service models botocore ships, before any handler sees them.
+
+Every AWS SDK builds its requests from these models, so checking against them
+is checking against what AWS itself accepts: member types first (a wrong type is
+a ``SerializationException``, as AWS answers it), then required members, enums,
+lengths, ranges and patterns, all counted into one ``ValidationException`` in
+AWS's words (``2 validation errors detected: Value 'x' at 'trainingJobName'
+failed to satisfy constraint: ...``). Handlers can then rely on the shapes they
+index into and keep only the rules no model states.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+from botocore.model import ListShape, MapShape, ServiceModel, Shape, StructureShape
+
+from roost.aws import ServiceError, constraint, validation_errors
+
+#: what AWS calls each JSON kind in its SerializationException messages
+_JSON_KIND = {
+    dict: "START_OBJECT",
+    list: "START_ARRAY",
+    str: "VALUE_STRING",
+    bool: "VALUE_BOOLEAN",
+    int: "VALUE_NUMBER_INT",
+    float: "VALUE_NUMBER_FLOAT",
+}
+
+
+@functools.cache
+def service_model(name: str) -> ServiceModel:
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model(name)
+
+
+def _local_location(pattern: str, value: str) -> bool:
+    """Roost's one widening of the models: where they take an S3 URI, a server also takes a local path or a
+    ``file://`` URI (confined to its data roots by ``roost.storage.uri.DataRoots``)."""
+    return "s3)://" in pattern and (value.startswith("file://") or "://" not in value)
+
+
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern | None:
+    try:
+        return re.compile(pattern)
+    except re.error:  # a few of the models' patterns are Java-only (\p{...}); their rule stays unchecked
+        return None
+
+
+def check_request(service: str, operation: str, params: dict[str, Any]) -> None:
+    """Raise the error AWS would answer for ``params``, or return when they fit the operation's input shape."""
+    model = service_model(service)
+    if operation not in model.operation_names:  # an operation of Roost's own: its handler checks everything
+        return
+    shape = model.operation_model(operation).input_shape
+    if shape is None:
+        return
+    problems: list[str] = []
+    _check(shape, params, "", problems)
+    if problems:
+        raise validation_errors(problems)
+
+
+def _member_path(path: str, name: str) -> str:
+    member = name[:1].lower() + name[1:]
+    return f"{path}.{member}" if path else member
+
+
+def _wrong_type(value: Any, expected: str, path: str) -> ServiceError:
+    kind = _JSON_KIND.get(type(value), type(value).__name__)
+    return ServiceError("SerializationException", f"{kind} can not be converted to {expected} (at '{path}')")
+
+
+def _show(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _check(shape: Shape, value: Any, path: str, problems: list[str]) -> None:
+    kind = shape.type_name
+    meta = shape.metadata
+    if isinstance(shape, StructureShape):
+        if not isinstance(value, dict):
+            raise _wrong_type(value, "a structure", path or "the request")
+        for name in shape.required_members:
+            if value.get(name) is None:
+                problems.append(
+                    f"Value null at '{_member_path(path, name)}' failed to satisfy constraint: Member must not be null"
+                )
+        for name, member in shape.members.items():
+            if value.get(name) is not None:
+                _check(member, value[name], _member_path(path, name), problems)
+        return
+    if isinstance(shape, ListShape):
+        if not isinstance(value, list):
+            raise _wrong_type(value, "a list", path)
+        _check_length(len(value), meta, path, problems, value)
+        for i, item in enumerate(value, 1):
+            if item is not None:
+                _check(shape.member, item, f"{path}.{i}.member", problems)
+        return
+    if isinstance(shape, MapShape):
+        if not isinstance(value, dict):
+            raise _wrong_type(value, "a map", path)
+        _check_length(len(value), meta, path, problems, value)
+        for key, item in value.items():
+            _check(shape.key, key, path, problems)
+            if item is not None:
+                _check(shape.value, item, f"{path}.{key}", problems)
+        return
+    if kind == "string":
+        if not isinstance(value, str):
+            raise _wrong_type(value, "a String", path)
+        if shape.enum and value not in shape.enum:
+            problems.append(
+                constraint(_show(value), path, f"Member must satisfy enum value set: [{', '.join(shape.enum)}]")
+            )
+            return
+        _check_length(len(value), meta, path, problems, value)
+        pattern = meta.get("pattern")
+        compiled = _compiled(pattern) if pattern else None
+        if compiled is not None and compiled.fullmatch(value) is None and not _local_location(pattern, value):
+            problems.append(
+                constraint(_show(value), path, f"Member must satisfy regular expression pattern: {pattern}")
+            )
+    elif kind in ("integer", "long"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _wrong_type(value, "an Integer" if kind == "integer" else "a Long", path)
+        _check_range(value, meta, path, problems)
+    elif kind in ("float", "double"):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise _wrong_type(value, "a Double", path)
+        _check_range(value, meta, path, problems)
+    elif kind == "boolean":
+        if not isinstance(value, bool):
+            raise _wrong_type(value, "a Boolean", path)
+    elif kind == "timestamp":
+        if not isinstance(value, (int, float, str)) or isinstance(value, bool):
+            raise _wrong_type(value, "a Timestamp", path)
+    elif kind == "blob" and not isinstance(value, str):
+        raise _wrong_type(value, "a Blob (base64 text)", path)
+
+
+def _check_length(n: int, meta: dict, path: str, problems: list[str], value: Any) -> None:
+    if "min" in meta and n < meta["min"]:
+        problems.append(
+            constraint(_show(value), path, f"Member must have length greater than or equal to {meta['min']}")
+        )
+    if "max" in meta and n > meta["max"]:
+        problems.append(constraint(_show(value), path, f"Member must have length less than or equal to {meta['max']}"))
+
+
+def _check_range(n: float, meta: dict, path: str, problems: list[str]) -> None:
+    if "min" in meta and n < meta["min"]:
+        problems.append(constraint(n, path, f"Member must have value greater than or equal to {meta['min']}"))
+    if "max" in meta and n > meta["max"]:
+        problems.append(constraint(n, path, f"Member must have value less than or equal to {meta['max']}"))
