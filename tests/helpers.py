@@ -261,3 +261,21 @@ class Server:
             aws_secret_access_key=secret,
             config=Config(retries={"max_attempts": 1}),
         )
+
+
+# --------------------------------------------------------------------------- hostile inputs
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` greyscale pixels, with almost no data behind it: what a
+    decompression bomb looks like to a decoder that trusts the header."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )

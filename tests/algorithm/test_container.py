@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -204,3 +205,123 @@ def test_container_entry_point_on_an_opt_ml_folder(tmp_path, data):
     assert (job / "model" / "roost-model.json").is_file() and not (job / "output" / "failure").exists()
     # SageMaker packs /opt/ml/model itself; the container leaves no tarball
     assert not list(job.rglob("*.tar.gz"))
+
+
+# --------------------------------------------------------------------------- hostile channels
+
+
+def _lst_job(folders, tmp_path, line):
+    tmp, train, val = folders
+    lst = tmp_path / "train.lst"
+    lst.write_bytes((tmp / "train.lst").read_bytes() + line)
+    channels = {"train": train, "train_lst": lst, "validation": val, "validation_lst": tmp / "val.lst"}
+    return channels
+
+
+@pytest.mark.parametrize("path", ["../../../../etc/passwd", "/etc/passwd"])
+def test_a_list_cannot_lead_a_job_out_of_its_channel(folders, tmp_path, path, caplog):
+    channels = _lst_job(folders, tmp_path, f"99\t1.000000\t{path}\n".encode())
+    status, job = run_job(tmp_path / "job", channels, _hp(30), confine=True)
+    assert status == 1
+    assert f"line 31: {path} is not inside the image channel" in failure(job)
+    # roost train on the user's own files: a warning, then the file is looked for where it says
+    status, job = run_job(tmp_path / "own", channels, _hp(30))
+    assert "entry is outside the channel folder" in caplog.text
+
+
+def test_a_manifest_cannot_name_files_outside_its_channel(folders, tmp_path):
+    _, train, val = folders
+    manifest = tmp_path / "m" / "train.manifest"
+    manifest.parent.mkdir()
+    manifest.write_text(json.dumps({"source-ref": "file:///etc/passwd", "class": 0}) + "\n")
+    status, job = run_job(tmp_path / "job", {"train": manifest, "validation": val}, _hp(30), confine=True)
+    assert status == 1 and "image 'file:///etc/passwd' is not inside the channel" in failure(job)
+
+
+def test_a_non_utf8_list_names_its_file_and_line(folders, tmp_path):
+    channels = _lst_job(folders, tmp_path, b"99\t1.000000\tclass_1/\xff.png\n")
+    status, job = run_job(tmp_path / "job", channels, _hp(30))
+    assert status == 1 and "train_lst/train.lst: line 31: not UTF-8 text (byte 0xff at column 21)" in failure(job)
+
+
+def test_a_damaged_record_in_a_loader_worker_is_a_clean_client_error(tmp_path):
+    train, val, n = make_rec_split(tmp_path / "d")
+    data = bytearray(train.read_bytes())
+    offsets = list(__import__("roost.formats.recordio", fromlist=["x"]).read_index(train.with_suffix(".idx")).values())
+    data[offsets[3] + 8 + 24 : offsets[3] + 8 + 40] = b"\0" * 16  # the PNG signature of the fourth image
+    train.write_bytes(bytes(data))
+    job = tmp_path / "job"
+    prepare_local_job(job, {"train": train, "validation": val}, {k: str(v) for k, v in _hp(n).items()})
+    assert run_training(job, workers=1) == 1  # decoded in a worker process
+    reason = failure(job)
+    assert reason.startswith(f"ClientError: {job}/input/data/train/train.rec record at byte {offsets[3]}: ")
+    assert "Traceback" not in reason and "cannot be decoded" in reason
+
+
+def test_an_idx_with_repeated_keys_keeps_every_record(tmp_path, caplog):
+    train, val, n = make_rec_split(tmp_path / "d")
+    lines = train.with_suffix(".idx").read_text().splitlines()
+    lines[1] = lines[0].split("\t")[0] + "\t" + lines[1].split("\t")[1]  # the second record under the first's key
+    train.with_suffix(".idx").write_text("\n".join(lines) + "\n")
+    status, job = run_job(tmp_path / "job", {"train": train, "validation": val}, _hp(n, epochs=1))
+    assert status == 0, failure(job)
+    assert "key(s) name more than one record" in caplog.text and "reading every record" in caplog.text
+    assert f"num_training_samples={n} but the train channel holds" not in caplog.text
+
+
+def test_a_broken_idx_is_a_client_error(tmp_path):
+    train, val, n = make_rec_split(tmp_path / "d")
+    train.with_suffix(".idx").write_text("0\t0\nnot a line\n")
+    status, job = run_job(tmp_path / "job", {"train": train, "validation": val}, _hp(n))
+    assert status == 1 and "train.idx: line 2: expected '<key><TAB><byte offset>'" in failure(job)
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                with open(f"/proc/{stat}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(stat))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_no_process_outlives_a_killed_job(tmp_path):
+    """The fork server, its loader workers and the resource tracker all end when the job is SIGKILLed."""
+    train, val, n = make_rec_split(tmp_path / "d")
+    job = tmp_path / "opt_ml"
+    prepare_local_job(job, {"train": train, "validation": val}, {k: str(v) for k, v in _hp(n, epochs=500).items()})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roost", "container", "train", "--root", str(job)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    for line in proc.stdout:
+        if "Epoch[1] Train-accuracy" in line:  # loader workers are up (they persist across epochs)
+            break
+    family = _descendants(proc.pid)
+    assert len(family) >= 3  # fork server, resource tracker, workers
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 15
+    while [p for p in family if _alive(p)]:
+        assert time.time() < deadline, f"still running after the job was killed: {[p for p in family if _alive(p)]}"
+        time.sleep(0.1)

@@ -106,6 +106,25 @@ def test_cross_field_rules(extra, message):
         parse_hyperparameters({**BASE, **extra})
 
 
+@pytest.mark.parametrize(
+    "name,value,message",
+    [
+        ("num_classes", "1e12", "expected an integer <= 100000"),
+        ("image_shape", "3,20000,20000", "at most 4096 pixels"),
+        ("num_layers", "9000002", "expected an integer <= 1001"),
+        ("resize", "1e9", "expected an integer <= 8192"),
+        ("epochs", "1e12", "expected an integer <= 100000"),
+        ("mini_batch_size", "100000", "expected an integer <= 8192"),
+        ("num_training_samples", str(2**40), "expected an integer <= 2147483647"),
+        ("lr_scheduler_step", "10, 1000000000", "epoch numbers from 1 to 100000"),
+    ],
+)
+def test_runaway_values_are_refused_before_any_work(name, value, message):
+    with pytest.raises(HyperparameterError) as err:
+        parse_hyperparameters({**BASE, name: value})
+    assert f"{name}={value!r} is not valid: " in str(err.value) and message in str(err.value)
+
+
 def test_cross_field_valid_combinations():
     assert parse_hyperparameters({**BASE, "image_shape": "3,28,28", "num_layers": "20"}).num_layers == 20
     assert parse_hyperparameters({**BASE, "image_shape": "3,32,32", "num_layers": "18"}).num_layers == 18

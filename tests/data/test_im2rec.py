@@ -10,7 +10,7 @@ import pytest
 from helpers import make_class_tree
 from roost.data import im2rec as core
 from roost.formats import recordio
-from roost.formats.lst import read_list, write_list
+from roost.formats.lst import ListEntry, read_list, write_list
 
 OPTION_SETS = {
     "default": {},
@@ -177,3 +177,16 @@ def test_split_class_folders_errors(tmp_path):
     root = make_class_tree(tmp_path / "one", {"bird": 3})
     with pytest.raises(core.DatasetLayoutError, match="only one class folder \\('bird'\\)"):
         core.split_class_folders(root)
+
+
+def test_repeated_indices_are_refused_and_lists_leaving_their_root_warn(tmp_path, caplog):
+    root = make_class_tree(tmp_path / "img", {"bird": 2})
+    write_list(tmp_path / "dup.lst", [ListEntry(0, "bird/000.png", (0.0,)), ListEntry(0, "bird/001.png", (0.0,))])
+    with pytest.raises(core.DuplicateIndex, match="index 0 is given to both bird/000.png and bird/001.png"):
+        core.pack_list(tmp_path / "dup.lst", root)
+    outside = tmp_path / "outside.png"
+    outside.write_bytes((root / "bird" / "000.png").read_bytes())
+    write_list(tmp_path / "out.lst", [ListEntry(0, "bird/000.png", (0.0,)), ListEntry(1, "../outside.png", (0.0,))])
+    summary = core.pack_list(tmp_path / "out.lst", root)
+    assert summary.written == 2
+    assert "1 entry is outside the image root" in caplog.text and "../outside.png" in caplog.text

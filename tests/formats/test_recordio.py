@@ -268,3 +268,62 @@ def test_read_header_at_reports_truncation(tmp_path):
     path.write_bytes(path.read_bytes()[:60])
     with pytest.raises(RecordIOError, match="truncated file"), RecordReader(path) as r:
         r.read_header_at(0)
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+def test_reading_by_key_never_returns_another_keys_record(tmp_path):
+    """skip_corrupt resynchronises a sequential read; a read by key must fail instead of landing on the next record."""
+    idx, rec = tmp_path / "k.idx", tmp_path / "k.rec"
+    with IndexedRecordWriter(idx, rec) as w:
+        for key in range(3):
+            w.write_idx(key, f"record {key}".encode())
+    offsets = rio.read_index(idx)
+    data = bytearray(rec.read_bytes())
+    data[offsets[1]] ^= 0xFF
+    rec.write_bytes(bytes(data))
+    with IndexedRecordReader(idx, rec, skip_corrupt=True) as r:
+        assert r.read_idx(0) == b"record 0" and r.read_idx(2) == b"record 2"
+        with pytest.raises(RecordIOError, match=f"byte offset {offsets[1]}: expected the RecordIO magic word"):
+            r.read_idx(1)
+
+
+def test_index_files_name_their_problems(tmp_path):
+    (tmp_path / "x.rec").write_bytes(b"")
+    (tmp_path / "x.idx").write_bytes(b"0\t0\n1\t\xff\xfe\n")
+    with pytest.raises(rio.IndexFileError, match=r"x.idx: line 2: not UTF-8 text \(byte 0xff at column 3\)"):
+        rio.read_index(tmp_path / "x.idx")
+    (tmp_path / "x.idx").write_text("0\t0\n1\t24\n0\t48\n")
+    with pytest.raises(rio.DuplicateKeys, match="key 0 again at line 3"):
+        rio.read_index(tmp_path / "x.idx")
+
+
+def test_fuzzed_records_raise_only_recordio_errors_that_name_the_file(mxnet_fixtures, tmp_path):
+    """Seeded mutations of a real .rec: reading never crashes, hangs or returns garbage silently past an error."""
+    original = (mxnet_fixtures / "recordio" / "edge.rec").read_bytes()
+    rng = np.random.default_rng(2026)
+    path = tmp_path / "fuzz.rec"
+    kinds = {"flip": 0, "truncate": 0, "insert": 0}
+    for i in range(300):
+        data = bytearray(original)
+        kind = ("flip", "truncate", "insert")[i % 3]
+        kinds[kind] += 1
+        if kind == "flip":
+            for pos in rng.integers(0, len(data), size=int(rng.integers(1, 8))):
+                data[pos] = int(rng.integers(0, 256))
+        elif kind == "truncate":
+            del data[int(rng.integers(0, len(data))) :]
+        else:
+            pos = int(rng.integers(0, len(data)))
+            data[pos:pos] = rng.integers(0, 256, size=int(rng.integers(1, 64)), dtype=np.uint8).tobytes()
+        path.write_bytes(bytes(data))
+        for skip in (False, True):
+            try:
+                with RecordReader(path, skip_corrupt=skip) as r:
+                    records = list(r.iter_with_offsets())
+                    for offset, _ in records[:5]:
+                        r.read_header_at(offset) if len(_) >= rio.IR_HEADER_SIZE else None
+            except RecordIOError as err:
+                assert str(path) in str(err), err
+    assert min(kinds.values()) == 100

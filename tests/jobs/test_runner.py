@@ -278,3 +278,38 @@ def test_restart_fails_running_jobs_or_resumes_them_from_checkpoints(env):
     runner.start()
     for name in ("resumable", "queued"):
         assert wait_done(service, name)["TrainingJobStatus"] == "Completed"
+
+
+def test_a_queued_job_that_is_stopped_ends_at_once_and_frees_its_place(env):
+    runner, service, launcher, tmp_path = env
+    create(service, launcher, tmp_path, "first", runs_until_stopped())
+    create(service, launcher, tmp_path, "queued", trains())
+    create(service, launcher, tmp_path, "third", trains())
+    runner.start()
+    wait_secondary(service, "first", "Training")
+    service.stop_training_job({"TrainingJobName": "queued"})
+    deadline = time.time() + 5
+    while service.describe_training_job({"TrainingJobName": "queued"})["TrainingJobStatus"] != "Stopped":
+        assert time.time() < deadline, "a queued job stayed Stopping"
+        time.sleep(0.02)
+    assert "queued" not in launcher.launched
+    service.stop_training_job({"TrainingJobName": "first"})
+    assert wait_done(service, "third")["TrainingJobStatus"] == "Completed"
+
+
+def test_jobs_never_see_the_servers_secrets_and_failures_show_opt_ml_paths(env, monkeypatch):
+    runner, service, launcher, tmp_path = env
+    monkeypatch.setenv("ROOST_SECRET_ACCESS_KEY", "server-secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
+
+    def fails_naming_its_channel(layout, emit, terminated) -> int:
+        layout.write_failure(f"ClientError: {layout.channel('train')}/train.rec record at byte 0: broken")
+        return 1
+
+    create(service, launcher, tmp_path, "secretive", fails_naming_its_channel, Environment={"TZ": "UTC"})
+    runner.start()
+    d = wait_done(service, "secretive")
+    _, job_env = launcher.launched["secretive"]
+    assert "ROOST_SECRET_ACCESS_KEY" not in job_env and "AWS_SECRET_ACCESS_KEY" not in job_env
+    assert job_env["TZ"] == "UTC"
+    assert d["FailureReason"] == "ClientError: /opt/ml/input/data/train/train.rec record at byte 0: broken"

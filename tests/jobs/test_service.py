@@ -1,11 +1,14 @@
 """The training-job service without HTTP: validation, listing, limits, stop, metrics."""
 
+import threading
+
 import pytest
 
 from helpers import make_rec_split
 from roost.aws import ServiceError
-from roost.jobs.service import TrainingJobService, final_metrics
+from roost.jobs.service import DEFAULT_JOB_ENV_ALLOW, EnvironmentPolicy, TrainingJobService, final_metrics
 from roost.storage.database import open_database
+from roost.storage.uri import DataRoots
 
 
 @pytest.fixture()
@@ -83,3 +86,68 @@ def test_final_metrics_take_the_last_value():
         lines,
     )
     assert got == [{"MetricName": "validation:accuracy", "Value": 0.75, "Timestamp": 3.0}]
+
+
+# --------------------------------------------------------------------------- what a request may not do
+
+
+def test_environment_is_an_allow_list(database_url, recs):
+    service = TrainingJobService(open_database(database_url), environment=EnvironmentPolicy(DEFAULT_JOB_ENV_ALLOW))
+    attack = {"PYTHONWARNINGS": "ignore::antigravity.x", "BROWSER": "/bin/sh -c 'id > marker' #%s"}
+    with pytest.raises(ServiceError) as err:
+        service.create_training_job(request(recs, "env", Environment=attack))
+    assert err.value.code == "ValidationException"
+    assert "Environment variables BROWSER, PYTHONWARNINGS not allowed" in err.value.message
+    for name in ("LD_PRELOAD", "PATH", "ROOST_THREADS", "ROOST_PRETRAINED_DIR"):
+        with pytest.raises(ServiceError, match=f"Environment variable {name} not allowed"):
+            service.create_training_job(request(recs, "env", Environment={name: "x"}))
+    service.create_training_job(request(recs, "env", Environment={"CUDA_VISIBLE_DEVICES": "0", "SM_HOSTS": "[]"}))
+    extended = TrainingJobService(
+        open_database(database_url), environment=EnvironmentPolicy((*DEFAULT_JOB_ENV_ALLOW, "MY_APP_*"))
+    )
+    extended.create_training_job(request(recs, "env2", Environment={"MY_APP_MODE": "fast"}))
+
+
+def test_a_job_reads_and_writes_only_below_the_data_roots(database_url, recs, tmp_path):
+    train, val, _ = recs
+    service = TrainingJobService(open_database(database_url), roots=DataRoots([train.parent, tmp_path]))
+    out = {"S3OutputPath": (tmp_path / "out").as_uri()}
+    for uri in (
+        "file:///etc",
+        "/etc/passwd",
+        f"{train.parent}/../../../../etc",
+        f"file://{train.parent}/../../../../etc",
+    ):
+        req = request(recs, "escape", OutputDataConfig=out)
+        req["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = uri
+        with pytest.raises(ServiceError, match="is outside the folders this server reads and writes"):
+            service.create_training_job(req)
+    link = tmp_path / "innocent"
+    link.symlink_to("/etc")
+    req = request(recs, "escape", OutputDataConfig=out)
+    req["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = str(link)
+    with pytest.raises(ServiceError, match="is outside the folders"):
+        service.create_training_job(req)
+    with pytest.raises(ServiceError, match="OutputDataConfig location /etc/cron.d is outside"):
+        service.create_training_job(request(recs, "escape", OutputDataConfig={"S3OutputPath": "/etc/cron.d"}))
+    service.create_training_job(request(recs, "inside", OutputDataConfig=out))
+
+
+def test_two_creates_of_one_name_at_once_answer_resource_in_use(database_url, recs):
+    service = TrainingJobService(open_database(database_url), max_active_jobs=100)
+    results: list = []
+
+    def create() -> None:
+        try:
+            results.append(service.create_training_job(request(recs, "racy")))
+        except ServiceError as err:
+            results.append(err.code)
+
+    for _ in range(5):
+        threads = [threading.Thread(target=create) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    codes = [r for r in results if isinstance(r, str)]
+    assert len(results) == 20 and len(codes) == 19 and set(codes) == {"ResourceInUse"}

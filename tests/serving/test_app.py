@@ -84,3 +84,27 @@ def test_container_rejects_bad_requests(served, body, ctype, status, message):
     r = requests.post(served + "/invocations", data=body, headers={"Content-Type": ctype})
     assert r.status_code == status and message in r.json()["error"]
     assert requests.get(served + "/ping").status_code == 200  # the worker is still up
+
+
+def test_bodies_are_bounded_before_they_are_read(served):
+    """A declared length above 6 MB is refused at once; a body without a length stops at the limit."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    host, port = urlsplit(served).hostname, urlsplit(served).port
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.putrequest("POST", "/invocations")
+    conn.putheader("Content-Type", "image/png")
+    conn.putheader("Content-Length", str(200 * 1024 * 1024))
+    conn.endheaders()  # and never send the 200 MB
+    r = conn.getresponse()
+    assert r.status == 413 and "the limit is 6291456 bytes" in json.loads(r.read())["error"]
+    conn.close()
+
+    def chunks():
+        for _ in range(100):
+            yield b"\0" * (1024 * 1024)
+
+    r = requests.post(served + "/invocations", data=chunks(), headers={"Content-Type": "image/png"})
+    assert r.status_code == 413 and "larger than the limit of 6291456 bytes" in r.json()["error"]
+    assert requests.get(served + "/openapi.json").status_code == 404

@@ -12,6 +12,7 @@ import pytest
 from roost.aws import ServiceError
 from roost.serving.hosting import HostingService
 from roost.storage.database import open_database
+from roost.storage.uri import DataRoots
 
 ROLE = "arn:aws:iam::123456789012:role/r"
 
@@ -186,3 +187,29 @@ def test_batch_transform_writes_one_output_per_image(hosting, model, tmp_path):
     for i in range(2):
         out = json.loads((tmp_path / "out" / f"test_{i}.png.out").read_text())
         np.testing.assert_allclose(out["prediction"], expected[f"test_{i}.png"], atol=1e-4)
+
+
+def test_models_and_batch_data_only_from_below_the_data_roots(database_url, model, tmp_path):
+    folder, url, _ = model
+    hosting = HostingService(open_database(database_url), tmp_path / "data", roots=DataRoots([folder, tmp_path]))
+    err = error(
+        hosting.create_model, {"ModelName": "m", "PrimaryContainer": {"ModelDataUrl": "file:///etc/passwd#.tar.gz"}}
+    )
+    assert "no host, query or fragment" in err.message
+    (tmp_path / "evil.tar.gz").symlink_to("/etc/passwd")
+    err = error(
+        hosting.create_model, {"ModelName": "m", "PrimaryContainer": {"ModelDataUrl": str(tmp_path / "evil.tar.gz")}}
+    )
+    assert "is outside the folders this server reads and writes" in err.message
+    hosting.create_model({"ModelName": "m", "PrimaryContainer": {"ModelDataUrl": url}})
+    for source, output in (("file:///etc/ssh", (tmp_path / "out").as_uri()), (str(folder), "file:///etc/cron.d")):
+        err = error(
+            hosting.create_transform_job,
+            {
+                "TransformJobName": "t",
+                "ModelName": "m",
+                "TransformInput": {"DataSource": {"S3DataSource": {"S3Uri": source}}},
+                "TransformOutput": {"S3OutputPath": output},
+            },
+        )
+        assert "is outside the folders" in err.message

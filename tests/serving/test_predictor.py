@@ -1,11 +1,16 @@
 """Models to predictions: SageMaker's artifacts without MXNet, bad inputs, parity with training."""
 
+import base64
 import json
 
+import cv2
 import numpy as np
 import pytest
 
+from helpers import png_declaring
 from roost.models.artifact import load
+from roost.serving.batching import DynamicBatcher
+from roost.serving.invocations import decode_request
 from roost.serving.predictor import InputError, Predictor
 
 FIXTURE_MODELS = ["resnet20_3x28x28", "resnet20_3x28x28_fc_head", "resnet164_3x28x28_bottleneck", "resnet18_3x64x64"]
@@ -29,6 +34,33 @@ def test_bad_inputs_are_input_errors(mxnet_fixtures):
         predictor.predict([b"GIF89a not really"])
     with pytest.raises(InputError, match="body is empty"):
         predictor.predict([b""])
+
+
+def test_a_pixel_bomb_is_a_clear_input_error(mxnet_fixtures):
+    predictor = Predictor.load(mxnet_fixtures / "model" / "resnet20_3x28x28" / "model.tar.gz")
+    with pytest.raises(InputError, match="20000x20000 = 400,000,000 pixels, more than the limit"):
+        predictor.predict([png_declaring(20_000, 20_000)])
+
+
+def test_many_instances_are_capped_and_decoded_in_bounded_batches(mxnet_fixtures):
+    predictor = Predictor.load(mxnet_fixtures / "model" / "resnet20_3x28x28" / "model.tar.gz")
+    tiny = base64.b64encode(cv2.imencode(".png", np.zeros((1, 1, 3), np.uint8))[1].tobytes()).decode()
+    with pytest.raises(InputError, match="20000 instances in one request; the limit is 100"):
+        decode_request(json.dumps({"instances": [tiny] * 20_000}).encode(), "application/json")  # 2 MB
+    png = base64.b64encode((mxnet_fixtures / "model" / "test_0.png").read_bytes()).decode()
+    with pytest.raises(InputError, match="must be"):
+        decode_request(b"[" * 100_000 + b"]" * 100_000, "application/json")  # nested deeper than Python recurses
+    batcher = DynamicBatcher(predictor, max_batch=4)
+    seen = []
+    original = predictor.predict_arrays
+    predictor.predict_arrays = lambda arrays: seen.append(len(arrays)) or original(arrays)
+    try:
+        images, _ = decode_request(json.dumps({"instances": [png] * 10}).encode(), "application/json")
+        got = batcher.predict(images)
+    finally:
+        batcher.close()
+    assert len(got) == 10 and max(seen) <= 4
+    np.testing.assert_allclose(got[9].probabilities, got[0].probabilities, atol=1e-6)
 
 
 def test_endpoint_predictions_equal_the_training_evaluation(tmp_path):

@@ -72,7 +72,10 @@ class ImageDataset(Dataset):
         if s.rec >= 0:
             if s.rec not in self._readers:
                 self._readers[s.rec] = recordio.RecordReader(self.rec_files[s.rec])
-            _, data = recordio.unpack(self._readers[s.rec].read_at(int(s.where)))
+            try:
+                _, data = recordio.unpack(self._readers[s.rec].read_at(int(s.where)))
+            except recordio.ImageRecordError as err:
+                raise ChannelError(f"{s.describe(self.rec_files)}: {err}") from None
             img = decode_rgb(data, self.channels)
         else:
             img = read_rgb(str(s.where), self.channels)

@@ -5,16 +5,20 @@ CMYK and greyscale JPEGs, truncated JPEGs that libjpeg still decodes) is what
 makes Roost's records match MXNet's pixel for pixel. Every decode in Roost goes
 through this module, and none decodes an image above ``roost.MAX_IMAGE_PIXELS``
 (``ROOST_MAX_IMAGE_PIXELS``): a 400 KB PNG can declare 20000 x 20000 pixels, and
-decoding it would take 1.2 GB.
+decoding it would take 1.2 GB. The size comes from the file's header, read by
+Pillow without decoding (about 1% of a decode's time); OpenCV's own limit, set
+from the same value when Roost is imported first, guards what Pillow cannot read.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from roost import MAX_IMAGE_PIXELS
 from roost.errors import UserError
@@ -38,15 +42,34 @@ class ImageTooLarge(ImageDecodeError):
     pass
 
 
-def _decode(what: str, decode, *args) -> np.ndarray | None:
-    """``decode(*args)``, with OpenCV's refusal of an oversized image as :class:`ImageTooLarge`."""
+Image.MAX_IMAGE_PIXELS = None  # Roost applies its own limit, with its own message
+
+
+def check_size(source: bytes | str | os.PathLike, what: str) -> None:
+    """:class:`ImageTooLarge` when the header of ``source`` (bytes or a file) declares more than the pixel limit."""
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            width, height = im.size
+    except Exception:  # noqa: BLE001 - not something Pillow reads: OpenCV decides, under its own limit
+        return
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageTooLarge(
+            f"{what} is {width}x{height} = {width * height:,} pixels, more than the limit of {MAX_IMAGE_PIXELS:,} "
+            "pixels (ROOST_MAX_IMAGE_PIXELS); shrink it, or raise the limit"
+        )
+
+
+def _decode(what: str, source: bytes | str, decode, *args) -> np.ndarray | None:
+    """``decode(*args)`` once ``source``'s size is known to be within the limit (OpenCV's own refusal of an
+    oversized image is :class:`ImageTooLarge` too)."""
+    check_size(source, what)
     try:
         return decode(*args)
     except cv2.error as err:
         # OpenCV has no typed errors: its size check is the assertion named below
         if "CV_IO_MAX_IMAGE_PIXELS" in str(err):
             raise ImageTooLarge(
-                f"{what} is larger than {MAX_IMAGE_PIXELS:,} pixels, the limit (ROOST_MAX_IMAGE_PIXELS); "
+                f"{what} is larger than the limit of {MAX_IMAGE_PIXELS:,} pixels (ROOST_MAX_IMAGE_PIXELS); "
                 "shrink it, or raise the limit"
             ) from None
         return None
@@ -63,7 +86,7 @@ def imread(path: str | os.PathLike, color: int = 1) -> np.ndarray:
         raise ImageDecodeError(f"{p}: file not found")
     # imread rather than imdecode(fromfile): OpenCV's imdecode gives up on
     # truncated JPEGs that imread (and therefore MXNet) still decodes.
-    img = _decode(str(p), cv2.imread, os.fspath(p), color)
+    img = _decode(str(p), os.fspath(p), cv2.imread, os.fspath(p), color)
     if img is None:
         raise ImageDecodeError(
             f"{p}: cannot be decoded as an image (corrupt, truncated beyond repair, or not an image)"
@@ -72,7 +95,7 @@ def imread(path: str | os.PathLike, color: int = 1) -> np.ndarray:
 
 
 def imdecode(data: bytes, color: int = 1) -> np.ndarray:
-    img = _decode(f"the {len(data)}-byte image", cv2.imdecode, np.frombuffer(data, dtype=np.uint8), color)
+    img = _decode(f"the {len(data)}-byte image", data, cv2.imdecode, np.frombuffer(data, dtype=np.uint8), color)
     if img is None:
         raise ImageDecodeError(f"{len(data)} bytes cannot be decoded as an image")
     return img
@@ -86,7 +109,7 @@ def decode_rgb(data: bytes, channels: int) -> np.ndarray | None:
     """Encoded bytes -> HWC RGB (``channels`` 3) or HW greyscale (1), as training and serving see images;
     None when the bytes are not an image, :class:`ImageTooLarge` above the pixel limit."""
     flag = cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE
-    img = _decode(f"the {len(data)}-byte image", cv2.imdecode, np.frombuffer(data, np.uint8), flag)
+    img = _decode(f"the {len(data)}-byte image", data, cv2.imdecode, np.frombuffer(data, np.uint8), flag)
     return None if img is None else _to_rgb(img)
 
 
@@ -94,7 +117,7 @@ def read_rgb(path: str | os.PathLike, channels: int) -> np.ndarray | None:
     """:func:`decode_rgb` for a file; ``imread``, not ``imdecode``, because it also decodes truncated JPEGs as
     im2rec (and MXNet) do."""
     flag = cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE
-    img = _decode(os.fspath(path), cv2.imread, os.fspath(path), flag)
+    img = _decode(os.fspath(path), os.fspath(path), cv2.imread, os.fspath(path), flag)
     return None if img is None else _to_rgb(img)
 
 

@@ -167,7 +167,8 @@ class Members(Mapping[str, bytes]):
     def __getitem__(self, name: str) -> bytes:
         return self.read(name)
 
-    def read(self, name: str, limit: int = MAX_MEMBER_BYTES) -> bytes:
+    def read(self, name: str, limit: int | None = None) -> bytes:
+        limit = MAX_MEMBER_BYTES if limit is None else limit
         if name not in self.sizes:
             raise KeyError(name)
         if self.sizes[name] > limit:

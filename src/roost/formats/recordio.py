@@ -135,10 +135,14 @@ def pack(header: IRHeader | Sequence, data: bytes) -> bytes:
     return _IR_HEADER.pack(labels.size, 0.0, int(id_), int(id2)) + labels.astype("<f4").tobytes() + bytes(data)
 
 
+class ImageRecordError(UserError):
+    """A record that is not an image record (IRHeader, labels, image); callers add the file and offset."""
+
+
 def unpack(record: bytes) -> tuple[IRHeader, bytes]:
     """``mx.recordio.unpack``: the header (labels as an array when ``flag > 0``) and the image bytes."""
     if len(record) < IR_HEADER_SIZE:
-        raise ValueError(
+        raise ImageRecordError(
             f"an image record starts with a {IR_HEADER_SIZE}-byte IRHeader, but this record has only "
             f"{len(record)} bytes"
         )
@@ -147,7 +151,7 @@ def unpack(record: bytes) -> tuple[IRHeader, bytes]:
     if flag > 0:
         need = 4 * flag
         if len(body) < need:
-            raise ValueError(
+            raise ImageRecordError(
                 f"the IRHeader announces {flag} float32 labels ({need} bytes) but only {len(body)} bytes follow"
             )
         labels = np.frombuffer(body, dtype="<f4", count=flag).astype(np.float32)
@@ -396,6 +400,12 @@ class RecordReader:
         dozen bytes per record instead of the whole file. A record split inside its
         header (rare: the magic word in the header or labels) is read whole.
         """
+        try:
+            return self._read_header_at(offset)
+        except ImageRecordError as err:
+            raise RecordIOError(self.path, offset, str(err)) from None
+
+    def _read_header_at(self, offset: int) -> IRHeader:
         if offset < 0 or offset >= self.size:
             raise RecordIOError(
                 self.path, offset, f"expected a record here, but the file has only {self.size} bytes (stale .idx?)"
