@@ -194,6 +194,13 @@ def inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
     return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
 
 
+def warn_outside(source: str | os.PathLike, outside: list[str], where: str) -> None:
+    """One warning for the entries of a list that lead out of ``where`` (allowed on the user's own files)."""
+    if outside:
+        count = f"{len(outside)} entr{'y is' if len(outside) == 1 else 'ies are'}"
+        log.warning("%s: %s outside %s, e.g. %s", source, count, where, outside[0])
+
+
 def lst_samples(lst: Path, root: Path, num_classes: int, multi_label: bool, confine: bool = True) -> list[Sample]:
     """Image mode: ``index<TAB>label(s)<TAB>path`` with paths relative to the channel root.
 
@@ -230,15 +237,7 @@ def lst_samples(lst: Path, root: Path, num_classes: int, multi_label: bool, conf
             missing.append((lineno, entry.path))
             continue
         samples.append(Sample(-1, str(path), entry.labels))
-    if outside:
-        log.warning(
-            "%s: %d entr%s outside the channel folder %s, e.g. %s",
-            lst,
-            len(outside),
-            "y is" if len(outside) == 1 else "ies are",
-            root,
-            outside[0],
-        )
+    warn_outside(lst, outside, f"the channel folder {root}")
     if missing:
         lineno, rel = missing[0]
         raise ChannelError(

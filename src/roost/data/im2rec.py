@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from roost.data.channels import inside, warn_outside
 from roost.data.images import DEFAULT_EXTS, ImageDecodeError, encode, imread
 from roost.data.parallel import process_pool
 from roost.errors import UserError
@@ -236,17 +237,8 @@ def _check_list(lst_path: str, root: str, entries: list[ListEntry]) -> None:
                 "index (im2rec --list numbers them for you)"
             )
         seen[e.index] = e.path
-    base = os.path.realpath(root)
-    outside = [e.path for e in entries if not os.path.realpath(os.path.join(root, e.path)).startswith(base + os.sep)]
-    if outside:
-        log.warning(
-            "%s: %d entr%s outside the image root %s, e.g. %s",
-            lst_path,
-            len(outside),
-            "y is" if len(outside) == 1 else "ies are",
-            root,
-            outside[0],
-        )
+    outside = [e.path for e in entries if not inside(os.path.join(root, e.path), root)]
+    warn_outside(lst_path, outside, f"the image root {root}")
 
 
 def pack_list(
