@@ -54,7 +54,11 @@ def test_stem_and_table_thresholds():
     with pytest.raises(ValueError, match="num_layers=20 has no network for images of height 32"):
         resnet_spec(20, 32)
     with pytest.raises(ValueError, match="6n\\+2"):
-        resnet_spec(18, 28)
+        resnet_spec(17, 28)
+    # SageMaker takes num_layers=18 with 3,28,28: the ImageNet table with the small stem, as for 29..32
+    small = resnet_spec(18, 28)
+    assert small.small_stem and small.units == (2, 2, 2, 2) and small.imagenet_depth_on_small_images
+    assert resnet_spec(50, 28).units == (8, 8, 8) and not resnet_spec(50, 28).imagenet_depth_on_small_images
 
 
 @pytest.mark.parametrize("layers,shape", [(20, (3, 28, 28)), (18, (3, 64, 64)), (18, (1, 40, 56)), (50, (3, 64, 48))])

@@ -39,7 +39,7 @@ from roost.formats.artifact import (
     write_model_shapes,
 )
 from roost.models.artifact import save_checkpoint
-from roost.models.resnet import ResNet
+from roost.models.resnet import ResNet, resnet_spec
 from roost.models.weights import load_incremental, load_pretrained
 from roost.system import STOP_REQUESTED, cpu_budget, keep_freed_memory
 
@@ -220,6 +220,13 @@ def log_parameters(hp: HyperParameters, precision: Precision) -> None:
     """The "---- Parameters ----" block of SageMaker's log."""
     log.info("---- Parameters ----")
     log.info("num_layers: %d", hp.num_layers)
+    if resnet_spec(hp.num_layers, hp.image_shape[1]).imagenet_depth_on_small_images:
+        log.info(
+            "num_layers %d has no recipe for images of height %d in MXNet's resnet.py: using its ImageNet "
+            "depth table with the small-image 3x3 stem",
+            hp.num_layers,
+            hp.image_shape[1],
+        )
     log.info("data type: <type 'numpy.%s'>", precision.numpy_name)
     log.info("epochs: %d", hp.epochs)
     if hp.resize:
