@@ -224,6 +224,7 @@ class Server:
             "ROOST_ACCESS_KEY_ID": KEY,
             "ROOST_SECRET_ACCESS_KEY": SECRET,
             "OMP_NUM_THREADS": "1",
+            "ROOST_CHECK_RESPONSES": "1",  # every answer is checked against botocore's output shape
             **self.env,
         }
         with open(self.log, "ab") as log:  # a file, not a pipe nobody reads: a chatty server must not block

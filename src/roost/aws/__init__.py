@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,11 +119,24 @@ def dispatch_table(*services: Service) -> dict[str, Handler]:
     return table
 
 
+#: set (by the test suite) to check every answer against the operation's output shape as well
+CHECK_RESPONSES_ENV = "ROOST_CHECK_RESPONSES"
+
+
 def _validated(model_name: str, operation_name: str, handler: Handler) -> Handler:
-    from roost.aws.shapes import check_request
+    from roost.aws.shapes import check_request, response_problems
+
+    strict = bool(os.environ.get(CHECK_RESPONSES_ENV))
 
     def handle(req: dict) -> dict:
         check_request(model_name, operation_name, req)
-        return handler(req)
+        response = handler(req)
+        if strict and (problems := response_problems(model_name, operation_name, response)):
+            raise ServiceError(
+                "InternalFailure",
+                f"{operation_name}'s answer drifts from botocore's model: " + "; ".join(problems[:10]),
+                500,
+            )
+        return response
 
     return handle

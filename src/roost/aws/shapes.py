@@ -159,3 +159,64 @@ def _check_range(n: float, meta: dict, path: str, problems: list[str]) -> None:
         problems.append(constraint(n, path, f"Member must have value greater than or equal to {meta['min']}"))
     if "max" in meta and n > meta["max"]:
         problems.append(constraint(n, path, f"Member must have value less than or equal to {meta['max']}"))
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def response_problems(service: str, operation: str, response: dict[str, Any]) -> list[str]:
+    """Where ``response`` drifts from the operation's output shape: unknown members, wrong types, required members
+    missing. Empty when it fits; the tests call this on every answer the server gives."""
+    shape = service_model(service).operation_model(operation).output_shape
+    problems: list[str] = []
+    if shape is None:
+        if response:
+            problems.append(f"{operation} has no output shape, but answered {sorted(response)}")
+        return problems
+    _conforms(shape, response, operation, problems)
+    return problems
+
+
+def _conforms(shape: Shape, value: Any, path: str, problems: list[str]) -> None:
+    if isinstance(shape, StructureShape):
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a structure, got {type(value).__name__}")
+            return
+        for name in value:
+            if name not in shape.members:
+                problems.append(f"{path}.{name}: not a member of {shape.name}")
+        for name in shape.required_members:
+            if value.get(name) is None:
+                problems.append(f"{path}.{name}: required by {shape.name}, missing")
+        for name, member in shape.members.items():
+            if value.get(name) is not None:
+                _conforms(member, value[name], f"{path}.{name}", problems)
+        return
+    if isinstance(shape, ListShape):
+        if not isinstance(value, list):
+            problems.append(f"{path}: expected a list, got {type(value).__name__}")
+            return
+        for i, item in enumerate(value):
+            _conforms(shape.member, item, f"{path}[{i}]", problems)
+        return
+    if isinstance(shape, MapShape):
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a map, got {type(value).__name__}")
+            return
+        for key, item in value.items():
+            _conforms(shape.value, item, f"{path}[{key!r}]", problems)
+        return
+    expected = {
+        "string": (str,),
+        "integer": (int,),
+        "long": (int,),
+        "float": (int, float),
+        "double": (int, float),
+        "boolean": (bool,),
+        "timestamp": (int, float),
+        "blob": (str,),
+    }.get(shape.type_name)
+    if expected and (not isinstance(value, expected) or (isinstance(value, bool) and shape.type_name != "boolean")):
+        problems.append(f"{path}: expected {shape.type_name}, got {type(value).__name__} {value!r:.60}")
+    elif shape.type_name == "string" and shape.enum and value not in shape.enum:
+        problems.append(f"{path}: {value!r} is not one of {shape.name}'s values")

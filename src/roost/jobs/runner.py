@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from roost.algorithm.layout import ChannelConfig, JobLayout
 from roost.formats.artifact import pack_model_dir
 from roost.jobs.launcher import JobProcess, Launcher, LocalProcesses
-from roost.jobs.service import BUILTIN_METRICS, final_metrics, set_status
+from roost.jobs.service import artifact_location, final_metrics, metric_definitions, set_status
 from roost.storage.database import fetch
 from roost.storage.tables import LogEvent, SecondaryStatus, TrainingJob, TrainingJobStatus
-from roost.storage.uri import DataRoots, Location, StorageError, download, upload
+from roost.storage.uri import DataRoots, StorageError, download, upload
 from roost.system import THREADS_ENV, available_cores
 
 log = logging.getLogger(__name__)
@@ -288,11 +288,7 @@ class JobRunner:
                     s, fetch(s, TrainingJob, name), None, Secondary.UPLOADING, "Uploading generated training model"
                 )
             tar = pack_model_dir(layout.model, job_dir / "model.tar.gz")
-            artifact = upload(
-                tar,
-                Location.parse(req["OutputDataConfig"]["S3OutputPath"]).join(name, "output", "model.tar.gz"),
-                self.roots,
-            )
+            artifact = upload(tar, artifact_location(req, name), self.roots)
         if stopped_by == "max_runtime":
             self._finish(
                 name,
@@ -331,9 +327,7 @@ class JobRunner:
                 (e.timestamp / 1000, e.message)
                 for e in s.scalars(select(LogEvent).where(LogEvent.job_name == name).order_by(LogEvent.id)).all()
             ]
-            definitions = BUILTIN_METRICS + list(
-                (job.request.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or []
-            )
+            definitions = metric_definitions(job.request)
             job.final_metrics = final_metrics(definitions, lines) or None
             if failure:
                 job.failure_reason = failure[:FAILURE_LIMIT]

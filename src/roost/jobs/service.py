@@ -37,11 +37,26 @@ from roost.storage.uri import DataRoots, Location, StorageError, exists
 CHANNEL_PATTERN = r"[A-Za-z0-9\.\-_]+"
 ROLE_PATTERN = r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$"
 
-#: SageMaker's built-in metrics for this algorithm (their regexes are not published; these match its log lines)
+#: SageMaker's built-in metrics for this algorithm (their regexes are not published; these match its log lines).
+#: DescribeTrainingJob lists them in AlgorithmSpecification.MetricDefinitions, as the SDK's analytics expect.
 BUILTIN_METRICS = [
     {"Name": "train:accuracy", "Regex": r"Epoch\[\d+\] Train-accuracy=([0-9.]+)"},
     {"Name": "validation:accuracy", "Regex": r"Epoch\[\d+\] Validation-accuracy=([0-9.]+)"},
+    {"Name": "train:top_k_accuracy", "Regex": r"Epoch\[\d+\] Train-top_k_accuracy_\d+=([0-9.]+)"},
+    {"Name": "validation:top_k_accuracy", "Regex": r"Epoch\[\d+\] Validation-top_k_accuracy_\d+=([0-9.]+)"},
 ]
+
+
+def metric_definitions(request: dict) -> list[dict]:
+    """The built-in definitions, then the job's own (``AlgorithmSpecification.MetricDefinitions``)."""
+    own = (request.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or []
+    names = {d["Name"] for d in BUILTIN_METRICS}
+    return BUILTIN_METRICS + [d for d in own if d.get("Name") not in names]
+
+
+def artifact_location(request: dict, name: str) -> str:
+    """Where the job's model.tar.gz is (or will be) uploaded: ``<S3OutputPath>/<job>/output/model.tar.gz``."""
+    return Location.parse(request["OutputDataConfig"]["S3OutputPath"]).join(name, "output", "model.tar.gz")
 
 
 def _check_request(req: dict) -> None:
@@ -347,13 +362,18 @@ def describe(job: TrainingJob, transitions: Sequence[StatusTransition]) -> dict:
     out: dict[str, Any] = {
         "TrainingJobName": job.name,
         "TrainingJobArn": job.arn,
+        # the model requires it; SageMaker names the location before anything is there
+        "ModelArtifacts": {"S3ModelArtifacts": job.model_artifacts or artifact_location(req, job.name)},
         "TrainingJobStatus": job.status,
         "SecondaryStatus": job.secondary_status,
-        "AlgorithmSpecification": req.get("AlgorithmSpecification", {}),
+        "AlgorithmSpecification": {
+            **req.get("AlgorithmSpecification", {}),
+            "MetricDefinitions": metric_definitions(req),
+        },
         "RoleArn": req.get("RoleArn"),
         "HyperParameters": req.get("HyperParameters", {}),
         "InputDataConfig": req.get("InputDataConfig", []),
-        "OutputDataConfig": req.get("OutputDataConfig", {}),
+        "OutputDataConfig": {"KmsKeyId": "", **req.get("OutputDataConfig", {})},
         "ResourceConfig": req.get("ResourceConfig", {}),
         "StoppingCondition": req.get("StoppingCondition", {}),
         "CreationTime": job.creation_time,
@@ -375,11 +395,9 @@ def describe(job: TrainingJob, transitions: Sequence[StatusTransition]) -> dict:
         "EnableInterContainerTrafficEncryption": req.get("EnableInterContainerTrafficEncryption", False),
         "EnableManagedSpotTraining": req.get("EnableManagedSpotTraining", False),
     }
-    for key in ("CheckpointConfig", "VpcConfig", "Environment", "Tags", "DebugHookConfig", "ExperimentConfig"):
+    for key in ("CheckpointConfig", "VpcConfig", "Environment", "DebugHookConfig", "ExperimentConfig"):
         if req.get(key) is not None:
             out[key] = req[key]
-    if job.model_artifacts:
-        out["ModelArtifacts"] = {"S3ModelArtifacts": job.model_artifacts}
     if job.failure_reason:
         out["FailureReason"] = job.failure_reason
     if job.training_start_time:
@@ -391,7 +409,7 @@ def describe(job: TrainingJob, transitions: Sequence[StatusTransition]) -> dict:
         out["BillableTimeInSeconds"] = seconds
     if job.final_metrics:
         out["FinalMetricDataList"] = job.final_metrics
-    return out
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def final_metrics(definitions: list[dict], lines: list[tuple[float, str]]) -> list[dict]:
