@@ -280,3 +280,23 @@ def png_declaring(width: int, height: int) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
     )
+
+
+# --------------------------------------------------------------------------- services in-process
+
+
+class Api:
+    """Services behind the same dispatch table the server uses: requests checked against botocore's input shapes,
+    answers against its output shapes, without HTTP."""
+
+    def __init__(self, *services):
+        from roost.aws import CHECK_RESPONSES_ENV, dispatch_table
+
+        os.environ[CHECK_RESPONSES_ENV] = "1"
+        try:
+            self.table = dispatch_table(*services)
+        finally:
+            os.environ.pop(CHECK_RESPONSES_ENV, None)
+
+    def __call__(self, operation: str, request: dict | None = None, prefix: str = "SageMaker") -> dict:
+        return self.table[f"{prefix}.{operation}"](request or {})

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from helpers import Api
 from roost.aws import ServiceError
 from roost.serving.hosting import HostingService
 from roost.storage.database import open_database
@@ -213,3 +214,65 @@ def test_models_and_batch_data_only_from_below_the_data_roots(database_url, mode
             },
         )
         assert "is outside the folders" in err.message
+
+
+def test_lists_filter_sort_and_page_and_transforms_stop(database_url, model, tmp_path):
+    folder, url, _ = model
+    api = Api(HostingService(open_database(database_url), tmp_path / "data"))
+    for name in ("owl", "crow", "owlet"):
+        api("CreateModel", {"ModelName": name, "PrimaryContainer": {"ModelDataUrl": url}})
+        api(
+            "CreateEndpointConfig",
+            {
+                "EndpointConfigName": f"{name}-config",
+                "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1}],
+            },
+        )
+        time.sleep(0.01)
+    names = [m["ModelName"] for m in api("ListModels")["Models"]]
+    assert names == ["owlet", "crow", "owl"]  # newest first, SageMaker's default
+    assert [m["ModelName"] for m in api("ListModels", {"SortBy": "Name", "SortOrder": "Ascending"})["Models"]] == [
+        "crow",
+        "owl",
+        "owlet",
+    ]
+    page = api(
+        "ListEndpointConfigs", {"NameContains": "owl", "MaxResults": 1, "SortBy": "Name", "SortOrder": "Ascending"}
+    )
+    assert [c["EndpointConfigName"] for c in page["EndpointConfigs"]] == ["owl-config"]
+    rest = api(
+        "ListEndpointConfigs",
+        {
+            "NameContains": "owl",
+            "MaxResults": 1,
+            "SortBy": "Name",
+            "SortOrder": "Ascending",
+            "NextToken": page["NextToken"],
+        },
+    )
+    assert [c["EndpointConfigName"] for c in rest["EndpointConfigs"]] == ["owlet-config"] and "NextToken" not in rest
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(30):
+        (images / f"{i:02d}.png").write_bytes((folder / "test_0.png").read_bytes())
+    api(
+        "CreateTransformJob",
+        {
+            "TransformJobName": "long",
+            "ModelName": "owl",
+            "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": images.as_uri()}}},
+            "TransformOutput": {"S3OutputPath": (tmp_path / "out").as_uri()},
+            "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        },
+    )
+    api("StopTransformJob", {"TransformJobName": "long"})
+    deadline = time.time() + 60
+    while (status := api("DescribeTransformJob", {"TransformJobName": "long"})["TransformJobStatus"]) == "Stopping":
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert status == "Stopped"
+    jobs = api("ListTransformJobs", {"StatusEquals": "Stopped"})["TransformJobSummaries"]
+    assert [j["TransformJobName"] for j in jobs] == ["long"] and jobs[0]["TransformEndTime"]
+    with pytest.raises(ServiceError, match="cannot be stopped"):
+        api("StopTransformJob", {"TransformJobName": "long"})

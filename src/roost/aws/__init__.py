@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 from collections.abc import Callable
@@ -60,6 +62,23 @@ def check_name(name: Any, member: str) -> str:
             [constraint(name, member, f"Member must satisfy regular expression pattern: {NAME_PATTERN}")]
         )
     return name
+
+
+def encode_page_token(offset: int) -> str:
+    """``NextToken`` for a listing that continues at ``offset``; opaque to clients, as AWS's are."""
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
+
+
+def decode_page_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["o"]
+        if not isinstance(offset, int) or offset < 0:
+            raise ValueError
+        return offset
+    except (ValueError, KeyError, TypeError):
+        raise validation("Invalid pagination token (NextToken).") from None
 
 
 @dataclass(frozen=True)

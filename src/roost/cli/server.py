@@ -86,6 +86,7 @@ def server_cmd(
     from roost.jobs.logs import LogService
     from roost.jobs.runner import JobRunner
     from roost.jobs.service import DEFAULT_JOB_ENV_ALLOW, EnvironmentPolicy, TrainingJobService
+    from roost.jobs.tags import TagService
     from roost.serving.hosting import HostingService
     from roost.storage.database import database_url as default_url
     from roost.storage.database import open_database
@@ -115,7 +116,7 @@ def server_cmd(
         runner.start()
         hosting.restore()
 
-    services = [jobs, LogService(sessions), hosting]
+    services = [jobs, LogService(sessions), hosting, TagService(sessions)]
     app = create_app(
         services, {keys.access_key_id: keys.secret_access_key}, on_startup=startup, on_shutdown=runner.shutdown
     )

@@ -8,8 +8,6 @@ runner (``roost.jobs.runner``) moves the jobs through their statuses.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import time
 from collections.abc import Sequence
@@ -30,7 +28,9 @@ from roost.aws import (
     validation,
     validation_errors,
 )
+from roost.jobs.tags import set_tags
 from roost.storage.database import inserting
+from roost.storage.listing import list_page
 from roost.storage.tables import ACTIVE, TERMINAL, SecondaryStatus, StatusTransition, TrainingJob, TrainingJobStatus
 from roost.storage.uri import DataRoots, Location, StorageError, exists
 
@@ -236,6 +236,7 @@ class TrainingJobService(Service):
                     log_stream=f"{name}/algo-1-{int(now)}",
                 )
             )
+            set_tags(s, self.arn(name), req.get("Tags"))
             s.flush()  # the job row before rows that refer to it (no ORM relationship orders them)
             s.add(
                 StatusTransition(
@@ -264,44 +265,20 @@ class TrainingJobService(Service):
 
     @operation("ListTrainingJobs")
     def list_training_jobs(self, req: dict) -> dict:
-        limit = int(req.get("MaxResults") or 10)
-        if not 1 <= limit <= 100:
-            raise validation(constraint(limit, "maxResults", "Member must have value less than or equal to 100"))
-        sort_by = req.get("SortBy", "CreationTime")
-        order = req.get("SortOrder", "Ascending")
-        column = {
-            "Name": TrainingJob.name,
-            "CreationTime": TrainingJob.creation_time,
-            "Status": TrainingJob.status,
-        }.get(sort_by)
-        if column is None or order not in ("Ascending", "Descending"):
-            raise validation(
-                constraint(
-                    sort_by if column is None else order,
-                    "sortBy" if column is None else "sortOrder",
-                    "Member must satisfy enum value set",
-                )
-            )
-        q = select(TrainingJob)
-        for key, col, op in (
-            ("CreationTimeAfter", TrainingJob.creation_time, "gt"),
-            ("CreationTimeBefore", TrainingJob.creation_time, "lt"),
-            ("LastModifiedTimeAfter", TrainingJob.last_modified_time, "gt"),
-            ("LastModifiedTimeBefore", TrainingJob.last_modified_time, "lt"),
-        ):
-            if req.get(key) is not None:
-                q = q.where(col > float(req[key]) if op == "gt" else col < float(req[key]))
-        if req.get("NameContains"):
-            q = q.where(TrainingJob.name.contains(req["NameContains"]))
-        if req.get("StatusEquals"):
-            q = q.where(TrainingJob.status == req["StatusEquals"])
-        q = q.order_by(column.desc() if order == "Descending" else column.asc(), TrainingJob.name)
-        offset = _decode_token(req.get("NextToken"))
-        with self.sessions() as s:
-            rows = s.scalars(q.offset(offset).limit(limit + 1)).all()
-        out: dict[str, Any] = {"TrainingJobSummaries": [summary(j) for j in rows[:limit]]}
-        if len(rows) > limit:
-            out["NextToken"] = _encode_token(offset + limit)
+        rows, token = list_page(
+            self.sessions,
+            TrainingJob,
+            req,
+            default_order="Ascending",
+            name=TrainingJob.name,
+            created=TrainingJob.creation_time,
+            modified=TrainingJob.last_modified_time,
+            status=TrainingJob.status,
+            sort={"Name": TrainingJob.name, "CreationTime": TrainingJob.creation_time, "Status": TrainingJob.status},
+        )
+        out: dict[str, Any] = {"TrainingJobSummaries": [summary(j) for j in rows]}
+        if token:
+            out["NextToken"] = token
         return out
 
     @operation("StopTrainingJob")
@@ -351,6 +328,7 @@ def summary(job: TrainingJob) -> dict:
         "CreationTime": job.creation_time,
         "LastModifiedTime": job.last_modified_time,
         "TrainingJobStatus": job.status,
+        "SecondaryStatus": job.secondary_status,
     }
     if job.training_end_time:
         out["TrainingEndTime"] = job.training_end_time
@@ -431,16 +409,3 @@ def final_metrics(definitions: list[dict], lines: list[tuple[float, str]]) -> li
         if last is not None:
             out.append({"MetricName": d["Name"], "Value": last[0], "Timestamp": last[1]})
     return out
-
-
-def _encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
-
-
-def _decode_token(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        return int(json.loads(base64.urlsafe_b64decode(token.encode()))["o"])
-    except (ValueError, KeyError, TypeError):
-        raise validation("Invalid pagination token (NextToken).") from None

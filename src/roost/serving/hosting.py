@@ -20,15 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from roost.aws import Account, Service, ServiceError, check_name, operation, validation
 from roost.errors import UserError
+from roost.jobs.tags import drop_tags, set_tags
 from roost.serving.batching import DynamicBatcher
 from roost.serving.invocations import answer, render
 from roost.serving.predictor import InputError, Predictor, RequestTooLarge
 from roost.storage.database import fetch, inserting
+from roost.storage.listing import list_page
 from roost.storage.tables import Endpoint, EndpointConfig, EndpointStatus, Model, TransformJob, TransformJobStatus
 from roost.storage.uri import DataRoots, Location, StorageError, download, exists, upload
 
@@ -43,6 +45,12 @@ TOO_LARGE_MESSAGE = "Request payload exceeds the 6 MB (6291456 bytes) limit."
 class Hosted:
     model: DynamicBatcher
     variant: str
+
+
+def _page(out: dict[str, Any], token: str | None) -> dict[str, Any]:
+    if token:
+        out["NextToken"] = token
+    return out
 
 
 def _container(model: Model) -> dict[str, Any]:
@@ -91,6 +99,7 @@ class HostingService(Service):
             if s.get(Model, name) is not None:
                 raise self._already("model", "model", name)
             s.add(Model(name=name, arn=self.arn("model", name), request=req, creation_time=time.time()))
+            set_tags(s, self.arn("model", name), req.get("Tags"))
         return {"ModelArn": self.arn("model", name)}
 
     def _find(self, s: Session, table, name, kind: str, what: str):
@@ -118,21 +127,23 @@ class HostingService(Service):
 
     @operation("ListModels")
     def list_models(self, req: dict) -> dict:
-        with self.sessions() as s:
-            rows = s.scalars(select(Model).order_by(Model.creation_time.desc())).all()
-        contains = req.get("NameContains") or ""
-        return {
-            "Models": [
-                {"ModelName": m.name, "ModelArn": m.arn, "CreationTime": m.creation_time}
-                for m in rows
-                if contains in m.name
-            ]
-        }
+        rows, token = list_page(
+            self.sessions,
+            Model,
+            req,
+            name=Model.name,
+            created=Model.creation_time,
+            sort={"Name": Model.name, "CreationTime": Model.creation_time},
+        )
+        summaries = [{"ModelName": m.name, "ModelArn": m.arn, "CreationTime": m.creation_time} for m in rows]
+        return _page({"Models": summaries}, token)
 
     @operation("DeleteModel")
     def delete_model(self, req: dict) -> dict:
         with self.sessions.begin() as s:
-            s.delete(self._model(s, req.get("ModelName")))
+            model = self._model(s, req.get("ModelName"))
+            drop_tags(s, model.arn)
+            s.delete(model)
         return {}
 
     # ------------------------------------------------------------------ endpoint configs
@@ -151,6 +162,7 @@ class HostingService(Service):
             s.add(
                 EndpointConfig(name=name, arn=self.arn("endpoint-config", name), request=req, creation_time=time.time())
             )
+            set_tags(s, self.arn("endpoint-config", name), req.get("Tags"))
         return {"EndpointConfigArn": self.arn("endpoint-config", name)}
 
     @operation("DescribeEndpointConfig")
@@ -164,10 +176,27 @@ class HostingService(Service):
                 "ProductionVariants": c.request.get("ProductionVariants", []),
             }
 
+    @operation("ListEndpointConfigs")
+    def list_endpoint_configs(self, req: dict) -> dict:
+        rows, token = list_page(
+            self.sessions,
+            EndpointConfig,
+            req,
+            name=EndpointConfig.name,
+            created=EndpointConfig.creation_time,
+            sort={"Name": EndpointConfig.name, "CreationTime": EndpointConfig.creation_time},
+        )
+        summaries = [
+            {"EndpointConfigName": c.name, "EndpointConfigArn": c.arn, "CreationTime": c.creation_time} for c in rows
+        ]
+        return _page({"EndpointConfigs": summaries}, token)
+
     @operation("DeleteEndpointConfig")
     def delete_endpoint_config(self, req: dict) -> dict:
         with self.sessions.begin() as s:
-            s.delete(self._config(s, req.get("EndpointConfigName")))
+            config = self._config(s, req.get("EndpointConfigName"))
+            drop_tags(s, config.arn)
+            s.delete(config)
         return {}
 
     def _config(self, s: Session, name) -> EndpointConfig:
@@ -193,6 +222,7 @@ class HostingService(Service):
                     last_modified_time=now,
                 )
             )
+            set_tags(s, self.arn("endpoint", name), req.get("Tags"))
         self._start_loading(name)
         return {"EndpointArn": self.arn("endpoint", name)}
 
@@ -241,26 +271,34 @@ class HostingService(Service):
 
     @operation("ListEndpoints")
     def list_endpoints(self, req: dict) -> dict:
-        with self.sessions() as s:
-            rows = s.scalars(select(Endpoint).order_by(Endpoint.creation_time.desc())).all()
-        return {
-            "Endpoints": [
-                {
-                    "EndpointName": e.name,
-                    "EndpointArn": e.arn,
-                    "CreationTime": e.creation_time,
-                    "LastModifiedTime": e.last_modified_time,
-                    "EndpointStatus": e.status,
-                }
-                for e in rows
-                if (req.get("NameContains") or "") in e.name
-            ]
-        }
+        rows, token = list_page(
+            self.sessions,
+            Endpoint,
+            req,
+            name=Endpoint.name,
+            created=Endpoint.creation_time,
+            modified=Endpoint.last_modified_time,
+            status=Endpoint.status,
+            sort={"Name": Endpoint.name, "CreationTime": Endpoint.creation_time, "Status": Endpoint.status},
+        )
+        summaries = [
+            {
+                "EndpointName": e.name,
+                "EndpointArn": e.arn,
+                "CreationTime": e.creation_time,
+                "LastModifiedTime": e.last_modified_time,
+                "EndpointStatus": e.status,
+            }
+            for e in rows
+        ]
+        return _page({"Endpoints": summaries}, token)
 
     @operation("DeleteEndpoint")
     def delete_endpoint(self, req: dict) -> dict:
         with self.sessions.begin() as s:
-            s.delete(self._endpoint(s, req.get("EndpointName")))
+            endpoint = self._endpoint(s, req.get("EndpointName"))
+            drop_tags(s, endpoint.arn)
+            s.delete(endpoint)
         with self._lock:
             hosted = self.hosted.pop(req["EndpointName"], None)
         if hosted:
@@ -271,7 +309,8 @@ class HostingService(Service):
         return self._find(s, Endpoint, name, "endpoint", "endpoint")
 
     def restore(self) -> None:
-        """After a restart: every endpoint that was serving (or on its way) is loaded again."""
+        """After a restart: every endpoint that was serving (or on its way) is loaded again, and a batch transform
+        that was running starts over (it rewrites the same outputs); one that was stopping is Stopped."""
         with self.sessions.begin() as s:
             serving = (EndpointStatus.IN_SERVICE, EndpointStatus.CREATING, EndpointStatus.UPDATING)
             endpoints = s.scalars(select(Endpoint).where(Endpoint.status.in_(serving))).all()
@@ -279,8 +318,23 @@ class HostingService(Service):
                 if e.status == EndpointStatus.IN_SERVICE:
                     e.status = EndpointStatus.CREATING
             names = [e.name for e in endpoints]
+            transforms = []
+            for t in s.scalars(
+                select(TransformJob).where(
+                    TransformJob.status.in_((TransformJobStatus.IN_PROGRESS, TransformJobStatus.STOPPING))
+                )
+            ).all():
+                if t.status == TransformJobStatus.STOPPING:
+                    t.status, t.end_time = TransformJobStatus.STOPPED, time.time()
+                else:
+                    transforms.append(t.name)
         for name in names:
             self._start_loading(name)
+        for name in transforms:
+            self._start_transform(name)
+
+    def _start_transform(self, name: str) -> None:
+        threading.Thread(target=self._transform, args=(name,), name=f"transform-{name}", daemon=True).start()
 
     def _start_loading(self, name: str) -> None:
         threading.Thread(target=self._load, args=(name,), name=f"endpoint-{name}", daemon=True).start()
@@ -407,7 +461,8 @@ class HostingService(Service):
                     creation_time=time.time(),
                 )
             )
-        threading.Thread(target=self._transform, args=(name,), name=f"transform-{name}", daemon=True).start()
+            set_tags(s, self.arn("transform-job", name), req.get("Tags"))
+        self._start_transform(name)
         return {"TransformJobArn": self.arn("transform-job", name)}
 
     @operation("DescribeTransformJob")
@@ -435,6 +490,51 @@ class HostingService(Service):
                     out[key] = value
             return out
 
+    def _transform_stopping(self, name: str) -> bool:
+        with self.sessions() as s:
+            return fetch(s, TransformJob, name).status == TransformJobStatus.STOPPING
+
+    @operation("ListTransformJobs")
+    def list_transform_jobs(self, req: dict) -> dict:
+        modified = func.coalesce(TransformJob.end_time, TransformJob.start_time, TransformJob.creation_time)
+        rows, token = list_page(
+            self.sessions,
+            TransformJob,
+            req,
+            name=TransformJob.name,
+            created=TransformJob.creation_time,
+            modified=modified,
+            status=TransformJob.status,
+            sort={"Name": TransformJob.name, "CreationTime": TransformJob.creation_time, "Status": TransformJob.status},
+        )
+        summaries = []
+        for t in rows:
+            row = {
+                "TransformJobName": t.name,
+                "TransformJobArn": t.arn,
+                "CreationTime": t.creation_time,
+                "LastModifiedTime": t.end_time or t.start_time or t.creation_time,
+                "TransformJobStatus": t.status,
+            }
+            if t.end_time:
+                row["TransformEndTime"] = t.end_time
+            if t.failure_reason:
+                row["FailureReason"] = t.failure_reason
+            summaries.append(row)
+        return _page({"TransformJobSummaries": summaries}, token)
+
+    @operation("StopTransformJob")
+    def stop_transform_job(self, req: dict) -> dict:
+        """The job stops after the record in progress; what it wrote stays."""
+        with self.sessions.begin() as s:
+            t = s.get(TransformJob, req["TransformJobName"])
+            if t is None:
+                raise ServiceError("ResourceNotFound", f"Transform job {req['TransformJobName']} does not exist.")
+            if t.status not in (TransformJobStatus.IN_PROGRESS, TransformJobStatus.STOPPING):
+                raise validation(f"The transform job is in status {t.status} and cannot be stopped.")
+            t.status = TransformJobStatus.STOPPING
+        return {}
+
     def _transform(self, name: str) -> None:
         try:
             with self.sessions.begin() as s:
@@ -454,6 +554,8 @@ class HostingService(Service):
                 files = download(src, inputs, self.roots)
                 failed = []
                 for f in files:
+                    if self._transform_stopping(name):
+                        break
                     rel = f.relative_to(inputs).as_posix()
                     try:
                         payload, _ = render(
@@ -466,7 +568,9 @@ class HostingService(Service):
                     result.parent.mkdir(parents=True, exist_ok=True)
                     result.write_bytes(payload)
                     upload(result, out.join(rel + ".out"), self.roots)
-            if failed:
+            if self._transform_stopping(name):
+                status, reason = TransformJobStatus.STOPPED, None
+            elif failed:
                 status, reason = TransformJobStatus.FAILED, "ClientError: " + "; ".join(failed)[:1000]
             else:
                 status, reason = TransformJobStatus.COMPLETED, None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -50,6 +50,8 @@ class TransformJobStatus(StrEnum):
     IN_PROGRESS = "InProgress"
     COMPLETED = "Completed"
     FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
 
 
 class Base(DeclarativeBase):
@@ -136,3 +138,19 @@ class TransformJob(Base):
     creation_time: Mapped[float] = mapped_column(Float)
     start_time: Mapped[float | None] = mapped_column(Float, nullable=True)
     end_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Tag(Base):
+    """A tag of any resource, by its ARN (``AddTags``, ``ListTags``, ``DeleteTags``, ``Tags`` of each ``Create*``)."""
+
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("resource_arn", "key", name="uq_tags_resource_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resource_arn: Mapped[str] = mapped_column(String(256), index=True)
+    key: Mapped[str] = mapped_column(String(128))
+    value: Mapped[str] = mapped_column(String(256))
+
+
+#: the resources that carry tags, each with its ARN in an ``arn`` column
+TAGGABLE = (TrainingJob, Model, EndpointConfig, Endpoint, TransformJob)
