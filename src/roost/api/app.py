@@ -19,7 +19,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from roost.api.auth import verify
+from roost.api.query import parse_form, request_params, xml_error, xml_response
 from roost.aws import Service, ServiceError, dispatch_table
+from roost.aws.shapes import service_model
 from roost.serving.hosting import TOO_LARGE_MESSAGE, HostingService
 from roost.serving.http import BodyLimit
 from roost.serving.invocations import MAX_BODY
@@ -50,6 +52,13 @@ def _too_large(path: str, limit: int, size: int | None) -> Response:
         ServiceError("SerializationException", f"The request body is {got}; the limit is {limit} bytes.", 413),
         request_id,
     )
+
+
+def _service_error(exc: Exception, what: str) -> ServiceError:
+    if isinstance(exc, ServiceError):
+        return exc
+    log.error("%s failed", what, exc_info=exc)
+    return ServiceError("InternalFailure", "The request processing has failed because of an unknown error.", 500)
 
 
 def _error(err: ServiceError, request_id: str) -> Response:
@@ -85,6 +94,14 @@ def create_app(
     def ping() -> dict:
         return {"status": "ok"}
 
+    # what each service speaks, from its model: JSON 1.0 or 1.1, and the API version of its query dialect
+    metadata = {svc.target_prefix: service_model(svc.model_name).metadata for svc in services}
+    by_version = {
+        metadata[svc.target_prefix]["apiVersion"]: svc
+        for svc in services
+        if "query" in metadata[svc.target_prefix].get("protocols", ())
+    }
+
     @app.post("/")
     async def dispatch(request: Request) -> Response:
         request_id = str(uuid.uuid4())
@@ -94,6 +111,8 @@ def create_app(
             verify(request.method, str(request.url), dict(request.headers), body, keys)
         except ServiceError as err:  # not signed, or not signed right
             return _error(err, request_id)
+        if not target and request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            return await _query(body, request_id)
         handler = operations.get(target)
         if handler is None:
             return _error(
@@ -106,18 +125,48 @@ def create_app(
                 raise ValueError("the body must be a JSON object")
         except (ValueError, RecursionError) as err:  # RecursionError: JSON nested thousands deep
             return _error(ServiceError("SerializationException", f"Cannot parse the request body: {err}"), request_id)
+        meta = metadata.get(target.partition(".")[0], {})
+        media = f"application/x-amz-json-{meta.get('jsonVersion', '1.1')}"
         try:
             # the service talks to the database and the file system: keep it off the event loop
             result = await run_in_threadpool(handler, payload)
-        except ServiceError as err:
-            return _error(err, request_id)
-        except Exception:  # noqa: BLE001 - an API client gets AWS's error shape, never a traceback
-            log.exception("%s failed", target)
-            return _error(
-                ServiceError("InternalFailure", "The request processing has failed because of an unknown error.", 500),
-                request_id,
+        except Exception as exc:  # noqa: BLE001 - an API client gets AWS's error shape, never a traceback
+            failure = _service_error(exc, target)
+            response = _error(failure, request_id)
+            response.headers["Content-Type"] = media
+            if "awsQueryCompatible" in meta:  # botocore reads the query dialect's error code from here
+                kind = "Sender" if failure.status < 500 else "Receiver"
+                response.headers["x-amzn-query-error"] = f"{failure.code};{kind}"
+            return response
+        return Response(json.dumps(result), media_type=media, headers={"x-amzn-RequestId": request_id})
+
+    async def _query(body: bytes, request_id: str) -> Response:
+        """The query protocol (form in, XML out), for the services whose model still lists it."""
+        try:
+            form = parse_form(body)
+            service = by_version.get(form.get("Version", ""))
+            handler = operations.get(f"{service.target_prefix}.{form.get('Action', '')}") if service else None
+            if service is None or handler is None:
+                raise ServiceError(
+                    "InvalidAction",
+                    f"Action {form.get('Action')!r} of API version {form.get('Version')!r} is not supported by Roost.",
+                )
+            operation_model = service_model(service.model_name).operation_model(form["Action"])
+            result = await run_in_threadpool(handler, request_params(operation_model, form))
+        except Exception as exc:  # noqa: BLE001
+            failure = _service_error(exc, "query request")
+            return Response(
+                xml_error(failure, request_id),
+                status_code=failure.status,
+                media_type="text/xml",
+                headers={"x-amzn-RequestId": request_id},
             )
-        return Response(json.dumps(result), media_type=JSON_11, headers={"x-amzn-RequestId": request_id})
+        namespace = metadata[service.target_prefix]["xmlNamespace"]
+        return Response(
+            xml_response(operation_model, namespace, result, request_id),
+            media_type="text/xml",
+            headers={"x-amzn-RequestId": request_id},
+        )
 
     @app.post("/endpoints/{name}/invocations")
     async def invoke(name: str, request: Request) -> Response:

@@ -84,6 +84,7 @@ def server_cmd(
     from roost.api.auth import load_or_create_keys
     from roost.aws import Account
     from roost.jobs.logs import LogService
+    from roost.jobs.metrics import MetricsService
     from roost.jobs.runner import JobRunner
     from roost.jobs.service import DEFAULT_JOB_ENV_ALLOW, EnvironmentPolicy, TrainingJobService
     from roost.jobs.tags import TagService
@@ -116,7 +117,7 @@ def server_cmd(
         runner.start()
         hosting.restore()
 
-    services = [jobs, LogService(sessions), hosting, TagService(sessions)]
+    services = [jobs, LogService(sessions), hosting, TagService(sessions), MetricsService(sessions)]
     app = create_app(
         services, {keys.access_key_id: keys.secret_access_key}, on_startup=startup, on_shutdown=runner.shutdown
     )

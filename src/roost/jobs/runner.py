@@ -23,9 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from roost.algorithm.layout import ChannelConfig, JobLayout
 from roost.formats.artifact import pack_model_dir
 from roost.jobs.launcher import JobProcess, Launcher, LocalProcesses
-from roost.jobs.service import artifact_location, final_metrics, metric_definitions, set_status
+from roost.jobs.metrics import MetricExtractor, final_metrics
+from roost.jobs.service import artifact_location, metric_definitions, set_status
 from roost.storage.database import fetch
-from roost.storage.tables import LogEvent, SecondaryStatus, TrainingJob, TrainingJobStatus
+from roost.storage.tables import LogEvent, MetricDatum, SecondaryStatus, TrainingJob, TrainingJobStatus
 from roost.storage.uri import DataRoots, StorageError, download, upload
 from roost.system import THREADS_ENV, available_cores
 
@@ -228,7 +229,8 @@ class JobRunner:
 
     def _watch(self, name: str, req: dict, proc: JobProcess, job_dir: Path, started: float) -> tuple[int, str | None]:
         """Until the process ends: its log into the job's stream, StopTrainingJob and MaxRuntimeInSeconds enforced."""
-        reader = threading.Thread(target=self._pump_log, args=(name, proc, job_dir), daemon=True)
+        extractor = MetricExtractor(metric_definitions(req))
+        reader = threading.Thread(target=self._pump_log, args=(name, proc, job_dir, extractor), daemon=True)
         reader.start()
         max_runtime = (req.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
         stopped_by = None
@@ -258,9 +260,10 @@ class JobRunner:
         reader.join(timeout=10)
         return rc, stopped_by
 
-    def _pump_log(self, name: str, proc: JobProcess, job_dir: Path) -> None:
-        """The container's output, line by line, into the job's log stream (and a plain file beside it)."""
-        pending: list[LogEvent] = []
+    def _pump_log(self, name: str, proc: JobProcess, job_dir: Path, extractor: MetricExtractor) -> None:
+        """The container's output, line by line, into the job's log stream (and a plain file beside it), and its
+        metrics' datapoints as CloudWatch keeps them."""
+        pending: list[LogEvent | MetricDatum] = []
         last_flush = time.time()
         with open(job_dir / "training.log", "a", encoding="utf-8") as f:
             for line in proc.stdout:
@@ -268,16 +271,17 @@ class JobRunner:
                 now = int(time.time() * 1000)
                 f.write(line + "\n")
                 pending.append(LogEvent(job_name=name, timestamp=now, ingestion_time=now, message=line))
+                pending += extractor.datapoints(name, now / 1000, line)
                 if len(pending) >= 200 or time.time() - last_flush > 0.3:
                     self._flush(pending)
                     f.flush()
                     pending, last_flush = [], time.time()
             self._flush(pending)
 
-    def _flush(self, events: list[LogEvent]) -> None:
-        if events:
+    def _flush(self, rows: list[LogEvent | MetricDatum]) -> None:
+        if rows:
             with self.sessions.begin() as s:
-                s.add_all(events)
+                s.add_all(rows)
 
     def _settle(self, name: str, req: dict, layout: JobLayout, job_dir: Path, rc: int, stopped_by: str | None) -> None:
         has_model = layout.model.is_dir() and any(layout.model.iterdir())
@@ -323,12 +327,7 @@ class JobRunner:
     ) -> None:
         with self.sessions.begin() as s:
             job = fetch(s, TrainingJob, name)
-            lines = [
-                (e.timestamp / 1000, e.message)
-                for e in s.scalars(select(LogEvent).where(LogEvent.job_name == name).order_by(LogEvent.id)).all()
-            ]
-            definitions = metric_definitions(job.request)
-            job.final_metrics = final_metrics(definitions, lines) or None
+            job.final_metrics = final_metrics(s, name, metric_definitions(job.request)) or None
             if failure:
                 job.failure_reason = failure[:FAILURE_LIMIT]
             if artifact:

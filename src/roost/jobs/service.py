@@ -388,24 +388,3 @@ def describe(job: TrainingJob, transitions: Sequence[StatusTransition]) -> dict:
     if job.final_metrics:
         out["FinalMetricDataList"] = job.final_metrics
     return {k: v for k, v in out.items() if v is not None}
-
-
-def final_metrics(definitions: list[dict], lines: list[tuple[float, str]]) -> list[dict]:
-    """The last value each metric regex captured in the log, with its time (``FinalMetricDataList``)."""
-    out = []
-    for d in definitions[:40]:
-        try:
-            rx = re.compile(d["Regex"])
-        except (re.error, KeyError):
-            continue
-        last = None
-        for ts, line in lines:
-            m = rx.search(line)
-            if m:
-                try:
-                    last = (float(m.group(1) if m.groups() else m.group(0)), ts)
-                except ValueError:
-                    continue
-        if last is not None:
-            out.append({"MetricName": d["Name"], "Value": last[0], "Timestamp": last[1]})
-    return out

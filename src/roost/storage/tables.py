@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -154,3 +154,20 @@ class Tag(Base):
 
 #: the resources that carry tags, each with its ARN in an ``arn`` column
 TAGGABLE = (TrainingJob, Model, EndpointConfig, Endpoint, TransformJob)
+
+
+class MetricDatum(Base):
+    """One CloudWatch datapoint: a training job's metric (``/aws/sagemaker/TrainingJobs``, ``TrainingJobName``) as
+    its log line gave it. One dimension is all SageMaker's training metrics carry."""
+
+    __tablename__ = "metric_data"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(255))
+    metric_name: Mapped[str] = mapped_column(String(255))
+    dimension_name: Mapped[str] = mapped_column(String(255))
+    dimension_value: Mapped[str] = mapped_column(String(1024))
+    timestamp: Mapped[float] = mapped_column(Float)
+    value: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_metric_data_series", "namespace", "metric_name", "dimension_value", "timestamp"),)

@@ -1,0 +1,345 @@
+"""The workshop's own clients against Roost: the SageMaker Python SDK v2 as seed 002 uses it, the AWS CLI, and
+CloudWatch's metrics in both of its wire protocols. Only endpoint URLs and credentials change."""
+
+import json
+import subprocess
+import sys
+import time
+
+import boto3
+import pytest
+
+from helpers import FAST, KEY, SECRET, Server, free_port
+
+pytestmark = pytest.mark.slow  # trains and serves through real clients
+
+ROLE = "arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-ExecutionRole"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """Roost, moto's S3 on loopback, the animal silhouettes in a bucket, and the environment clients read."""
+    from moto.server import ThreadedMotoServer
+
+    from roost.data import im2rec
+    from roost.data.samples import ANIMAL_CLASSES, export_animal_shapes
+    from roost.formats.lst import write_list
+
+    tmp = tmp_path_factory.mktemp("clients")
+    s3_port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
+    moto.start()
+    s3_url = f"http://127.0.0.1:{s3_port}"
+    srv = Server(
+        tmp / "roost",
+        env={
+            "AWS_ENDPOINT_URL_S3": s3_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+    ).start()
+    sdk_config = tmp / "sagemaker.yaml"
+    sdk_config.write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n")
+    env = {
+        "AWS_ENDPOINT_URL": srv.url,
+        "AWS_ENDPOINT_URL_S3": s3_url,
+        "AWS_ACCESS_KEY_ID": KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "SAGEMAKER_USER_CONFIG_OVERRIDE": str(sdk_config),
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        export_animal_shapes(tmp / "images", 12, list(ANIMAL_CLASSES))
+        split = im2rec.split_class_folders(tmp / "images", val_ratio=0.25)
+        for name, entries in (("train", split.train), ("val", split.val)):
+            write_list(tmp / f"{name}.lst", entries)
+            im2rec.pack_list(tmp / f"{name}.lst", tmp / "images")
+        s3 = boto3.client("s3", endpoint_url=s3_url, aws_access_key_id="testing", aws_secret_access_key="testing")
+        s3.create_bucket(Bucket="bucket")
+        s3.upload_file(str(tmp / "train.rec"), "bucket", "ic-fulltraining/train/cifar10_train.rec")
+        s3.upload_file(str(tmp / "val.rec"), "bucket", "ic-fulltraining/validation/cifar10_val.rec")
+        yield {
+            "server": srv,
+            "tmp": tmp,
+            "env": env,
+            "train_count": len(split.train),
+            "image": next((tmp / "images" / "bird").iterdir()),
+        }
+    srv.stop()
+    moto.stop()
+
+
+def test_seed_002_with_the_sagemaker_sdk(stack, capsys, monkeypatch):
+    import sagemaker
+    from sagemaker.analytics import TrainingJobAnalytics
+    from sagemaker.inputs import TrainingInput
+    from sagemaker.serializers import IdentitySerializer
+
+    # the SDK polls every 10 s (logs) and 30 s (endpoints): the flow is the seed's, its waits are shortened
+    sleep = time.sleep
+    monkeypatch.setattr(time, "sleep", lambda seconds: sleep(min(seconds, 0.5)))
+    sess = sagemaker.Session(default_bucket="bucket")
+    prefix = "ic-fulltraining"
+    training_image = sagemaker.image_uris.retrieve("image-classification", sess.boto_region_name, version="latest")
+    ic = sagemaker.estimator.Estimator(
+        training_image,
+        ROLE,
+        instance_count=1,
+        instance_type="ml.p2.xlarge",
+        volume_size=50,
+        max_run=360000,
+        input_mode="File",
+        output_path=f"s3://bucket/{prefix}/output",
+        sagemaker_session=sess,
+    )
+    # the seed's hyperparameters; only the data-size ones fit this small data set
+    ic.set_hyperparameters(
+        num_layers=18,
+        image_shape="3,28,28",
+        num_classes=10,
+        num_training_samples=stack["train_count"],
+        mini_batch_size=16,
+        epochs=2,
+        learning_rate=0.01,
+        top_k=2,
+        precision_dtype="float32",
+    )
+    train_data = TrainingInput(
+        f"s3://bucket/{prefix}/train/",
+        distribution="FullyReplicated",
+        content_type="application/x-recordio",
+        s3_data_type="S3Prefix",
+    )
+    validation_data = TrainingInput(
+        f"s3://bucket/{prefix}/validation/",
+        distribution="FullyReplicated",
+        content_type="application/x-recordio",
+        s3_data_type="S3Prefix",
+    )
+    ic.fit(inputs={"train": train_data, "validation": validation_data}, logs=True)
+    shown = capsys.readouterr().out
+    assert "Epoch[1] Validation-accuracy=" in shown and "Completed - Training job completed" in shown
+    assert "num_layers 18 has no recipe for images of height 28" in shown
+    job = ic.latest_training_job.name
+
+    attached = sagemaker.estimator.Estimator.attach(job, sagemaker_session=sess)
+    assert attached.model_data == f"s3://bucket/{prefix}/output/{job}/output/model.tar.gz"
+    assert attached.hyperparameters()["num_layers"] == "18"
+
+    named = TrainingJobAnalytics(job, metric_names=["validation:accuracy"], sagemaker_session=sess).dataframe()
+    assert list(named["metric_name"]) == ["validation:accuracy"] * len(named) and len(named) >= 1
+    everything = TrainingJobAnalytics(job, sagemaker_session=sess).dataframe()  # names from MetricDefinitions
+    assert {"train:accuracy", "validation:accuracy", "train:top_k_accuracy"} <= set(everything["metric_name"])
+
+    predictor = ic.deploy(initial_instance_count=1, instance_type="ml.c5.large")
+    try:
+        predictor.serializer = IdentitySerializer("image/png")
+        probabilities = json.loads(predictor.predict(stack["image"].read_bytes()))
+        assert len(probabilities) == 10 and abs(sum(probabilities) - 1) < 1e-4
+    finally:
+        predictor.delete_endpoint()
+
+
+def _training_request(stack, name: str, output: str) -> dict:
+    return {
+        "TrainingJobName": name,
+        "RoleArn": ROLE,
+        "AlgorithmSpecification": {"TrainingImage": "image-classification", "TrainingInputMode": "File"},
+        "HyperParameters": {
+            "num_layers": "8",
+            "image_shape": "3,28,28",
+            "num_classes": "10",
+            "num_training_samples": str(stack["train_count"]),
+            "mini_batch_size": "16",
+            "epochs": "2",
+        },
+        "InputDataConfig": [
+            {
+                "ChannelName": "train",
+                "ContentType": "application/x-recordio",
+                "DataSource": {
+                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bucket/ic-fulltraining/train/"}
+                },
+            },
+            {
+                "ChannelName": "validation",
+                "ContentType": "application/x-recordio",
+                "DataSource": {
+                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bucket/ic-fulltraining/validation/"}
+                },
+            },
+        ],
+        "OutputDataConfig": {"S3OutputPath": output},
+        "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.p2.xlarge", "VolumeSizeInGB": 50},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }
+
+
+@pytest.fixture(scope="module")
+def finished_job(stack):
+    sm = stack["server"].client()
+    sm.create_training_job(**_training_request(stack, "metrics-job", "s3://bucket/metrics/output"))
+    sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName="metrics-job", WaiterConfig=FAST)
+    return "metrics-job"
+
+
+def _aws(stack, *args, check=True):
+    r = subprocess.run(
+        [sys.executable, "-m", "awscli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, **stack["env"]},
+        timeout=300,
+    )
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_the_aws_cli(stack, mxnet_fixtures):
+    tmp = stack["tmp"]
+    name = f"cli-job-{int(time.time())}"
+    request = _training_request(stack, name, "s3://bucket/cli/output")
+    (tmp / "request.json").write_text(json.dumps(request))
+    arn = json.loads(
+        _aws(stack, "sagemaker", "create-training-job", "--cli-input-json", f"file://{tmp / 'request.json'}").stdout
+    )["TrainingJobArn"]
+    assert arn.endswith(f"training-job/{name}")
+    sm = stack["server"].client()
+    sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName=name, WaiterConfig=FAST)
+    _aws(stack, "sagemaker", "wait", "training-job-completed-or-stopped", "--training-job-name", name)
+
+    stream = json.loads(
+        _aws(
+            stack,
+            "logs",
+            "describe-log-streams",
+            "--log-group-name",
+            "/aws/sagemaker/TrainingJobs",
+            "--log-stream-name-prefix",
+            name,
+        ).stdout
+    )["logStreams"][0]["logStreamName"]
+    events = json.loads(
+        _aws(
+            stack,
+            "logs",
+            "filter-log-events",
+            "--log-group-name",
+            "/aws/sagemaker/TrainingJobs",
+            "--log-stream-names",
+            stream,
+            "--filter-pattern",
+            '"Validation-accuracy"',
+        ).stdout
+    )["events"]
+    assert len(events) == 2 and all("Validation-accuracy=" in e["message"] for e in events)
+
+    d = sm.describe_training_job(TrainingJobName=name)
+    stats = json.loads(
+        _aws(
+            stack,
+            "cloudwatch",
+            "get-metric-statistics",
+            "--namespace",
+            "/aws/sagemaker/TrainingJobs",
+            "--metric-name",
+            "validation:accuracy",
+            "--dimensions",
+            f"Name=TrainingJobName,Value={name}",
+            "--start-time",
+            d["TrainingStartTime"].isoformat(),
+            "--end-time",
+            (d["TrainingEndTime"].timestamp() + 60),
+            "--period",
+            "60",
+            "--statistics",
+            "Average",
+            "Maximum",
+        ).stdout
+    )
+    assert stats["Label"] == "validation:accuracy" and stats["Datapoints"]
+    assert 0 <= stats["Datapoints"][0]["Maximum"] <= 1
+
+    url = str(mxnet_fixtures / "model" / "resnet20_3x28x28" / "model.tar.gz")
+    sm.create_model(ModelName="cli-model", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "x", "ModelDataUrl": url})
+    sm.create_endpoint_config(
+        EndpointConfigName="cli-config",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "cli-model",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    sm.create_endpoint(EndpointName="cli-endpoint", EndpointConfigName="cli-config")
+    sm.get_waiter("endpoint_in_service").wait(EndpointName="cli-endpoint", WaiterConfig=FAST)
+    _aws(
+        stack,
+        "sagemaker-runtime",
+        "invoke-endpoint",
+        "--endpoint-name",
+        "cli-endpoint",
+        "--content-type",
+        "image/png",
+        "--body",
+        f"fileb://{mxnet_fixtures / 'model' / 'test_0.png'}",
+        tmp / "answer.json",
+    )
+    assert len(json.loads((tmp / "answer.json").read_text())) == 4
+
+
+def test_cloudwatch_in_its_query_protocol_as_older_clients_speak_it(stack, finished_job):
+    """botocore before 1.42.7 (and the CLIs pinned to it) send CloudWatch a form and read XML back."""
+    import requests
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    from botocore.parsers import create_parser
+    from botocore.serialize import create_serializer
+
+    from roost.aws.shapes import service_model
+
+    model = service_model("cloudwatch")
+    job = finished_job
+
+    def call(operation, params):
+        op = model.operation_model(operation)
+        request = create_serializer("query").serialize_to_request(params, op)
+        aws = AWSRequest(
+            method="POST", url=stack["server"].url + "/", data=request["body"], headers=dict(request["headers"])
+        )
+        SigV4Auth(Credentials(KEY, SECRET), "monitoring", "us-east-1").add_auth(aws)
+        r = requests.post(aws.url, data=aws.body, headers=dict(aws.headers.items()))
+        parsed = create_parser("query").parse(
+            {"status_code": r.status_code, "headers": r.headers, "body": r.content}, op.output_shape
+        )
+        return r.status_code, parsed
+
+    status, listed = call(
+        "ListMetrics",
+        {"Namespace": "/aws/sagemaker/TrainingJobs", "Dimensions": [{"Name": "TrainingJobName", "Value": job}]},
+    )
+    assert status == 200 and {"train:accuracy", "validation:accuracy"} <= {m["MetricName"] for m in listed["Metrics"]}
+    status, stats = call(
+        "GetMetricStatistics",
+        {
+            "Namespace": "/aws/sagemaker/TrainingJobs",
+            "MetricName": "validation:accuracy",
+            "Dimensions": [{"Name": "TrainingJobName", "Value": job}],
+            "StartTime": 0,
+            "EndTime": time.time() + 60,
+            "Period": 3600 * 24 * 365 * 60 // 1440 + 60,
+            "Statistics": ["Average", "SampleCount"],
+        },
+    )
+    assert status == 200 and stats["Label"] == "validation:accuracy" and stats["Datapoints"][0]["SampleCount"] >= 1
+    status, error = call(
+        "GetMetricStatistics", {"Namespace": "x", "MetricName": "y", "StartTime": 0, "EndTime": 60, "Period": 60}
+    )
+    assert status == 400 and error["Error"]["Code"] == "InvalidParameterCombination"
