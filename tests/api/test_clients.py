@@ -293,6 +293,24 @@ def test_the_aws_cli(stack, mxnet_fixtures):
     )
     assert len(json.loads((tmp / "answer.json").read_text())) == 4
 
+    # the endpoint's own log group, one stream per instance, as SageMaker keeps it
+    groups = json.loads(
+        _aws(stack, "logs", "describe-log-groups", "--log-group-name-prefix", "/aws/sagemaker/Endpoints/").stdout
+    )["logGroups"]
+    assert "/aws/sagemaker/Endpoints/cli-endpoint" in [g["logGroupName"] for g in groups]
+    loaded = json.loads(
+        _aws(
+            stack,
+            "logs",
+            "filter-log-events",
+            "--log-group-name",
+            "/aws/sagemaker/Endpoints/cli-endpoint",
+            "--filter-pattern",
+            '"Model loaded"',
+        ).stdout
+    )["events"]
+    assert len(loaded) == 1 and loaded[0]["logStreamName"].startswith("AllTraffic/i-")
+
 
 def test_cloudwatch_in_its_query_protocol_as_older_clients_speak_it(stack, finished_job):
     """botocore before 1.42.7 (and the CLIs pinned to it) send CloudWatch a form and read XML back."""

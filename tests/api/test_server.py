@@ -156,10 +156,17 @@ def test_list_paginates_and_filters(server, recs, tmp_path):
 
 
 def _log_text(server, name):
+    """The job's log so far; empty until the job starts and its stream appears, as on SageMaker."""
     logs = server.client("logs")
-    stream = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=name)[
-        "logStreams"
-    ][0]["logStreamName"]
+    try:
+        streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=name)[
+            "logStreams"
+        ]
+    except logs.exceptions.ResourceNotFoundException:
+        return ""
+    if not streams:
+        return ""
+    stream = streams[0]["logStreamName"]
     return "\n".join(
         e["message"]
         for e in logs.get_log_events(

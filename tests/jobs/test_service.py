@@ -6,7 +6,7 @@ import pytest
 
 from helpers import make_rec_split
 from roost.aws import ServiceError
-from roost.jobs.service import DEFAULT_JOB_ENV_ALLOW, EnvironmentPolicy, TrainingJobService, final_metrics
+from roost.jobs.service import DEFAULT_JOB_ENV_ALLOW, EnvironmentPolicy, TrainingJobService
 from roost.storage.database import open_database
 from roost.storage.uri import DataRoots
 
@@ -73,19 +73,6 @@ def test_limits_listing_and_stop(service, recs):
     assert err.value.code == "ResourceNotFound"
     with pytest.raises(ServiceError, match="Invalid pagination token"):
         service.list_training_jobs({"NextToken": "garbage"})
-
-
-def test_final_metrics_take_the_last_value():
-    lines = [(1.0, "Epoch[0] Validation-accuracy=0.5"), (2.0, "noise"), (3.0, "Epoch[1] Validation-accuracy=0.75")]
-    got = final_metrics(
-        [
-            {"Name": "validation:accuracy", "Regex": r"Validation-accuracy=([0-9.]+)"},
-            {"Name": "bad", "Regex": "("},
-            {"Name": "absent", "Regex": "nothing=(\\d)"},
-        ],
-        lines,
-    )
-    assert got == [{"MetricName": "validation:accuracy", "Value": 0.75, "Timestamp": 3.0}]
 
 
 # --------------------------------------------------------------------------- what a request may not do

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 import time
 
@@ -11,6 +12,7 @@ import pytest
 
 from helpers import Api
 from roost.aws import ServiceError
+from roost.jobs.logs import LogService
 from roost.serving.hosting import HostingService
 from roost.storage.database import open_database
 from roost.storage.uri import DataRoots
@@ -22,8 +24,7 @@ ROLE = "arn:aws:iam::123456789012:role/r"
 def hosting(database_url, tmp_path):
     service = HostingService(open_database(database_url), tmp_path / "data")
     yield service
-    for hosted in service.hosted.values():
-        hosted.model.close()
+    service.close()
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +88,37 @@ def test_invocation_errors_have_the_runtime_apis_shapes(hosting, model):
     assert len(json.loads(payload)) == 4  # still serving
 
 
+def test_each_instance_logs_to_its_stream_of_the_endpoints_group(hosting, model):
+    folder, url, _ = model
+    deploy(hosting, "birds", url, instances=2)
+    wait_status(hosting, "birds")
+    for _ in range(2):
+        error(hosting.invoke, "birds", b"not an image", "image/png", "", None)
+    hosting.delete_endpoint({"EndpointName": "birds"})
+    hosting.logs.flush()
+    logs = LogService(hosting.sessions)
+    group = "/aws/sagemaker/Endpoints/birds"
+    assert [
+        g["logGroupName"] for g in logs.describe_log_groups({"logGroupNamePrefix": "/aws/sagemaker/"})["logGroups"]
+    ] == [group]
+    streams = [s["logStreamName"] for s in logs.describe_log_streams({"logGroupName": group})["logStreams"]]
+    assert len(streams) == 2 and all(re.fullmatch(r"AllTraffic/i-[0-9a-f]{17}", s) for s in streams)
+    for stream in streams:
+        lines = [
+            e["message"]
+            for e in logs.get_log_events({"logGroupName": group, "logStreamName": stream, "startFromHead": True})[
+                "events"
+            ]
+        ]
+        assert lines[0] == f"Loading model birds from {url}"
+        assert lines[1].startswith("Model loaded: ResNet-20, 4 classes, image shape 3,28,28")
+        # the two refused requests went one to each instance, as a load balancer spreads them
+        assert "Refused an invocation (400): the 12-byte body cannot be decoded" in lines[2]
+        assert lines[-1] == "Stopping the serving worker: the endpoint was deleted"
+    # the log outlives the endpoint, as CloudWatch's does
+    assert len(logs.filter_log_events({"logGroupName": group, "filterPattern": '"Refused"'})["events"]) == 2
+
+
 def test_model_and_config_validation(hosting, model, tmp_path):
     folder, url, _ = model
     assert "regular expression pattern" in error(hosting.create_model, {"ModelName": "bad_name!"}).message
@@ -117,6 +149,9 @@ def test_a_model_that_cannot_load_fails_its_endpoint(hosting, model, tmp_path):
     deploy(hosting, "broken", str(junk))
     d = wait_status(hosting, "broken")
     assert d["EndpointStatus"] == "Failed" and "Failed to load the model" in d["FailureReason"]
+    hosting.logs.flush()
+    found = LogService(hosting.sessions).filter_log_events({"logGroupName": "/aws/sagemaker/Endpoints/broken"})
+    assert [e["message"] for e in found["events"]][-1] == d["FailureReason"]
     deploy(hosting, "orphan", url)  # its model goes away before the endpoint loads it again
     wait_status(hosting, "orphan")
     hosting.delete_model({"ModelName": "orphan"})

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import click
 
-GROUP = "/aws/sagemaker/TrainingJobs"
-
 
 def _clients(ctx: click.Context):
     import boto3
@@ -191,12 +189,26 @@ def stop(ctx, name) -> None:
 @click.pass_context
 def logs(ctx, name, follow, pattern) -> None:
     """Print a job's log (its CloudWatch-style stream)."""
+    from botocore.exceptions import ClientError
+
+    from roost.jobs.logs import TRAINING_GROUP as GROUP
     from roost.jobs.logs import matches
 
     sm, cw = _clients(ctx)
-    streams = _call(cw.describe_log_streams, logGroupName=GROUP, logStreamNamePrefix=f"{name}/")["logStreams"]
-    if not streams:
-        raise click.ClickException(f"no log stream for a job named {name!r}")
+    while True:
+        # the stream appears when the job starts; until then, say why nothing is printed
+        status = _call(sm.describe_training_job, TrainingJobName=name)["TrainingJobStatus"]
+        try:
+            streams = cw.describe_log_streams(logGroupName=GROUP, logStreamNamePrefix=f"{name}/")["logStreams"]
+        except ClientError as err:
+            if err.response["Error"].get("Code") != "ResourceNotFoundException":
+                raise click.ClickException(f"{err.response['Error'].get('Code')}: {err}") from None
+            streams = []  # no job has logged yet
+        if streams:
+            break
+        if not follow or status in ("Completed", "Failed", "Stopped"):
+            raise click.ClickException(f"training job {name!r} has not written a log yet (status {status})")
+        time.sleep(1)
     stream = streams[0]["logStreamName"]
     token = None
     while True:

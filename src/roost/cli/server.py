@@ -117,10 +117,12 @@ def server_cmd(
         runner.start()
         hosting.restore()
 
-    services = [jobs, LogService(sessions), hosting, TagService(sessions), MetricsService(sessions)]
-    app = create_app(
-        services, {keys.access_key_id: keys.secret_access_key}, on_startup=startup, on_shutdown=runner.shutdown
-    )
+    def shutdown() -> None:
+        runner.shutdown()
+        hosting.close()
+
+    services = [jobs, LogService(sessions, account), hosting, TagService(sessions), MetricsService(sessions)]
+    app = create_app(services, {keys.access_key_id: keys.secret_access_key}, on_startup=startup, on_shutdown=shutdown)
     if created:
         click.echo(f"Created an access key pair in {created} (aws_access_key_id {keys.access_key_id}).", err=True)
     click.echo(

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import distinct, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from roost.aws import Service, ServiceError, decode_page_token, encode_page_token, operation
@@ -203,11 +203,11 @@ class MetricsService(Service):
     @operation("ListMetrics")
     def list_metrics(self, req: dict) -> dict:
         q = select(
-            distinct(MetricDatum.metric_name),
+            MetricDatum.metric_name,
             MetricDatum.namespace,
             MetricDatum.dimension_name,
             MetricDatum.dimension_value,
-        )
+        ).distinct()
         if req.get("Namespace"):
             q = q.where(MetricDatum.namespace == req["Namespace"])
         if req.get("MetricName"):

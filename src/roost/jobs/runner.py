@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from roost.algorithm.layout import ChannelConfig, JobLayout
 from roost.formats.artifact import pack_model_dir
 from roost.jobs.launcher import JobProcess, Launcher, LocalProcesses
+from roost.jobs.logs import TRAINING_GROUP, open_stream
 from roost.jobs.metrics import MetricExtractor, final_metrics
 from roost.jobs.service import artifact_location, metric_definitions, set_status
 from roost.storage.database import fetch
@@ -263,6 +264,9 @@ class JobRunner:
     def _pump_log(self, name: str, proc: JobProcess, job_dir: Path, extractor: MetricExtractor) -> None:
         """The container's output, line by line, into the job's log stream (and a plain file beside it), and its
         metrics' datapoints as CloudWatch keeps them."""
+        with self.sessions() as s:
+            stream = fetch(s, TrainingJob, name).log_stream
+        stream_id = open_stream(self.sessions, TRAINING_GROUP, stream)
         pending: list[LogEvent | MetricDatum] = []
         last_flush = time.time()
         with open(job_dir / "training.log", "a", encoding="utf-8") as f:
@@ -270,7 +274,7 @@ class JobRunner:
                 line = line.rstrip("\n")
                 now = int(time.time() * 1000)
                 f.write(line + "\n")
-                pending.append(LogEvent(job_name=name, timestamp=now, ingestion_time=now, message=line))
+                pending.append(LogEvent(stream_id=stream_id, timestamp=now, ingestion_time=now, message=line))
                 pending += extractor.datapoints(name, now / 1000, line)
                 if len(pending) >= 200 or time.time() - last_flush > 0.3:
                     self._flush(pending)

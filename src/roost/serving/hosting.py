@@ -6,13 +6,21 @@ InService or Failed with a reason) with ``InitialInstanceCount`` serving workers
 ``InvokeEndpoint`` answers exactly as ``/invocations`` does; ``CreateTransformJob``
 predicts every image under a prefix and writes ``<image>.out`` files. Endpoints
 come back after a server restart.
+
+Each serving worker stands for one of the variant's instances and logs, as
+SageMaker's do, to ``/aws/sagemaker/Endpoints/<endpoint>``, stream
+``<variant>/i-<id>``: the model it loaded (or why it could not), the requests it
+refused or failed, and its stop. A request is put down to the instances in turn,
+as SageMaker's load balancer spreads requests over them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
+import secrets
 import tempfile
 import threading
 import time
@@ -25,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from roost.aws import Account, Service, ServiceError, check_name, operation, validation
 from roost.errors import UserError
+from roost.jobs.logs import LogSink, endpoint_group
 from roost.jobs.tags import drop_tags, set_tags
 from roost.serving.batching import DynamicBatcher
 from roost.serving.invocations import answer, render
@@ -45,6 +54,19 @@ TOO_LARGE_MESSAGE = "Request payload exceeds the 6 MB (6291456 bytes) limit."
 class Hosted:
     model: DynamicBatcher
     variant: str
+    log_group: str
+    instances: list[str]  # their log streams
+
+    def __post_init__(self) -> None:
+        self._turn = itertools.cycle(self.instances)
+
+    def next_instance(self) -> str:
+        return next(self._turn)
+
+
+def instance_streams(variant: str, count: int) -> list[str]:
+    # SageMaker's instance ids: "i-" and 17 hex digits; new ones each time an endpoint is (re)started
+    return [f"{variant}/i-{secrets.token_hex(9)[:17]}" for _ in range(max(1, count))]
 
 
 def _page(out: dict[str, Any], token: str | None) -> dict[str, Any]:
@@ -71,6 +93,23 @@ class HostingService(Service):
         self.account = account or Account()
         self.hosted: dict[str, Hosted] = {}
         self._lock = threading.Lock()
+        self.logs = LogSink(sessions)
+
+    def close(self) -> None:
+        """On shutdown: workers stop and the endpoints' logs are written out."""
+        with self._lock:
+            hosted, self.hosted = list(self.hosted.values()), {}
+        for h in hosted:
+            self._stop(h, "the server is shutting down")
+        self.logs.close()
+
+    def _log(self, hosted: Hosted, stream: str, message: str) -> None:
+        self.logs.write(hosted.log_group, stream, message)
+
+    def _stop(self, hosted: Hosted, why: str) -> None:
+        hosted.model.close()
+        for stream in hosted.instances:
+            self._log(hosted, stream, f"Stopping the serving worker: {why}")
 
     def arn(self, kind: str, name: str) -> str:
         return self.account.arn(kind, name)
@@ -302,7 +341,7 @@ class HostingService(Service):
         with self._lock:
             hosted = self.hosted.pop(req["EndpointName"], None)
         if hosted:
-            hosted.model.close()
+            self._stop(hosted, "the endpoint was deleted")
         return {}
 
     def _endpoint(self, s: Session, name) -> Endpoint:
@@ -340,6 +379,8 @@ class HostingService(Service):
         threading.Thread(target=self._load, args=(name,), name=f"endpoint-{name}", daemon=True).start()
 
     def _load(self, name: str) -> None:
+        streams: list[str] = []
+        group = endpoint_group(name)
         try:
             with self.sessions() as s:
                 e = self._endpoint(s, name)
@@ -347,30 +388,48 @@ class HostingService(Service):
                 if config is None:
                     raise UserError(f"the endpoint configuration {e.config_name!r} no longer exists")
                 variant = config.request["ProductionVariants"][0]
+                variant_name = variant.get("VariantName", "AllTraffic")
+                workers = max(1, int(variant.get("InitialInstanceCount") or 1))
+                streams = instance_streams(variant_name, workers)
                 model = s.get(Model, variant["ModelName"])
                 if model is None:
                     raise UserError(
                         f"the endpoint configuration names model {variant['ModelName']!r}, which no longer exists"
                     )
                 url = _container(model)["ModelDataUrl"]
+            for stream in streams:
+                self.logs.write(group, stream, f"Loading model {model.name} from {url}")
             predictor = Predictor.load(self._download_model(model.name, url))
-            workers = max(1, int(variant.get("InitialInstanceCount") or 1))
             hosted = Hosted(
                 DynamicBatcher(predictor, MAX_BATCH, workers, name=f"{name}-worker"),
-                variant.get("VariantName", "AllTraffic"),
+                variant_name,
+                group,
+                streams,
             )
             with self.sessions() as s:
                 if s.get(Endpoint, name) is None:  # deleted while it was loading
-                    hosted.model.close()
+                    self._stop(hosted, "the endpoint was deleted while its model loaded")
                     return
+            meta = predictor.meta
+            for i, stream in enumerate(streams):
+                self._log(
+                    hosted,
+                    stream,
+                    f"Model loaded: ResNet-{meta.num_layers}, {meta.num_classes} classes, image shape "
+                    f"{','.join(map(str, meta.image_shape))}, {'multi-label' if meta.multi_label else 'single-label'}"
+                    f", on {predictor.device}; serving worker {i + 1} of {workers} is ready "
+                    f"(up to {MAX_BATCH} images per forward pass)",
+                )
             with self._lock:
                 old = self.hosted.get(name)
                 self.hosted[name] = hosted
             if old:
-                old.model.close()
+                self._stop(old, "the endpoint was updated; new instances serve it")
             self._set_status(name, EndpointStatus.IN_SERVICE)
         except Exception as err:  # noqa: BLE001 - the endpoint must end Failed with a reason
             log.exception("endpoint %s failed to load", name)
+            for stream in streams or instance_streams("AllTraffic", 1):
+                self.logs.write(group, stream, f"Failed to load the model: {err}")
             self._set_status(name, EndpointStatus.FAILED, f"Failed to load the model: {err}")
 
     def _download_model(self, model_name: str, url: str) -> Path:
@@ -405,11 +464,14 @@ class HostingService(Service):
                     "ValidationError", f"Endpoint {name} of account {self.account.account_id} not found."
                 )
             raise ServiceError("ValidationError", f"Endpoint {name} is not in service (status {e.status}).")
+        instance = hosted.next_instance()
         try:
             payload, media = answer(hosted.model, body, content_type, accept, custom_attributes)
         except RequestTooLarge:
+            self._log(hosted, instance, f"Refused an invocation: {TOO_LARGE_MESSAGE}")
             raise ServiceError("ValidationError", TOO_LARGE_MESSAGE) from None
         except InputError as err:
+            self._log(hosted, instance, f"Refused an invocation ({err.status}): {err}")
             message = (
                 f'Received client error ({err.status}) from primary with message "{json.dumps({"error": str(err)})}".'
             )
@@ -421,6 +483,9 @@ class HostingService(Service):
                 OriginalMessage=message,
                 ErrorCode="CLIENT_ERROR_FROM_MODEL",
             ) from None
+        except Exception as err:
+            self._log(hosted, instance, f"Invocation failed: {type(err).__name__}: {err}")
+            raise
         return payload, media, hosted.variant
 
     # ------------------------------------------------------------------ batch transform

@@ -88,11 +88,26 @@ class StatusTransition(Base):
     message: Mapped[str] = mapped_column(Text, default="")
 
 
-class LogEvent(Base):
-    __tablename__ = "log_events"
+class LogStream(Base):
+    """A CloudWatch Logs stream: a training job's (``/aws/sagemaker/TrainingJobs``, ``<job>/algo-1-<time>``) or an
+    endpoint instance's (``/aws/sagemaker/Endpoints/<endpoint>``, ``<variant>/i-<id>``). A group exists while it
+    has a stream; streams outlive the resource that wrote them, as on AWS."""
+
+    __tablename__ = "log_streams"
+    __table_args__ = (UniqueConstraint("log_group", "name", name="uq_log_streams_group_name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_name: Mapped[str] = mapped_column(ForeignKey("training_jobs.name", ondelete="CASCADE"), index=True)
+    log_group: Mapped[str] = mapped_column(String(512))
+    name: Mapped[str] = mapped_column(String(512))
+    creation_time: Mapped[int] = mapped_column(BigInteger)  # ms since the epoch
+
+
+class LogEvent(Base):
+    __tablename__ = "log_events"
+    __table_args__ = (Index("ix_log_events_stream", "stream_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stream_id: Mapped[int] = mapped_column(ForeignKey("log_streams.id", ondelete="CASCADE"))
     timestamp: Mapped[int] = mapped_column(BigInteger)  # ms since the epoch, as CloudWatch
     ingestion_time: Mapped[int] = mapped_column(BigInteger)
     message: Mapped[str] = mapped_column(Text)
