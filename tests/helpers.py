@@ -250,7 +250,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def client(self, service="sagemaker", secret=SECRET, key=KEY):
+    def client(self, service="sagemaker", secret=SECRET, key=KEY, **config):
         import boto3
         from botocore.config import Config
 
@@ -260,8 +260,14 @@ class Server:
             region_name="us-east-1",
             aws_access_key_id=key,
             aws_secret_access_key=secret,
-            config=Config(retries={"max_attempts": 1}),
+            config=Config(retries={"max_attempts": 1}, **config),
         )
+
+
+def generated_section(doc: str, name: str) -> str:
+    """The part of ``docs/<doc>`` that ``scripts/generate-docs.py`` writes under ``<!-- generated: name -->``."""
+    text = (REPO / "docs" / doc).read_text()
+    return text.split(f"<!-- generated: {name} -->\n", 1)[1].split("<!-- end generated -->", 1)[0]
 
 
 # --------------------------------------------------------------------------- hostile inputs

@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, generated_section
 from roost.algorithm.hyperparameters import (
     HyperparameterError,
     HyperParameters,
@@ -160,9 +160,8 @@ def test_key_values_and_docs_table():
 
 def test_docs_table_is_up_to_date():
 
-    doc = (REPO / "docs" / "hyperparameters.md").read_text()
-    generated = doc.split("<!-- generated: hyperparameters -->\n", 1)[1].split("<!-- end generated -->", 1)[0]
-    assert generated.strip() == markdown_table().strip(), "regenerate docs/hyperparameters.md from markdown_table()"
+    generated = generated_section("hyperparameters.md", "hyperparameters")
+    assert generated.strip() == markdown_table().strip(), "run scripts/generate-docs.py"
 
 
 def test_compatibility_table_lists_every_hyperparameter():

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from roost.api.auth import verify
 from roost.api.query import parse_form, request_params, xml_error, xml_response
@@ -33,6 +34,8 @@ JSON_11 = "application/x-amz-json-1.1"
 
 #: the largest AWS JSON request the API reads (a CreateTrainingJob with 100 hyperparameters is under 300 KB)
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
+#: the sagemaker-runtime operations answered by routes of their own (rest-json), not by a Service
+RUNTIME_OPERATIONS = ("InvokeEndpoint",)
 
 
 def _is_invocation(path: str) -> bool:
@@ -89,6 +92,19 @@ def create_app(
     app.add_middleware(BodyLimit, limit_for=_body_limit, reject=_too_large)
     operations = dispatch_table(*services)
     hosting = next((svc for svc in services if isinstance(svc, HostingService)), None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def unknown_route(request: Request, exc: StarletteHTTPException) -> Response:
+        # a path or method no operation has (InvokeEndpointAsync's, say): AWS's shape, not FastAPI's {"detail"}
+        request_id = str(uuid.uuid4())
+        if exc.status_code in (404, 405):
+            err = ServiceError(
+                "UnknownOperationException",
+                f"No operation is served at {request.method} {request.url.path} by Roost.",
+            )
+        else:
+            err = ServiceError("InternalFailure", str(exc.detail), exc.status_code)
+        return _runtime_error(err, request_id)
 
     @app.get("/ping")
     def ping() -> dict:

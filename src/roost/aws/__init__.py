@@ -115,14 +115,19 @@ class Service:
     target_prefix: ClassVar[str] = "SageMaker"
     model_name: ClassVar[str] = "sagemaker"
 
-    def operations(self) -> dict[str, Handler]:
-        """Operation name -> bound handler, for every method marked with :func:`operation`."""
+    @classmethod
+    def operation_methods(cls) -> dict[str, str]:
+        """Operation name -> method name, for every method marked with :func:`operation`."""
         found = {}
-        for attr in dir(type(self)):
-            name = getattr(getattr(type(self), attr), "__aws_operation__", None)
+        for attr in dir(cls):
+            name = getattr(getattr(cls, attr), "__aws_operation__", None)
             if name is not None:
-                found[name] = getattr(self, attr)
+                found[name] = attr
         return found
+
+    def operations(self) -> dict[str, Handler]:
+        """Operation name -> bound handler."""
+        return {name: getattr(self, attr) for name, attr in self.operation_methods().items()}
 
 
 def dispatch_table(*services: Service) -> dict[str, Handler]:
