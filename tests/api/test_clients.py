@@ -140,7 +140,22 @@ def test_seed_002_with_the_sagemaker_sdk(stack, capsys, monkeypatch):
         probabilities = json.loads(predictor.predict(stack["image"].read_bytes()))
         assert len(probabilities) == 10 and abs(sum(probabilities) - 1) < 1e-4
     finally:
+        predictor.delete_model()  # it reads the endpoint's configuration, which delete_endpoint removes
         predictor.delete_endpoint()
+
+    # batch transform from the estimator, and attaching to it later as another session would
+    s3 = boto3.client("s3")
+    birds = sorted(stack["image"].parent.iterdir())[:2]
+    for path in birds:
+        s3.upload_file(str(path), "bucket", f"{prefix}/batch-in/{path.name}")
+    transformer = ic.transformer(
+        instance_count=1, instance_type="ml.m5.large", output_path=f"s3://bucket/{prefix}/batch-out"
+    )
+    transformer.transform(f"s3://bucket/{prefix}/batch-in/", content_type="image/png", wait=True, logs=False)
+    again = sagemaker.transformer.Transformer.attach(transformer.latest_transform_job.name, sagemaker_session=sess)
+    assert (again.model_name, again.output_path) == (transformer.model_name, f"s3://bucket/{prefix}/batch-out")
+    outputs = s3.list_objects_v2(Bucket="bucket", Prefix=f"{prefix}/batch-out/")["Contents"]
+    assert sorted(o["Key"].rsplit("/", 1)[1] for o in outputs) == [p.name + ".out" for p in birds]
 
 
 def _training_request(stack, name: str, output: str) -> dict:

@@ -138,6 +138,9 @@ def test_model_and_config_validation(hosting, model, tmp_path):
         {"EndpointConfigName": "c", "ProductionVariants": [{"VariantName": "v", "ModelName": "missing"}]},
     )
     assert 'Could not find model "arn:aws:sagemaker:us-east-1:000000000000:model/missing"' in err.message
+    two = [{"VariantName": v, "ModelName": "m", "InitialInstanceCount": 1} for v in ("A", "B")]
+    err = error(hosting.create_endpoint_config, {"EndpointConfigName": "ab", "ProductionVariants": two})
+    assert "one production variant per endpoint; this configuration has 2 (A, B)" in err.message
     assert [m["ModelName"] for m in hosting.list_models({})["Models"]] == ["m"]
 
 
@@ -210,6 +213,10 @@ def test_batch_transform_writes_one_output_per_image(hosting, model, tmp_path):
             "ModelName": "batch",
             "TransformInput": {"DataSource": {"S3DataSource": {"S3Uri": images.as_uri()}}},
             "TransformOutput": {"S3OutputPath": (tmp_path / "out").as_uri()},
+            "TransformResources": {"InstanceCount": 1, "InstanceType": "ml.m5.large"},
+            "BatchStrategy": "SingleRecord",
+            "MaxPayloadInMB": 6,
+            "Environment": {"STAGE": "test"},
         }
     )
     deadline = time.time() + 60
@@ -219,6 +226,9 @@ def test_batch_transform_writes_one_output_per_image(hosting, model, tmp_path):
         assert time.time() < deadline
         time.sleep(0.05)
     assert d["TransformJobStatus"] == "Failed" and "notes.txt" in d["FailureReason"]
+    # what the job was given comes back, as Transformer.attach reads it
+    assert (d["BatchStrategy"], d["MaxPayloadInMB"], d["Environment"]) == ("SingleRecord", 6, {"STAGE": "test"})
+    assert d["TransformResources"]["InstanceType"] == "ml.m5.large" and d["ModelName"] == "batch"
     assert d["FailureReason"].startswith("ClientError: ")
     for i in range(2):
         out = json.loads((tmp_path / "out" / f"test_{i}.png.out").read_text())

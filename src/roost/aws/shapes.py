@@ -164,6 +164,20 @@ def _check_range(n: float, meta: dict, path: str, problems: list[str]) -> None:
 # --------------------------------------------------------------------------- responses
 
 
+def echoed(service: str, create: str, describe: str, request: dict[str, Any]) -> dict[str, Any]:
+    """The members of a ``create`` request that its ``describe`` answers as they were sent: those the two
+    operations share with the same shape (``Environment``, ``VpcConfig``, ``BatchStrategy``, ...), so every
+    ``Describe*`` returns all it was given without a list kept by hand."""
+    model = service_model(service)
+    given = model.operation_model(create).input_shape.members
+    answered = model.operation_model(describe).output_shape.members
+    return {
+        name: value
+        for name, value in request.items()
+        if value is not None and name in given and name in answered and given[name].name == answered[name].name
+    }
+
+
 def response_problems(service: str, operation: str, response: dict[str, Any]) -> list[str]:
     """Where ``response`` drifts from the operation's output shape: unknown members, wrong types, required members
     missing. Empty when it fits; the tests call this on every answer the server gives."""

@@ -28,6 +28,7 @@ from roost.aws import (
     validation,
     validation_errors,
 )
+from roost.aws.shapes import echoed
 from roost.jobs.tags import set_tags
 from roost.storage.database import inserting
 from roost.storage.listing import list_page
@@ -338,6 +339,7 @@ def summary(job: TrainingJob) -> dict:
 def describe(job: TrainingJob, transitions: Sequence[StatusTransition]) -> dict:
     req = job.request
     out: dict[str, Any] = {
+        **echoed("sagemaker", "CreateTrainingJob", "DescribeTrainingJob", req),
         "TrainingJobName": job.name,
         "TrainingJobArn": job.arn,
         # the model requires it; SageMaker names the location before anything is there
@@ -373,9 +375,6 @@ def describe(job: TrainingJob, transitions: Sequence[StatusTransition]) -> dict:
         "EnableInterContainerTrafficEncryption": req.get("EnableInterContainerTrafficEncryption", False),
         "EnableManagedSpotTraining": req.get("EnableManagedSpotTraining", False),
     }
-    for key in ("CheckpointConfig", "VpcConfig", "Environment", "DebugHookConfig", "ExperimentConfig"):
-        if req.get(key) is not None:
-            out[key] = req[key]
     if job.failure_reason:
         out["FailureReason"] = job.failure_reason
     if job.training_start_time:

@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from roost.aws import Account, Service, ServiceError, check_name, operation, validation
+from roost.aws.shapes import echoed
 from roost.errors import UserError
 from roost.jobs.logs import LogSink, endpoint_group
 from roost.jobs.tags import drop_tags, set_tags
@@ -156,11 +157,10 @@ class HostingService(Service):
         with self.sessions() as s:
             m = self._model(s, req.get("ModelName"))
             return {
+                **echoed("sagemaker", "CreateModel", "DescribeModel", m.request),
                 "ModelName": m.name,
                 "ModelArn": m.arn,
                 "CreationTime": m.creation_time,
-                "PrimaryContainer": _container(m),
-                "ExecutionRoleArn": m.request.get("ExecutionRoleArn"),
                 "EnableNetworkIsolation": m.request.get("EnableNetworkIsolation", False),
             }
 
@@ -191,8 +191,12 @@ class HostingService(Service):
     def create_endpoint_config(self, req: dict) -> dict:
         name = check_name(req.get("EndpointConfigName"), "endpointConfigName")
         variants = req.get("ProductionVariants") or []
-        if not 1 <= len(variants) <= 10:
-            raise validation("ProductionVariants must hold 1 to 10 variants")
+        if len(variants) != 1:
+            # SageMaker splits traffic between up to 10; Roost would serve only one of them, so it says so instead
+            raise validation(
+                f"Roost serves one production variant per endpoint; this configuration has {len(variants)} "
+                f"({', '.join(v.get('VariantName', '?') for v in variants)}). Create an endpoint per variant."
+            )
         with inserting(self.sessions, lambda: self._already("endpoint-config", "endpoint configuration", name)) as s:
             for v in variants:
                 self._model(s, v.get("ModelName"))
@@ -209,10 +213,10 @@ class HostingService(Service):
         with self.sessions() as s:
             c = self._config(s, req.get("EndpointConfigName"))
             return {
+                **echoed("sagemaker", "CreateEndpointConfig", "DescribeEndpointConfig", c.request),
                 "EndpointConfigName": c.name,
                 "EndpointConfigArn": c.arn,
                 "CreationTime": c.creation_time,
-                "ProductionVariants": c.request.get("ProductionVariants", []),
             }
 
     @operation("ListEndpointConfigs")
@@ -537,13 +541,10 @@ class HostingService(Service):
             if t is None:
                 raise validation(f"Could not find requested job with name {req.get('TransformJobName')}")
             out = {
+                **echoed("sagemaker", "CreateTransformJob", "DescribeTransformJob", t.request),
                 "TransformJobName": t.name,
                 "TransformJobArn": t.arn,
                 "TransformJobStatus": t.status,
-                "ModelName": t.request["ModelName"],
-                "TransformInput": t.request["TransformInput"],
-                "TransformOutput": t.request["TransformOutput"],
-                "TransformResources": t.request.get("TransformResources", {}),
                 "CreationTime": t.creation_time,
             }
             for key, value in (
