@@ -158,6 +158,71 @@ def test_seed_002_with_the_sagemaker_sdk(stack, capsys, monkeypatch):
     assert sorted(o["Key"].rsplit("/", 1)[1] for o in outputs) == [p.name + ".out" for p in birds]
 
 
+def test_seed_003_with_boto3_as_written(stack, monkeypatch):
+    """Seed 003's cells in order; the client finds Roost through AWS_ENDPOINT_URL alone, no code changes but
+    the v1 helpers (get_image_uri, get_execution_role) that only work inside AWS."""
+    import sagemaker
+
+    sleep = time.sleep
+    monkeypatch.setattr(time, "sleep", lambda seconds: sleep(min(seconds, 0.5)))  # the waiter polls every 120 s
+    role = ROLE
+    bucket = "bucket"
+    training_image = sagemaker.image_uris.retrieve("image-classification", boto3.Session().region_name)
+    trainpath = f"s3://{bucket}/ic-fulltraining/train/"
+    testpath = f"s3://{bucket}/ic-fulltraining/validation/"
+    job_name = "DEMO-imageclassification-" + time.strftime("-%Y-%m-%d-%H-%M-%S", time.gmtime())
+    training_params = {
+        "AlgorithmSpecification": {"TrainingImage": training_image, "TrainingInputMode": "File"},
+        "RoleArn": role,
+        "OutputDataConfig": {"S3OutputPath": "s3://{}/sagemaker/{}/output".format(bucket, "DEMO-imageclassification-")},
+        "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.p3.16xlarge", "VolumeSizeInGB": 50},
+        "TrainingJobName": job_name,
+        "HyperParameters": {
+            "image_shape": "3,28,28",
+            "num_layers": "18",
+            "num_training_samples": str(stack["train_count"]),
+            "num_classes": "10",
+            "mini_batch_size": "16",
+            "epochs": "1",
+            "learning_rate": "0.01",
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": 360000},
+        "InputDataConfig": [
+            {
+                "ChannelName": channel,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": path,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "ContentType": "application/x-recordio",
+                "CompressionType": "None",
+            }
+            for channel, path in (("train", trainpath), ("validation", testpath))
+        ],
+    }
+    sm = boto3.client(service_name="sagemaker")
+    sm.create_training_job(**training_params)
+    assert sm.describe_training_job(TrainingJobName=job_name)["TrainingJobStatus"] == "InProgress"
+    sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName=job_name)
+    training_info = sm.describe_training_job(TrainingJobName=job_name)
+    assert training_info["TrainingJobStatus"] == "Completed", training_info.get("FailureReason")
+
+    sage = boto3.Session().client(service_name="sagemaker")
+    model_name = "DEMO--classification-model" + time.strftime("-%Y-%m-%d-%H-%M-%S", time.gmtime())
+    info = sage.describe_training_job(TrainingJobName=job_name)
+    model_data = info["ModelArtifacts"]["S3ModelArtifacts"]
+    assert model_data == f"s3://bucket/sagemaker/DEMO-imageclassification-/output/{job_name}/output/model.tar.gz"
+    hosting_image = sagemaker.image_uris.retrieve("image-classification", boto3.Session().region_name)
+    primary_container = {"Image": hosting_image, "ModelDataUrl": model_data}
+    create_model_response = sage.create_model(
+        ModelName=model_name, ExecutionRoleArn=role, PrimaryContainer=primary_container
+    )
+    assert create_model_response["ModelArn"].endswith(f"model/{model_name.lower()}")
+
+
 def _training_request(stack, name: str, output: str) -> dict:
     return {
         "TrainingJobName": name,
