@@ -2,7 +2,7 @@
 
 import pytest
 
-from roost.aws import Account, Service, ServiceError, check_name, dispatch_table, operation, validation_errors
+from roost.aws import Account, Service, ServiceError, dispatch_table, operation, validation_errors
 
 
 class Things(Service):
@@ -41,10 +41,6 @@ def test_errors_names_and_arns():
     err = ServiceError("ModelError", "bad", 424, OriginalStatusCode=415)
     assert err.body() == {"__type": "ModelError", "message": "bad", "OriginalStatusCode": 415}
     assert validation_errors(["a", "b"]).message == "2 validation errors detected: a; b"
-    with pytest.raises(ServiceError) as caught:
-        check_name("no_underscores", "modelName")
-    assert caught.value.message.startswith("1 validation error detected: Value 'no_underscores' at 'modelName'")
-    assert check_name("ok-Name-1", "modelName") == "ok-Name-1"
     assert Account("eu-west-1", "123456789012").arn("endpoint", "Birds") == (
         "arn:aws:sagemaker:eu-west-1:123456789012:endpoint/birds"
     )

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from helpers import make_rec_split
+from helpers import Api, make_rec_split
 from roost.aws import ServiceError
 from roost.jobs.service import DEFAULT_JOB_ENV_ALLOW, EnvironmentPolicy, TrainingJobService
 from roost.storage.database import open_database
@@ -32,8 +32,11 @@ def request(recs, name, **extra):
         "StoppingCondition": {"MaxRuntimeInSeconds": 60},
         "HyperParameters": {"num_classes": "3", "num_training_samples": str(n), "mini_batch_size": "4"},
         "InputDataConfig": [
-            {"ChannelName": "train", "DataSource": {"S3DataSource": {"S3Uri": str(train)}}},
-            {"ChannelName": "validation", "DataSource": {"S3DataSource": {"S3Uri": str(val)}}},
+            {"ChannelName": "train", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": str(train)}}},
+            {
+                "ChannelName": "validation",
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": str(val)}},
+            },
         ],
     }
     req.update(extra)
@@ -41,13 +44,20 @@ def request(recs, name, **extra):
 
 
 def test_validation_messages_are_sagemakers(service, recs):
+    """The model's rules (checked before the handler, as the server does) and the one rule it does not state."""
+    api = Api(service)
     with pytest.raises(ServiceError) as err:
-        service.create_training_job(request(recs, "-bad", RoleArn=None))
+        api("CreateTrainingJob", request(recs, "-bad", RoleArn=None))
     assert err.value.code == "ValidationException"
-    assert err.value.message.startswith("2 validation errors detected: Value '-bad' at 'trainingJobName' failed")
-    assert "Value 'None' at 'roleArn' failed to satisfy constraint: Member must not be null" in err.value.message
+    assert err.value.message.startswith("2 validation errors detected: ")
+    assert "Value '-bad' at 'trainingJobName' failed to satisfy constraint: Member must satisfy" in err.value.message
+    assert "Value null at 'roleArn' failed to satisfy constraint: Member must not be null" in err.value.message
     with pytest.raises(ServiceError, match="enum value set: \\[Pipe, File, FastFile\\]"):
-        service.create_training_job(request(recs, "ok", AlgorithmSpecification={"TrainingInputMode": "Stream"}))
+        api("CreateTrainingJob", request(recs, "ok", AlgorithmSpecification={"TrainingInputMode": "Stream"}))
+    without_data = request(recs, "ok")
+    del without_data["InputDataConfig"]
+    with pytest.raises(ServiceError, match="InputDataConfig is required: the image-classification algorithm"):
+        api("CreateTrainingJob", without_data)
 
 
 def test_limits_listing_and_stop(service, recs):

@@ -121,7 +121,8 @@ def test_each_instance_logs_to_its_stream_of_the_endpoints_group(hosting, model)
 
 def test_model_and_config_validation(hosting, model, tmp_path):
     folder, url, _ = model
-    assert "regular expression pattern" in error(hosting.create_model, {"ModelName": "bad_name!"}).message
+    api = Api(hosting)
+    assert "regular expression pattern" in error(api, "CreateModel", {"ModelName": "bad_name!"}).message
     err = error(hosting.create_model, {"ModelName": "m", "PrimaryContainer": {"ModelDataUrl": str(folder)}})
     assert "must point to a tar.gz file" in err.message
     err = error(

@@ -5,7 +5,7 @@
 * Validation messages worded as AWS words them (``1 validation error detected:
   Value 'x' at 'member' failed to satisfy constraint: ...``).
 * :class:`Account`: the region and account id that ARNs carry.
-* Resource-name rules shared by every SageMaker resource.
+* Page tokens for every ``List*``.
 * Operation registration: a service class marks its methods with
   ``@operation("CreateTrainingJob")`` and :func:`dispatch_table` maps
   ``X-Amz-Target`` values (``SageMaker.CreateTrainingJob``) onto them, so adding
@@ -17,13 +17,9 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
-
-#: SageMaker's pattern for training job, model, endpoint (config) and transform job names
-NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
 
 
 class ServiceError(Exception):
@@ -49,19 +45,6 @@ def constraint(value: Any, member: str, rule: str) -> str:
 def validation_errors(problems: list[str]) -> ServiceError:
     n = len(problems)
     return validation(f"{n} validation error{'s' if n > 1 else ''} detected: " + "; ".join(problems))
-
-
-def is_valid_name(name: Any) -> bool:
-    return isinstance(name, str) and re.fullmatch(NAME_PATTERN, name) is not None
-
-
-def check_name(name: Any, member: str) -> str:
-    """``name`` if it is a valid SageMaker resource name, else the ValidationException AWS answers."""
-    if not is_valid_name(name):
-        raise validation_errors(
-            [constraint(name, member, f"Member must satisfy regular expression pattern: {NAME_PATTERN}")]
-        )
-    return name
 
 
 def encode_page_token(offset: int) -> str:

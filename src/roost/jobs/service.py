@@ -8,7 +8,6 @@ runner (``roost.jobs.runner``) moves the jobs through their statuses.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -18,15 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from roost.algorithm.hyperparameters import HyperparameterError, parse_hyperparameters
 from roost.aws import (
-    NAME_PATTERN,
     Account,
     Service,
     ServiceError,
-    constraint,
-    is_valid_name,
     operation,
     validation,
-    validation_errors,
 )
 from roost.aws.shapes import echoed
 from roost.jobs.tags import set_tags
@@ -34,9 +29,6 @@ from roost.storage.database import inserting
 from roost.storage.listing import list_page
 from roost.storage.tables import ACTIVE, TERMINAL, SecondaryStatus, StatusTransition, TrainingJob, TrainingJobStatus
 from roost.storage.uri import DataRoots, Location, StorageError, exists
-
-CHANNEL_PATTERN = r"[A-Za-z0-9\.\-_]+"
-ROLE_PATTERN = r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$"
 
 #: SageMaker's built-in metrics for this algorithm (their regexes are not published; these match its log lines).
 #: DescribeTrainingJob lists them in AlgorithmSpecification.MetricDefinitions, as the SDK's analytics expect.
@@ -60,69 +52,14 @@ def artifact_location(request: dict, name: str) -> str:
     return Location.parse(request["OutputDataConfig"]["S3OutputPath"]).join(name, "output", "model.tar.gz")
 
 
-def _check_request(req: dict) -> None:
-    """The request checks SageMaker makes before it creates a job (the 2022 model's required members)."""
-    problems = []
-    name = req.get("TrainingJobName")
-    if not is_valid_name(name):
-        problems.append(
-            constraint(name, "trainingJobName", f"Member must satisfy regular expression pattern: {NAME_PATTERN}")
+def _check_channels(req: dict) -> None:
+    """The one request rule botocore's model does not state (it checks names, types, patterns and lengths before
+    a handler runs): the algorithm has nothing to train on without channels."""
+    if not req.get("InputDataConfig"):
+        raise validation(
+            "InputDataConfig is required: the image-classification algorithm reads its data from a 'train' "
+            "channel (and 'validation', or the _lst and model channels of image mode)"
         )
-    for member, key in (
-        ("algorithmSpecification", "AlgorithmSpecification"),
-        ("roleArn", "RoleArn"),
-        ("outputDataConfig", "OutputDataConfig"),
-        ("resourceConfig", "ResourceConfig"),
-        ("stoppingCondition", "StoppingCondition"),
-    ):
-        if req.get(key) in (None, ""):
-            problems.append(constraint(None, member, "Member must not be null"))
-    role = req.get("RoleArn")
-    if isinstance(role, str) and not re.fullmatch(ROLE_PATTERN, role):
-        problems.append(constraint(role, "roleArn", f"Member must satisfy regular expression pattern: {ROLE_PATTERN}"))
-    algo = req.get("AlgorithmSpecification") or {}
-    if algo and algo.get("TrainingInputMode") not in ("Pipe", "File", "FastFile"):
-        problems.append(
-            constraint(
-                algo.get("TrainingInputMode"),
-                "algorithmSpecification.trainingInputMode",
-                "Member must satisfy enum value set: [Pipe, File, FastFile]",
-            )
-        )
-    output = req.get("OutputDataConfig") or {}
-    if req.get("OutputDataConfig") and not output.get("S3OutputPath"):
-        problems.append(constraint(None, "outputDataConfig.s3OutputPath", "Member must not be null"))
-    channels = req.get("InputDataConfig") or []
-    if not 1 <= len(channels) <= 20:
-        problems.append(constraint(len(channels), "inputDataConfig", "Member must have length between 1 and 20"))
-    for i, ch in enumerate(channels):
-        cname = ch.get("ChannelName")
-        if not isinstance(cname, str) or not re.fullmatch(CHANNEL_PATTERN, cname) or len(cname) > 64:
-            problems.append(
-                constraint(
-                    cname,
-                    f"inputDataConfig.{i + 1}.member.channelName",
-                    f"Member must satisfy regular expression pattern: {CHANNEL_PATTERN}",
-                )
-            )
-        if not (ch.get("DataSource") or {}).get("S3DataSource", {}).get("S3Uri"):
-            problems.append(
-                constraint(
-                    None, f"inputDataConfig.{i + 1}.member.dataSource.s3DataSource.s3Uri", "Member must not be null"
-                )
-            )
-    stopping = req.get("StoppingCondition") or {}
-    runtime = stopping.get("MaxRuntimeInSeconds")
-    if runtime is not None and not (isinstance(runtime, int) and runtime >= 1):
-        problems.append(
-            constraint(
-                runtime, "stoppingCondition.maxRuntimeInSeconds", "Member must have value greater than or equal to 1"
-            )
-        )
-    if len(req.get("HyperParameters") or {}) > 100:
-        problems.append(constraint("...", "hyperParameters", "Member must have length less than or equal to 100"))
-    if problems:
-        raise validation_errors(problems)
 
 
 #: ``Environment`` names a job may set (exact, or a prefix ending in ``*``). Jobs are processes of the server's
@@ -172,7 +109,7 @@ class TrainingJobService(Service):
 
     @operation("CreateTrainingJob")
     def create_training_job(self, req: dict) -> dict:
-        _check_request(req)
+        _check_channels(req)
         name = req["TrainingJobName"]
         try:
             parse_hyperparameters(req.get("HyperParameters") or {})

@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from roost.aws import Account, Service, ServiceError, check_name, operation, validation
+from roost.aws import Account, Service, ServiceError, operation, validation
 from roost.aws.shapes import echoed
 from roost.errors import UserError
 from roost.jobs.logs import LogSink, endpoint_group
@@ -122,7 +122,7 @@ class HostingService(Service):
 
     @operation("CreateModel")
     def create_model(self, req: dict) -> dict:
-        name = check_name(req.get("ModelName"), "modelName")
+        name = req["ModelName"]
         container = req.get("PrimaryContainer") or (req.get("Containers") or [None])[0]
         url = (container or {}).get("ModelDataUrl")
         if not url:
@@ -189,7 +189,7 @@ class HostingService(Service):
 
     @operation("CreateEndpointConfig")
     def create_endpoint_config(self, req: dict) -> dict:
-        name = check_name(req.get("EndpointConfigName"), "endpointConfigName")
+        name = req["EndpointConfigName"]
         variants = req.get("ProductionVariants") or []
         if len(variants) != 1:
             # SageMaker splits traffic between up to 10; Roost would serve only one of them, so it says so instead
@@ -249,7 +249,7 @@ class HostingService(Service):
 
     @operation("CreateEndpoint")
     def create_endpoint(self, req: dict) -> dict:
-        name = check_name(req.get("EndpointName"), "endpointName")
+        name = req["EndpointName"]
         with inserting(self.sessions, lambda: self._already("endpoint", "endpoint", name)) as s:
             self._config(s, req.get("EndpointConfigName"))
             if s.get(Endpoint, name) is not None:
@@ -496,7 +496,7 @@ class HostingService(Service):
 
     @operation("CreateTransformJob")
     def create_transform_job(self, req: dict) -> dict:
-        name = check_name(req.get("TransformJobName"), "transformJobName")
+        name = req["TransformJobName"]
         src = ((req.get("TransformInput") or {}).get("DataSource") or {}).get("S3DataSource") or {}
         out = (req.get("TransformOutput") or {}).get("S3OutputPath")
         if not src.get("S3Uri") or not out:
