@@ -101,6 +101,7 @@ def create_app(
             err = ServiceError(
                 "UnknownOperationException",
                 f"No operation is served at {request.method} {request.url.path} by Roost.",
+                exc.status_code,
             )
         else:
             err = ServiceError("InternalFailure", str(exc.detail), exc.status_code)
