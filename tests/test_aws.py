@@ -40,7 +40,9 @@ def test_an_operation_registered_twice_is_refused():
 def test_errors_names_and_arns():
     err = ServiceError("ModelError", "bad", 424, OriginalStatusCode=415)
     assert err.body() == {"__type": "ModelError", "message": "bad", "OriginalStatusCode": 415}
-    assert validation_errors(["a", "b"]).message == "2 validation errors detected: a; b"
+    err = validation_errors([("x", "a"), ("y.z", "b"), ("x", "c")])
+    assert err.message == "3 validation errors detected: a; b; c"
+    assert err.fields == {"x": "a; c", "y.z": "b"} and "fields" not in err.body()
     assert Account("eu-west-1", "123456789012").arn("endpoint", "Birds") == (
         "arn:aws:sagemaker:eu-west-1:123456789012:endpoint/birds"
     )

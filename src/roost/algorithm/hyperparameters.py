@@ -15,16 +15,19 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from roost.errors import UserError
 from roost.models.resnet import resnet_spec
 
 
 class HyperparameterError(UserError):
-    """One or more hyperparameters are invalid; ``problems`` lists one message per hyperparameter."""
+    """One or more hyperparameters are invalid; ``problems`` lists one message per problem and ``fields`` the
+    same messages by the hyperparameter each concerns (a rule between two names goes to the first)."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], fields: dict[str, list[str]] | None = None) -> None:
         self.problems = problems
+        self.fields = fields or {}
         super().__init__("; ".join(problems))
 
 
@@ -219,36 +222,53 @@ class HyperParameters(BaseModel):
 
     @model_validator(mode="after")
     def _cross_field(self) -> HyperParameters:
-        problems = []
+        problems: list[tuple[str, str]] = []  # (the hyperparameter the message belongs beside, message)
         if self.checkpoint_frequency is not None and self.checkpoint_frequency > self.epochs:
             problems.append(
-                f"checkpoint_frequency={self.checkpoint_frequency} is larger than epochs={self.epochs}; it "
-                "must be <= epochs"
+                (
+                    "checkpoint_frequency",
+                    f"checkpoint_frequency={self.checkpoint_frequency} is larger than epochs={self.epochs}; it "
+                    "must be <= epochs",
+                )
             )
         if self.top_k is not None and self.top_k > self.num_classes:
             problems.append(
-                f"top_k={self.top_k} is larger than num_classes={self.num_classes}; choose 2..{self.num_classes}"
+                (
+                    "top_k",
+                    f"top_k={self.top_k} is larger than num_classes={self.num_classes}; choose 2..{self.num_classes}",
+                )
             )
         if self.mini_batch_size > self.num_training_samples:
             problems.append(
-                f"mini_batch_size={self.mini_batch_size} is larger than "
-                f"num_training_samples={self.num_training_samples}; "
-                "the number of input images must be bigger or equal to the mini_batch_size"
+                (
+                    "mini_batch_size",
+                    f"mini_batch_size={self.mini_batch_size} is larger than "
+                    f"num_training_samples={self.num_training_samples}; "
+                    "the number of input images must be bigger or equal to the mini_batch_size",
+                )
             )
         _, h, w = self.image_shape
         try:
             resnet_spec(self.num_layers, h)
         except ValueError as err:
             problems.append(
-                f"num_layers={self.num_layers} with image_shape={','.join(map(str, self.image_shape))}: {err}"
+                (
+                    "num_layers",
+                    f"num_layers={self.num_layers} with image_shape={','.join(map(str, self.image_shape))}: {err}",
+                )
             )
         if self.resize is not None and self.resize < max(h, w):
             # SageMaker's docs say "must exceed"; a real SageMaker log trains with resize equal to the shape
             problems.append(
-                f"resize={self.resize} is smaller than the image_shape {h}x{w}; it must be at least {max(h, w)}"
+                (
+                    "resize",
+                    f"resize={self.resize} is smaller than the image_shape {h}x{w}; it must be at least {max(h, w)}",
+                )
             )
         if problems:
-            raise ValueError(" | ".join(problems))
+            raise PydanticCustomError(
+                "cross_field", "{summary}", {"summary": " | ".join(m for _, m in problems), "problems": problems}
+            )
         return self
 
     # ------------------------------------------------------------------ helpers
@@ -272,7 +292,7 @@ _IGNORED_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
 def parse_hyperparameters(values: Mapping[str, Any]) -> HyperParameters:
     """Validate a SageMaker-style hyperparameter map; :class:`HyperparameterError` on any problem."""
     known = set(HyperParameters.model_fields)
-    problems = []
+    problems: list[tuple[str, str]] = []
     clean = {}
     for key, value in values.items():
         if key.startswith(_IGNORED_PREFIXES):
@@ -280,24 +300,27 @@ def parse_hyperparameters(values: Mapping[str, Any]) -> HyperParameters:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(known))}"
-            problems.append(f"unknown hyperparameter {key!r}{hint}")
+            problems.append((key, f"unknown hyperparameter {key!r}{hint}"))
         else:
             clean[key] = value
     try:
-        hp = HyperParameters(**clean)
+        hp: HyperParameters | None = HyperParameters(**clean)
     except ValidationError as err:
+        hp = None
         for e in err.errors():
             if e["type"] == "missing":
-                problems.append(f"{e['loc'][0]} is required")
+                problems.append((str(e["loc"][0]), f"{e['loc'][0]} is required"))
             elif e["loc"]:
                 name = str(e["loc"][0])
                 msg = str(e.get("ctx", {}).get("error", e["msg"]))
-                problems.append(f"{name}={_text(clean.get(name))!r} is not valid: {msg}")
-            else:  # cross-field
-                problems.extend(str(e.get("ctx", {}).get("error", e["msg"])).split(" | "))
-        raise HyperparameterError(problems) from None
-    if problems:
-        raise HyperparameterError(problems)
+                problems.append((name, f"{name}={_text(clean.get(name))!r} is not valid: {msg}"))
+            else:  # the rules between hyperparameters
+                problems.extend(e.get("ctx", {}).get("problems", [("", e["msg"])]))
+    if problems or hp is None:
+        fields: dict[str, list[str]] = {}
+        for name, message in problems:
+            fields.setdefault(name, []).append(message)
+        raise HyperparameterError([m for _, m in problems], fields)
     return hp
 
 

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from roost.api.auth import verify
 from roost.api.query import parse_form, request_params, xml_error, xml_response
@@ -36,6 +37,8 @@ JSON_11 = "application/x-amz-json-1.1"
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 #: the sagemaker-runtime operations answered by routes of their own (rest-json), not by a Service
 RUNTIME_OPERATIONS = ("InvokeEndpoint",)
+#: where a browser finds the console (``GET /`` sends it there)
+CONSOLE_PATH = "/console"
 
 
 def _is_invocation(path: str) -> bool:
@@ -43,7 +46,8 @@ def _is_invocation(path: str) -> bool:
 
 
 def _body_limit(path: str) -> int:
-    return MAX_BODY if _is_invocation(path) else MAX_REQUEST_BYTES
+    # the console's "try it" uploads an image as large as InvokeEndpoint takes
+    return MAX_BODY if _is_invocation(path) or path.startswith(CONSOLE_PATH + "/") else MAX_REQUEST_BYTES
 
 
 def _too_large(path: str, limit: int, size: int | None) -> Response:
@@ -76,8 +80,10 @@ def create_app(
     *,
     on_startup: Callable[[], None] | None = None,
     on_shutdown: Callable[[], None] | None = None,
+    console: ASGIApp | None = None,
 ) -> FastAPI:
-    """The API answering every operation of ``services``; InvokeEndpoint when one of them is hosting."""
+    """The API answering every operation of ``services``; InvokeEndpoint when one of them is hosting; the
+    ``console`` (``roost.web``) below ``/console`` when given."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -110,6 +116,14 @@ def create_app(
     @app.get("/ping")
     def ping() -> dict:
         return {"status": "ok"}
+
+    if console is not None:
+        app.mount(CONSOLE_PATH, console)
+
+        @app.get("/")
+        def to_console() -> RedirectResponse:
+            # a browser asks GET /; the AWS API stays at POST /
+            return RedirectResponse(CONSOLE_PATH + "/jobs", status_code=303)
 
     # what each service speaks, from its model: JSON 1.0 or 1.1, and the API version of its query dialect
     metadata = {svc.target_prefix: service_model(svc.model_name).metadata for svc in services}

@@ -23,18 +23,26 @@ from typing import Any, ClassVar
 
 
 class ServiceError(Exception):
-    """An error as AWS answers it: ``__type`` code, message, HTTP status, extra members."""
+    """An error as AWS answers it: ``__type`` code, message, HTTP status, extra members.
 
-    def __init__(self, code: str, message: str, status: int = 400, **members: Any) -> None:
+    ``fields`` maps the request members at fault (AWS's paths: ``resourceConfig.instanceCount``,
+    ``hyperParameters.epochs``) to what is wrong with each; it never goes on the wire, it lets the
+    console put each message next to its field.
+    """
+
+    def __init__(
+        self, code: str, message: str, status: int = 400, *, fields: dict[str, str] | None = None, **members: Any
+    ) -> None:
         super().__init__(message)
         self.code, self.message, self.status, self.members = code, message, status, members
+        self.fields = fields or {}
 
     def body(self) -> dict[str, Any]:
         return {"__type": self.code, "message": self.message, **self.members}
 
 
-def validation(message: str) -> ServiceError:
-    return ServiceError("ValidationException", message)
+def validation(message: str, fields: dict[str, str] | None = None) -> ServiceError:
+    return ServiceError("ValidationException", message, fields=fields)
 
 
 def constraint(value: Any, member: str, rule: str) -> str:
@@ -42,9 +50,15 @@ def constraint(value: Any, member: str, rule: str) -> str:
     return f"Value '{value}' at '{member}' failed to satisfy constraint: {rule}"
 
 
-def validation_errors(problems: list[str]) -> ServiceError:
+def validation_errors(problems: list[tuple[str, str]]) -> ServiceError:
+    """One ValidationException for ``(member path, problem)`` pairs, counted and joined as AWS does."""
     n = len(problems)
-    return validation(f"{n} validation error{'s' if n > 1 else ''} detected: " + "; ".join(problems))
+    fields: dict[str, str] = {}
+    for path, text in problems:
+        fields[path] = f"{fields[path]}; {text}" if path in fields else text
+    return validation(
+        f"{n} validation error{'s' if n > 1 else ''} detected: " + "; ".join(text for _, text in problems), fields
+    )
 
 
 def encode_page_token(offset: int) -> str:

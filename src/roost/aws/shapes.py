@@ -59,7 +59,7 @@ def check_request(service: str, operation: str, params: dict[str, Any]) -> None:
     shape = model.operation_model(operation).input_shape
     if shape is None:
         return
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     _check(shape, params, "", problems)
     if problems:
         raise validation_errors(problems)
@@ -72,7 +72,8 @@ def _member_path(path: str, name: str) -> str:
 
 def _wrong_type(value: Any, expected: str, path: str) -> ServiceError:
     kind = _JSON_KIND.get(type(value), type(value).__name__)
-    return ServiceError("SerializationException", f"{kind} can not be converted to {expected} (at '{path}')")
+    message = f"{kind} can not be converted to {expected} (at '{path}')"
+    return ServiceError("SerializationException", message, fields={path: message})
 
 
 def _show(value: Any) -> str:
@@ -80,7 +81,10 @@ def _show(value: Any) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-def _check(shape: Shape, value: Any, path: str, problems: list[str]) -> None:
+Problems = list[tuple[str, str]]
+
+
+def _check(shape: Shape, value: Any, path: str, problems: Problems) -> None:
     kind = shape.type_name
     meta = shape.metadata
     if isinstance(shape, StructureShape):
@@ -88,8 +92,9 @@ def _check(shape: Shape, value: Any, path: str, problems: list[str]) -> None:
             raise _wrong_type(value, "a structure", path or "the request")
         for name in shape.required_members:
             if value.get(name) is None:
+                where = _member_path(path, name)
                 problems.append(
-                    f"Value null at '{_member_path(path, name)}' failed to satisfy constraint: Member must not be null"
+                    (where, f"Value null at '{where}' failed to satisfy constraint: Member must not be null")
                 )
         for name, member in shape.members.items():
             if value.get(name) is not None:
@@ -116,17 +121,15 @@ def _check(shape: Shape, value: Any, path: str, problems: list[str]) -> None:
         if not isinstance(value, str):
             raise _wrong_type(value, "a String", path)
         if shape.enum and value not in shape.enum:
-            problems.append(
-                constraint(_show(value), path, f"Member must satisfy enum value set: [{', '.join(shape.enum)}]")
-            )
+            rule = f"Member must satisfy enum value set: [{', '.join(shape.enum)}]"
+            problems.append((path, constraint(_show(value), path, rule)))
             return
         _check_length(len(value), meta, path, problems, value)
         pattern = meta.get("pattern")
         compiled = _compiled(pattern) if pattern else None
         if compiled is not None and compiled.fullmatch(value) is None and not _local_location(pattern, value):
-            problems.append(
-                constraint(_show(value), path, f"Member must satisfy regular expression pattern: {pattern}")
-            )
+            rule = f"Member must satisfy regular expression pattern: {pattern}"
+            problems.append((path, constraint(_show(value), path, rule)))
     elif kind in ("integer", "long"):
         if not isinstance(value, int) or isinstance(value, bool):
             raise _wrong_type(value, "an Integer" if kind == "integer" else "a Long", path)
@@ -145,20 +148,20 @@ def _check(shape: Shape, value: Any, path: str, problems: list[str]) -> None:
         raise _wrong_type(value, "a Blob (base64 text)", path)
 
 
-def _check_length(n: int, meta: dict, path: str, problems: list[str], value: Any) -> None:
+def _check_length(n: int, meta: dict, path: str, problems: Problems, value: Any) -> None:
     if "min" in meta and n < meta["min"]:
-        problems.append(
-            constraint(_show(value), path, f"Member must have length greater than or equal to {meta['min']}")
-        )
+        rule = f"Member must have length greater than or equal to {meta['min']}"
+        problems.append((path, constraint(_show(value), path, rule)))
     if "max" in meta and n > meta["max"]:
-        problems.append(constraint(_show(value), path, f"Member must have length less than or equal to {meta['max']}"))
+        rule = f"Member must have length less than or equal to {meta['max']}"
+        problems.append((path, constraint(_show(value), path, rule)))
 
 
-def _check_range(n: float, meta: dict, path: str, problems: list[str]) -> None:
+def _check_range(n: float, meta: dict, path: str, problems: Problems) -> None:
     if "min" in meta and n < meta["min"]:
-        problems.append(constraint(n, path, f"Member must have value greater than or equal to {meta['min']}"))
+        problems.append((path, constraint(n, path, f"Member must have value greater than or equal to {meta['min']}")))
     if "max" in meta and n > meta["max"]:
-        problems.append(constraint(n, path, f"Member must have value less than or equal to {meta['max']}"))
+        problems.append((path, constraint(n, path, f"Member must have value less than or equal to {meta['max']}")))
 
 
 # --------------------------------------------------------------------------- responses

@@ -46,6 +46,8 @@ def render(report: Report, console: Console) -> None:
             console.print(f"  {lo:>7.0f} - {hi:<7.0f} {n:>6}  [cyan]{'█' * round(30 * n / top)}[/]")
     if report.image_shape is not None and report.smaller_than_shape == 0:
         console.print(f"All images are at least {report.image_shape[1]}x{report.image_shape[2]}.")
+    use = " ".join(f"{k}={v}" for k, v in report.hyperparameters().items())
+    console.print(f"To train on it: [bold]{use}[/]")
     if report.warnings:
         console.print("[bold yellow]Warnings[/]")
         for w in report.warnings:

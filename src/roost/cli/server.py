@@ -74,7 +74,8 @@ def server_cmd(
 ) -> None:
     """Serve SageMaker's training-job API: boto3 with endpoint_url works against it.
 
-    Credentials come from ROOST_ACCESS_KEY_ID / ROOST_SECRET_ACCESS_KEY, else from
+    A browser at the same address gets the console (GET /, or /console); it signs in
+    with the same access key pair. Credentials come from ROOST_ACCESS_KEY_ID / ROOST_SECRET_ACCESS_KEY, else from
     DATA_DIR/credentials.json (created on first start). Local data is read and
     written only below DATA_DIR and the --data-root folders.
     """
@@ -93,6 +94,7 @@ def server_cmd(
     from roost.storage.database import open_database
     from roost.storage.folder import FolderInUse, claim, make_private
     from roost.storage.uri import DataRoots
+    from roost.web.app import create_console
 
     make_private(data_dir)
     try:
@@ -122,11 +124,14 @@ def server_cmd(
         hosting.close()
 
     services = [jobs, LogService(sessions, account), hosting, TagService(sessions), MetricsService(sessions)]
-    app = create_app(services, {keys.access_key_id: keys.secret_access_key}, on_startup=startup, on_shutdown=shutdown)
+    secrets = {keys.access_key_id: keys.secret_access_key}
+    console = create_console(services, secrets, data_dir, roots)
+    app = create_app(services, secrets, on_startup=startup, on_shutdown=shutdown, console=console)
     if created:
         click.echo(f"Created an access key pair in {created} (aws_access_key_id {keys.access_key_id}).", err=True)
     click.echo(
-        f"Roost serves the SageMaker API at http://{host}:{port} (data in {data_dir}; local data below {roots})",
+        f"Roost serves the SageMaker API at http://{host}:{port} and its console at "
+        f"http://{host}:{port}/console (data in {data_dir}; local data below {roots})",
         err=True,
     )
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -48,6 +48,14 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     multi_label: bool = False
 
+    def hyperparameters(self) -> dict[str, int]:
+        """What to train this data with, when it is the training channel: ``num_classes`` (the highest class id
+        plus one, as labels index the output) and ``num_training_samples``."""
+        return {
+            "num_classes": max((c.id for c in self.classes), default=-1) + 1,
+            "num_training_samples": self.images,
+        }
+
     def to_json(self) -> str:
         d = asdict(self)
         d["unreadable"] = [{"image": p, "reason": r} for p, r in self.unreadable]

@@ -47,6 +47,11 @@ PRIVATE_ENV = (
 )
 
 
+def jobs_folder(data_dir: Path) -> Path:
+    """Where a server keeps each training job's files: ``<name>/opt_ml``, ``training.log``, ``model.tar.gz``."""
+    return Path(data_dir) / "jobs"
+
+
 def job_environment(request_env: dict[str, str], name: str, arn: str, threads: int) -> dict[str, str]:
     """The server's environment without its secrets, the job's ``Environment`` (checked when it was created) and
     what SageMaker sets."""
@@ -67,7 +72,7 @@ class JobRunner:
         roots: DataRoots | None = None,
     ) -> None:
         self.sessions = sessions
-        self.jobs_dir = Path(data_dir) / "jobs"
+        self.jobs_dir = jobs_folder(data_dir)
         self.max_concurrent = max(1, max_concurrent)
         self.stop_grace = stop_grace
         self.poll = poll

@@ -114,7 +114,8 @@ class TrainingJobService(Service):
         try:
             parse_hyperparameters(req.get("HyperParameters") or {})
         except HyperparameterError as err:
-            raise validation("Invalid hyperparameters: " + "; ".join(err.problems)) from None
+            fields = {f"hyperParameters.{name}": "; ".join(found) for name, found in err.fields.items()}
+            raise validation("Invalid hyperparameters: " + "; ".join(err.problems), fields) from None
         self.environment.check(req.get("Environment") or {})
         channel_names = [c["ChannelName"] for c in req["InputDataConfig"]]
         if len(set(channel_names)) != len(channel_names):

@@ -1,0 +1,206 @@
+// The console's live parts: server-sent events into the page, uPlot charts, the channel editor.
+// Forms and actions are htmx attributes in the templates; this file holds only what htmx does not.
+"use strict";
+
+const COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f", "#6b7280", "#a16207"];
+const MAX_LOG_LINES = 5000;
+
+function swap(el, html) {
+  el.innerHTML = html;
+  if (window.htmx) htmx.process(el);
+}
+
+// ----------------------------------------------------------------------------- charts
+
+function chartSize(el) {
+  return { width: Math.max(240, el.clientWidth || 320), height: el.classList.contains("wide") ? 320 : 200 };
+}
+
+function makeChart(el, labels, xs, columns) {
+  const series = [{ label: "epoch" }].concat(labels.map((label, i) => ({
+    label, stroke: COLOURS[i % COLOURS.length], width: 2, points: { show: true, size: 5 }, spanGaps: true,
+  })));
+  const opts = Object.assign(chartSize(el), {
+    series, legend: { live: false },
+    scales: { x: { time: false } },
+    // epochs are whole numbers: no tick at 1.5
+    axes: [{ label: "epoch", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000], values: (u, ticks) => ticks.map(String) }, {}],
+  });
+  el.innerHTML = "";
+  const plot = new uPlot(opts, [xs].concat(columns), el);
+  new ResizeObserver(() => plot.setSize(chartSize(el))).observe(el);
+  return plot;
+}
+
+// one chart per metric group on a job's page; each adds a point when an epoch arrives
+class EpochChart {
+  constructor(el, points) {
+    this.el = el;
+    this.keys = JSON.parse(el.dataset.series);
+    this.points = [];
+    this.plot = null;
+    for (const p of points) this.add(p, false);
+    this.draw();
+  }
+  present() {  // a series with no values at all (top-k unset, no validation loss) is not drawn
+    return this.keys.filter(([key]) => this.points.some((p) => p[key] !== null && p[key] !== undefined));
+  }
+  add(point, redraw = true) {
+    this.points.push(point);
+    this.el.dataset.points = String(this.points.length);
+    if (redraw) this.draw();
+  }
+  draw() {
+    const keys = this.present();
+    if (!keys.length) {
+      this.el.innerHTML = '<p class="muted">No epochs yet.</p>';
+      return;
+    }
+    const xs = this.points.map((p) => p.epoch + 1);
+    const columns = keys.map(([key]) => this.points.map((p) => (p[key] === undefined ? null : p[key])));
+    this.plot = makeChart(this.el, keys.map(([, label]) => label), xs, columns);
+  }
+}
+
+function compareChart(el, curves) {
+  const names = Object.keys(curves);
+  const epochs = [...new Set(names.flatMap((n) => curves[n].map(([e]) => e)))].sort((a, b) => a - b);
+  const columns = names.map((n) => {
+    const byEpoch = new Map(curves[n]);
+    return epochs.map((e) => (byEpoch.has(e) ? byEpoch.get(e) : null));
+  });
+  if (!epochs.length) {
+    el.innerHTML = '<p class="muted">These jobs have no epochs yet.</p>';
+    return;
+  }
+  makeChart(el, names, epochs.map((e) => e + 1), columns);
+}
+
+// ----------------------------------------------------------------------------- a job's page
+
+function jobPage(page) {
+  const charts = [...page.querySelectorAll(".chart[data-series]")];
+  const points = JSON.parse(document.getElementById("chart-points").textContent);
+  const drawn = charts.map((el) => new EpochChart(el, points));
+  const log = document.getElementById("log");
+  const filter = document.getElementById("log-filter-input");
+  let stream = log.dataset.stream;
+  let source = null;
+
+  function connect() {
+    if (source) source.close();
+    log.innerHTML = "";
+    const params = new URLSearchParams({ stream, filter: filter.value });
+    source = new EventSource(page.dataset.events + "?" + params);
+    source.addEventListener("status", (e) => swap(document.getElementById("status-panel"), e.data));
+    source.addEventListener("report", (e) => swap(document.getElementById("report-panel"), e.data));
+    source.addEventListener("tabs", (e) => {
+      const tabs = document.getElementById("log-tabs");
+      swap(tabs, e.data);
+      const current = tabs.querySelector("a[aria-current]");
+      if (current) stream = current.dataset.stream;
+    });
+    source.addEventListener("epoch", (e) => {
+      const point = JSON.parse(e.data);
+      if (drawn.length && drawn[0].points.some((p) => p.epoch === point.epoch)) return;  // a reconnect resends
+      for (const c of drawn) c.add(point);
+    });
+    source.addEventListener("lines", (e) => {
+      const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+      log.insertAdjacentHTML("beforeend", e.data);
+      while (log.childElementCount > MAX_LOG_LINES) log.firstElementChild.remove();
+      if (atBottom) log.scrollTop = log.scrollHeight;
+    });
+    const url = new URL(location.href);
+    url.searchParams.set("filter", filter.value);
+    if (stream) url.searchParams.set("stream", stream);
+    history.replaceState(null, "", url);
+  }
+
+  let pending = null;
+  filter.addEventListener("input", () => {
+    clearTimeout(pending);
+    pending = setTimeout(connect, 300);
+  });
+  document.getElementById("log-tabs").addEventListener("click", (e) => {
+    const tab = e.target.closest("a[data-stream]");
+    if (!tab) return;
+    e.preventDefault();
+    stream = tab.dataset.stream;
+    for (const t of document.querySelectorAll("#log-tabs a")) t.removeAttribute("aria-current");
+    tab.setAttribute("aria-current", "page");
+    connect();
+  });
+  window.addEventListener("beforeunload", () => source && source.close());
+  connect();
+}
+
+// ----------------------------------------------------------------------------- the jobs list
+
+function liveRows(tbody) {
+  const source = new EventSource(tbody.dataset.live);
+  source.addEventListener("rows", (e) => {
+    const picked = new Set([...tbody.querySelectorAll("input[type=checkbox]:checked")].map((c) => c.value));
+    swap(tbody, e.data);
+    for (const c of tbody.querySelectorAll("input[type=checkbox]")) c.checked = picked.has(c.value);
+  });
+  window.addEventListener("beforeunload", () => source.close());
+}
+
+// ----------------------------------------------------------------------------- the create form's channels
+
+function channelEditor(box) {
+  function renumber() {
+    [...box.querySelectorAll("fieldset.channel")].forEach((set, i) => {
+      const n = i + 1;
+      set.dataset.index = n;
+      set.querySelector("legend").textContent = "Channel " + n;
+      for (const el of set.querySelectorAll("[name], [id], [for]")) {
+        for (const attr of ["name", "id", "for"]) {
+          const v = el.getAttribute(attr);
+          if (v) el.setAttribute(attr, v.replace(/inputDataConfig\.\d+\./, `inputDataConfig.${n}.`));
+        }
+      }
+    });
+  }
+  document.getElementById("add-channel").addEventListener("click", () => {
+    const last = box.querySelector("fieldset.channel:last-of-type");
+    if (!last) return;
+    const copy = last.cloneNode(true);
+    for (const input of copy.querySelectorAll("input")) input.value = "";
+    for (const e of copy.querySelectorAll(".field-error")) e.textContent = "";
+    box.appendChild(copy);
+    renumber();
+  });
+  box.addEventListener("click", (e) => {
+    if (!e.target.classList.contains("remove-channel")) return;
+    if (box.querySelectorAll("fieldset.channel").length > 1) e.target.closest("fieldset").remove();
+    renumber();
+  });
+}
+
+// ----------------------------------------------------------------------------- start
+
+document.addEventListener("DOMContentLoaded", () => {
+  const page = document.getElementById("job-page");
+  if (page) jobPage(page);
+  const rows = document.querySelector("tbody[data-live]");
+  if (rows) liveRows(rows);
+  const channels = document.getElementById("channels");
+  if (channels) channelEditor(channels);
+  const compare = document.getElementById("chart-compare");
+  if (compare) compareChart(compare, JSON.parse(document.getElementById("compare-curves").textContent));
+  const endpoint = document.getElementById("endpoint-status-panel");
+  if (endpoint) {
+    const source = new EventSource(endpoint.dataset.events);
+    source.addEventListener("status", (e) => {
+      swap(endpoint, e.data);
+      const button = document.getElementById("try-submit");
+      if (button) button.disabled = !endpoint.querySelector(".status-InService");
+    });
+    window.addEventListener("beforeunload", () => source.close());
+  }
+  // a field the server marked invalid gets the focus, so the keyboard lands where the fix is
+  const invalid = document.querySelector(".invalid input, .invalid select");
+  if (invalid) invalid.focus();
+});
