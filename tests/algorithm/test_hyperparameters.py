@@ -169,3 +169,15 @@ def test_compatibility_table_lists_every_hyperparameter():
     doc = (REPO / "docs" / "compatibility.md").read_text()
     for name in HyperParameters.model_fields:
         assert f"| `{name}` | supported |" in doc, name
+
+
+def test_problems_are_also_kept_by_the_hyperparameter_they_concern():
+    with pytest.raises(HyperparameterError) as caught:
+        parse_hyperparameters({"num_classes": "3", "num_training_samples": "4", "mini_batch_size": "8", "epochs": "x"})
+    assert set(caught.value.fields) == {"epochs"}  # the rule between two names waits for valid values
+    with pytest.raises(HyperparameterError) as caught:
+        parse_hyperparameters({"num_classes": "3", "num_training_samples": "4", "mini_batch_size": "8", "epohcs": "1"})
+    fields = caught.value.fields
+    assert "did you mean 'epochs'" in fields["epohcs"][0]
+    assert "larger than num_training_samples=4" in fields["mini_batch_size"][0]
+    assert sum(map(len, fields.values())) == len(caught.value.problems)

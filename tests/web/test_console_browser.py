@@ -111,8 +111,10 @@ def test_labs_in_the_browser(world):
 
     page.fill("log-filter-input", '"Validation-accuracy"')
     page.wait(
-        lambda: len(page.all("#log .line")) == 4
-        and all("Validation-accuracy" in line.text for line in page.all("#log .line")),
+        lambda: (
+            len(page.all("#log .line")) == 4
+            and all("Validation-accuracy" in line.text for line in page.all("#log .line"))
+        ),
         "only the four Validation-accuracy lines",
     )
     assert "filter=" in page.driver.current_url  # the filtered view can be linked to

@@ -52,14 +52,21 @@ def artifact_location(request: dict, name: str) -> str:
     return Location.parse(request["OutputDataConfig"]["S3OutputPath"]).join(name, "output", "model.tar.gz")
 
 
-def _check_channels(req: dict) -> None:
-    """The one request rule botocore's model does not state (it checks names, types, patterns and lengths before
-    a handler runs): the algorithm has nothing to train on without channels."""
+def _check_request(req: dict) -> None:
+    """The request rules botocore's model does not state (it checks names, types, patterns and lengths before a
+    handler runs): the algorithm has nothing to train on without channels, and nothing to train on without an
+    instance (the model lets InstanceCount be 0 for heterogeneous clusters, which this algorithm does not use)."""
     if not req.get("InputDataConfig"):
         raise validation(
             "InputDataConfig is required: the image-classification algorithm reads its data from a 'train' "
             "channel (and 'validation', or the _lst and model channels of image mode)"
         )
+    resources = req["ResourceConfig"]
+    if not resources.get("InstanceGroups") and resources.get("InstanceCount", 1) < 1:
+        message = (
+            f"ResourceConfig.InstanceCount is {resources['InstanceCount']}; a training job needs at least 1 instance"
+        )
+        raise validation(message, {"resourceConfig.instanceCount": message})
 
 
 #: ``Environment`` names a job may set (exact, or a prefix ending in ``*``). Jobs are processes of the server's
@@ -109,7 +116,7 @@ class TrainingJobService(Service):
 
     @operation("CreateTrainingJob")
     def create_training_job(self, req: dict) -> dict:
-        _check_channels(req)
+        _check_request(req)
         name = req["TrainingJobName"]
         try:
             parse_hyperparameters(req.get("HyperParameters") or {})
@@ -121,36 +128,38 @@ class TrainingJobService(Service):
         if len(set(channel_names)) != len(channel_names):
             raise validation(f"Channel names must be unique: {channel_names}")
         try:
-            for key, uri in (
-                ("OutputDataConfig", req["OutputDataConfig"]["S3OutputPath"]),
-                ("CheckpointConfig", (req.get("CheckpointConfig") or {}).get("S3Uri")),
+            for key, field, uri in (
+                ("OutputDataConfig", "outputDataConfig.s3OutputPath", req["OutputDataConfig"]["S3OutputPath"]),
+                ("CheckpointConfig", "checkpointConfig.s3Uri", (req.get("CheckpointConfig") or {}).get("S3Uri")),
             ):
                 if uri is not None and self.roots is not None:
                     self.roots.check_uri(uri, f"{key} location")
                 elif uri is not None:
                     Location.parse(uri)
         except StorageError as err:
-            raise validation(str(err)) from None
-        for ch in req["InputDataConfig"]:
+            raise validation(str(err), {field: str(err)}) from None
+        for i, ch in enumerate(req["InputDataConfig"], 1):
             uri = ch["DataSource"]["S3DataSource"]["S3Uri"]
+            where = f"inputDataConfig.{i}.member.dataSource.s3DataSource.s3Uri"  # the member path, as AWS names it
             try:
                 ok = exists(uri, self.roots)
             except StorageError as err:
-                raise validation(str(err)) from None
+                raise validation(str(err), {where: str(err)}) from None
             if not ok:
-                raise validation(
+                message = (
                     f"No S3 objects found under S3 URL '{uri}' given in input data source. Please ensure "
                     "that the bucket exists in the selected region, that objects exist under that S3 prefix, "
                     "and that the credentials can list them."
                 )
+                raise validation(message, {where: message})
         now = time.time()
 
         def in_use() -> ServiceError:
-            return ServiceError(
-                "ResourceInUse",
+            message = (
                 f"Training job names must be unique within an AWS account and region, "
-                f"and a training job with this name already exists ({self.arn(name)})",
+                f"and a training job with this name already exists ({self.arn(name)})"
             )
+            return ServiceError("ResourceInUse", message, fields={"trainingJobName": message})
 
         with inserting(self.sessions, in_use) as s:
             if s.get(TrainingJob, name) is not None:

@@ -193,13 +193,8 @@ async def create_job(request: Request, user: str = Depends(require_change)) -> R
     try:
         await console.call("CreateTrainingJob", req)
     except ServiceError as err:
-        names = [k for k, _ in pairs]
-        placed, rest = place_errors(err.fields or {}, names)
-        if not err.fields:
-            rest = [err.message]
-            if err.code == "ResourceInUse":  # the one service rule that belongs to a field
-                placed, rest = {"trainingJobName": err.message}, []
-        return _render_form(request, console, req, placed, rest, 400)
+        placed, rest = place_errors(err.fields, [k for k, _ in pairs])
+        return _render_form(request, console, req, placed, rest if err.fields else [err.message], 400)
     return RedirectResponse(f"{PREFIX}/jobs/{req['TrainingJobName']}", status_code=303)
 
 
