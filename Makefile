@@ -1,8 +1,10 @@
 # Two commands do all set-up on a fresh machine with only python3 and pip:
 #   make demo   - create .venv, install Roost, run the demo
 #   make test   - create .venv, install Roost, check lint, format and types, run the whole test suite
-#                 (on SQLite and on a throwaway PostgreSQL, installed from Debian's packages where possible)
-# While developing: make test-fast (no end-to-end training), make lint, make format.
+#                 (on SQLite and on a throwaway PostgreSQL, and the console in chromium; both installed
+#                 from Debian's packages where possible)
+# While developing: make test-fast (no end-to-end training), make lint, make format,
+# make screenshots (the console's browser test, keeping its pictures in docs/console).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +14,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 PYTEST := OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest
 
-.PHONY: demo test test-fast lint format install clean
+.PHONY: demo test test-fast lint format install clean screenshots
 
 install: $(STAMP)
 
@@ -39,7 +41,12 @@ format: $(STAMP)
 # the suite starts a PostgreSQL cluster of its own; the script installs the server where it can
 test: lint
 	./scripts/ensure-postgres.sh
+	./scripts/ensure-browser.sh
 	$(PYTEST)
+
+screenshots: $(STAMP)
+	./scripts/ensure-browser.sh
+	ROOST_SCREENSHOTS=docs/console $(PYTEST) tests/web/test_console_browser.py
 
 test-fast: $(STAMP)
 	$(PYTEST) -m "not slow"

@@ -11,6 +11,12 @@ def test_filter_patterns():
     assert matches("Epoch[3] Validation-accuracy=0.5", '"Validation-accuracy"')
     assert matches("a b c", "a c") and not matches("a b", "a c")
     assert not matches("Epoch[1] Train-accuracy", "Epoch -Train")
+    assert (
+        matches("ERROR disk", "?ERROR ?WARN")
+        and matches("WARN x", "?ERROR ?WARN")
+        and not matches("INFO", "?ERROR ?WARN")
+    )
+    assert not matches("ERROR disk", "?ERROR ?WARN -disk")
 
 
 @pytest.fixture()

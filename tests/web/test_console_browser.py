@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from browser import SCREENSHOTS_ENV, Page, start_browser
 
+from browser import SCREENSHOTS_ENV, Page, start_browser
 from helpers import COLOURS, KEY, SECRET, Server, make_rec_split, training_request
 
 pytestmark = pytest.mark.slow
@@ -75,7 +75,6 @@ def test_labs_in_the_browser(world):
     page, server, (train, val, n), tmp = world
     assert n == 27
     _sign_in(page)
-    page.screenshot("sign-in-done")
 
     # ------------------------------------------------------------------ create, with a bad value first
     page.by_id("create-job").click()
@@ -130,7 +129,7 @@ def test_labs_in_the_browser(world):
 
     page.open("/console/jobs")
     for name in ("console-a", "console-a-clone-1"):
-        page.find(f'tr[data-job="{name}"] input[type=checkbox]').click()
+        page.click(f'tr[data-job="{name}"] input[type=checkbox]')
     page.screenshot("training-jobs")
     page.by_id("compare-selected").click()
     page.wait(lambda: int(page.by_id("chart-compare").get_attribute("data-points")) == 8, "both curves")

@@ -35,14 +35,20 @@ def now_ms() -> int:
 
 
 def matches(message: str, pattern: str | None) -> bool:
-    """CloudWatch's term filter: every term (quoted or bare) must occur; ``-term`` must not."""
+    """CloudWatch's term filter: every term (quoted or bare) must occur, ``-term`` must not, and of the
+    ``?term`` ones at least one must."""
     if not pattern or not pattern.strip():
         return True
     try:
         terms = shlex.split(pattern)
     except ValueError:
         terms = pattern.split()
+    alternatives = [t[1:] for t in terms if t.startswith("?") and len(t) > 1]
+    if alternatives and not any(t in message for t in alternatives):
+        return False
     for term in terms:
+        if term.startswith("?") and len(term) > 1:
+            continue
         if term.startswith("-") and len(term) > 1:
             if term[1:] in message:
                 return False

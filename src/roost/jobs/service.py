@@ -127,17 +127,17 @@ class TrainingJobService(Service):
         channel_names = [c["ChannelName"] for c in req["InputDataConfig"]]
         if len(set(channel_names)) != len(channel_names):
             raise validation(f"Channel names must be unique: {channel_names}")
-        try:
-            for key, field, uri in (
-                ("OutputDataConfig", "outputDataConfig.s3OutputPath", req["OutputDataConfig"]["S3OutputPath"]),
-                ("CheckpointConfig", "checkpointConfig.s3Uri", (req.get("CheckpointConfig") or {}).get("S3Uri")),
-            ):
+        for key, field, uri in (
+            ("OutputDataConfig", "outputDataConfig.s3OutputPath", req["OutputDataConfig"]["S3OutputPath"]),
+            ("CheckpointConfig", "checkpointConfig.s3Uri", (req.get("CheckpointConfig") or {}).get("S3Uri")),
+        ):
+            try:
                 if uri is not None and self.roots is not None:
                     self.roots.check_uri(uri, f"{key} location")
                 elif uri is not None:
                     Location.parse(uri)
-        except StorageError as err:
-            raise validation(str(err), {field: str(err)}) from None
+            except StorageError as err:
+                raise validation(str(err), {field: str(err)}) from None
         for i, ch in enumerate(req["InputDataConfig"], 1):
             uri = ch["DataSource"]["S3DataSource"]["S3Uri"]
             where = f"inputDataConfig.{i}.member.dataSource.s3DataSource.s3Uri"  # the member path, as AWS names it
