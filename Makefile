@@ -38,14 +38,18 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# the suite starts a PostgreSQL cluster of its own; the script installs the server where it can
+# the suite starts a PostgreSQL cluster of its own and drives chromium; the script installs them where it can
+ENSURE := ./scripts/ensure-debian-packages.sh
+POSTGRES := $(ENSURE) "the PostgreSQL runs of the tests" 'ls /usr/lib/postgresql/*/bin/pg_ctl || command -v pg_ctl' postgresql
+BROWSER := $(ENSURE) "the console's browser tests" 'command -v chromium && command -v chromedriver' chromium chromium-driver fonts-dejavu-core
+
 test: lint
-	./scripts/ensure-postgres.sh
-	./scripts/ensure-browser.sh
+	$(POSTGRES)
+	$(BROWSER)
 	$(PYTEST)
 
 screenshots: $(STAMP)
-	./scripts/ensure-browser.sh
+	$(BROWSER)
 	ROOST_SCREENSHOTS=docs/console $(PYTEST) tests/web/test_console_browser.py
 
 test-fast: $(STAMP)

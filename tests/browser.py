@@ -1,7 +1,7 @@
 """Debian's chromium, driven through chromium-driver by Selenium, for the console's end-to-end tests.
 
 Nothing is downloaded at run time: the browser and its driver are the system's (``make test`` installs
-them where it runs as root on Debian or Ubuntu: scripts/ensure-browser.sh). Without them the tests
+them where it runs as root on Debian or Ubuntu: scripts/ensure-debian-packages.sh). Without them the tests
 skip, saying so.
 """
 
@@ -26,7 +26,7 @@ def browser_paths() -> tuple[str, str] | str:
         return binary, driver
     return (
         "no chromium and chromium-driver on this machine: `make test` installs Debian's packages when it runs as "
-        "root with apt-get (scripts/ensure-browser.sh); elsewhere install them to run the console's browser tests"
+        "root with apt-get (scripts/ensure-debian-packages.sh); elsewhere install them to run the console's browser tests"
     )
 
 

@@ -94,13 +94,15 @@ def test_labs_in_the_browser(world):
     page.wait(lambda: page.path() == "/console/jobs/console-a", "the job's page")
 
     # ------------------------------------------------------------------ watch it train
-    seen_points = set()
+    seen_points, seen_status = set(), set()
 
     def completed() -> bool:
         seen_points.add(int(page.by_id("chart-accuracy").get_attribute("data-points")))
+        seen_status.add(page.by_id("job-status").text)
         return page.by_id("job-status").text == "Completed"
 
     page.wait(completed, "the job to complete", timeout=180)
+    assert "InProgress" in seen_status, seen_status  # the page changed status by itself, without a reload
     page.wait(lambda: page.by_id("chart-accuracy").get_attribute("data-points") == "4", "four epochs on the chart")
     assert len(seen_points) >= 2, f"the chart never gained points while the page was open: {seen_points}"
     page.wait(lambda: page.all("#per-class tbody tr"), "the per-class table")
@@ -169,9 +171,11 @@ def test_labs_in_the_browser(world):
     server.client().create_training_job(**long)
     page.open("/console/jobs/console-long")
     page.wait(lambda: page.by_id("secondary-status").text == "Training", "training", timeout=120)
-    page.by_id("stop-job").click()
+    page.open("/console/jobs")
+    page.click('tr[data-job="console-long"] button[hx-post$="/stop"]', "Stop in the list")
     page.driver.switch_to.alert.accept()  # hx-confirm asks first
-    page.wait(lambda: page.by_id("job-status").text in ("Stopping", "Stopped"), "the stop", timeout=60)
+    page.wait(lambda: "Stopp" in page.find('tr[data-job="console-long"] .status').text, "the list showing the stop")
+    page.open("/console/jobs/console-long")
     page.wait(lambda: page.by_id("job-status").text == "Stopped", "Stopped", timeout=60)
 
     # ------------------------------------------------------------------ Lab 1's data page
