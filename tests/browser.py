@@ -25,8 +25,9 @@ def browser_paths() -> tuple[str, str] | str:
     if binary and driver:
         return binary, driver
     return (
-        "no chromium and chromium-driver on this machine: `make test` installs Debian's packages when it runs as "
-        "root with apt-get (scripts/ensure-debian-packages.sh); elsewhere install them to run the console's browser tests"
+        "no chromium and chromium-driver on this machine: `make test` installs Debian's packages when it runs "
+        "as root with apt-get (scripts/ensure-debian-packages.sh); elsewhere install them to run the console's "
+        "browser tests"
     )
 
 
