@@ -11,12 +11,16 @@ error ``output/failure``, whose text becomes the job's ``FailureReason``:
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import signal
 import sys
 import traceback
 from pathlib import Path
 
+from roost.algorithm.distributed import SINGLE, World, leave, processes_per_host, rendezvous, world_for
 from roost.algorithm.hyperparameters import HyperParameters, parse_hyperparameters
-from roost.algorithm.layout import IMAGE, RECORDIO, ChannelConfig, JobLayout
+from roost.algorithm.layout import IMAGE, RECORDIO, ChannelConfig, JobLayout, ResourceConfig
 from roost.algorithm.train import BatchHook, train
 from roost.data.channels import (
     ChannelData,
@@ -32,7 +36,7 @@ from roost.data.channels import (
 )
 from roost.errors import UserError
 from roost.formats.manifest import find_manifest, guess_attribute_names
-from roost.system import stop_on_sigterm
+from roost.system import STOP_REQUESTED, die_with_parent, stop_on_sigterm
 
 log = logging.getLogger("roost.algorithm")
 
@@ -176,7 +180,8 @@ def run_training(
     """Train on the job folder ``root``; returns the exit status (0 success, 1 client error, 2 algorithm error).
 
     ``confine`` keeps every list and manifest entry inside its channel; ``roost train`` on the user's own files
-    turns it off (and warns instead).
+    turns it off (and warns instead). With several hosts in ``resourceconfig.json``, or several GPUs, this host
+    joins the job's process group (``roost.algorithm.distributed``): one process per GPU, one on a CPU host.
     """
     layout = JobLayout(root)
     setup_logging()
@@ -187,6 +192,85 @@ def run_training(
     layout.output.mkdir(parents=True, exist_ok=True)
     layout.failure.unlink(missing_ok=True)
     try:
+        resources = layout.read_resources()
+        procs = processes_per_host()
+    except CLIENT_ERRORS as err:
+        return _client_error(layout, err)
+    if len(resources.hosts) == 1 and procs == 1:
+        return _train_here(layout, SINGLE, resources, on_batch, workers, cpu_bf16, confine)
+    if procs == 1:
+        world = world_for(resources.hosts, resources.current_host, 0, 1)
+        return _train_here(layout, world, resources, on_batch, workers, cpu_bf16, confine)
+    return _train_processes(layout, resources, procs, workers, cpu_bf16, confine)
+
+
+def _train_processes(
+    layout: JobLayout, resources: ResourceConfig, procs: int, workers: int | None, cpu_bf16, confine: bool
+) -> int:
+    """One process per GPU of this host; the host's status is the first failure among them, else success."""
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked into
+    children = [
+        context.Process(
+            target=_host_process,
+            args=(str(layout.root), resources, rank, procs, workers, cpu_bf16, confine, os.getpid()),
+            name=f"roost-{resources.current_host}-{rank}",
+        )
+        for rank in range(procs)
+    ]
+    for child in children:
+        child.start()
+    try:
+        while any(c.is_alive() for c in children):
+            failed = [c for c in children if c.exitcode not in (None, 0)]
+            if failed:  # the rest would wait for it in their next all-reduce: end them
+                for c in children:
+                    if c.is_alive():
+                        c.terminate()
+            if STOP_REQUESTED.is_set():
+                for c in children:
+                    if c.is_alive() and c.pid:
+                        os.kill(c.pid, signal.SIGTERM)
+            for c in children:
+                c.join(timeout=0.5)
+    finally:
+        for c in children:
+            if c.is_alive():
+                c.kill()
+                c.join()
+    codes = [c.exitcode or 0 for c in children]
+    return next((code for code in codes if code not in (0, -signal.SIGTERM)), 0) if any(codes) else 0
+
+
+def _host_process(root: str, resources, local_rank, procs, workers, cpu_bf16, confine, parent: int) -> None:
+    die_with_parent(parent)
+    stop_on_sigterm()
+    setup_logging()
+    world = world_for(resources.hosts, resources.current_host, local_rank, procs)
+    sys.exit(_train_here(JobLayout(Path(root)), world, resources, None, workers, cpu_bf16, confine))
+
+
+def _client_error(layout: JobLayout, err: Exception) -> int:
+    message = str(err)
+    log.error("Customer Error: %s", message)
+    layout.write_failure(f"ClientError: {message}")
+    return 1
+
+
+def _train_here(
+    layout: JobLayout,
+    world: World,
+    resources: ResourceConfig,
+    on_batch: BatchHook | None,
+    workers: int | None,
+    cpu_bf16: bool | None,
+    confine: bool,
+) -> int:
+    main = world.is_main
+    try:
+        if world.distributed:
+            rendezvous(world, resources.network_interface_name)
+        if not main:  # SageMaker's lines once, from the first host; the others say who they are and what fails
+            logging.getLogger("roost.algorithm").setLevel(logging.WARNING)
         log.info("Reading default configuration from %s: %s", "roost/algorithm/hyperparameters.py", _defaults())
         provided = layout.read_hyperparameters()
         log.info("Merging with provided configuration from %s: %s", layout.hyperparameters_file, provided)
@@ -209,15 +293,18 @@ def run_training(
             on_batch=on_batch,
             workers=workers,
             cpu_bf16=cpu_bf16,
+            world=world,
         )
-        log.info("Training finished after %d epochs; the model is %s", result.epochs_run, result.model_file)
+        if main:
+            log.info("Training finished after %d epochs; the model is %s", result.epochs_run, result.model_file)
+        else:
+            log.warning("%s (rank %d) finished its share of %d epochs", world.host, world.rank, result.epochs_run)
         return 0
     except CLIENT_ERRORS as err:
-        message = str(err)
-        log.error("Customer Error: %s", message)
-        layout.write_failure(f"ClientError: {message}")
-        return 1
+        return _client_error(layout, err)
     except Exception as err:  # noqa: BLE001 - every failure must leave a FailureReason
         log.error("Algorithm error:\n%s", traceback.format_exc())
         layout.write_failure(f"AlgorithmError: {type(err).__name__}: {err}")
         return 2
+    finally:
+        leave(world)

@@ -42,13 +42,14 @@ def make_optimizer(model: nn.Module, hp: HyperParameters) -> torch.optim.Optimiz
 class MultiFactorSchedule:
     """MXNet's ``MultiFactorScheduler`` over update counts, steps from epochs as ``fit.py`` computes them.
 
-    The container runs Python 2, so ``epoch_size`` is ``floor(num_training_samples / mini_batch_size)``.
+    The container runs Python 2, so ``epoch_size`` is ``floor(floor(num_training_samples / hosts) /
+    mini_batch_size)``: the updates of one host, as ``fit.py`` counts them per worker.
     """
 
-    def __init__(self, hp: HyperParameters) -> None:
+    def __init__(self, hp: HyperParameters, hosts: int = 1) -> None:
         self.base = hp.learning_rate
         self.factor = hp.lr_scheduler_factor
-        epoch_size = max(1, hp.num_training_samples // hp.mini_batch_size)
+        epoch_size = max(1, hp.num_training_samples // max(1, hosts) // hp.mini_batch_size)
         self.steps = [epoch_size * e for e in (hp.lr_scheduler_step or ())]
         self.index = 0
 

@@ -75,6 +75,10 @@ class _SingleEval:
         pred = logits.argmax(1)
         self.confusion += torch.bincount((target * self.n + pred).cpu(), minlength=self.n**2).view(self.n, self.n)
 
+    def merge(self, other: _SingleEval) -> None:
+        """Another process's share of the validation set (distributed training)."""
+        self.confusion += other.confusion
+
     def report(self) -> dict:
         c = self.confusion.numpy()
         return {
@@ -117,6 +121,11 @@ class _MultiEval:
     def add(self, logits: torch.Tensor, target: torch.Tensor) -> None:
         self.scores.append(torch.sigmoid(logits.float()).cpu().numpy())
         self.truth.append(target.cpu().numpy())
+
+    def merge(self, other: _MultiEval) -> None:
+        """Another process's share of the validation set (distributed training)."""
+        self.scores += other.scores
+        self.truth += other.truth
 
     def report(self) -> dict:
         scores = np.concatenate(self.scores)

@@ -22,6 +22,7 @@ from torch import nn
 
 from roost import __version__
 from roost.algorithm import state as run_state
+from roost.algorithm.distributed import SINGLE, World
 from roost.algorithm.hyperparameters import HyperParameters
 from roost.algorithm.metrics import EpochMetrics, MetricsWriter
 from roost.algorithm.optim import MultiFactorSchedule, make_optimizer
@@ -81,9 +82,9 @@ class TrainResult:
 # --------------------------------------------------------------------------- pieces
 
 
-def pick_device() -> torch.device:
+def pick_device(world: World = SINGLE) -> torch.device:
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        return torch.device("cuda", world.local_rank)
     torch.set_num_threads(cpu_budget())
     keep_freed_memory()
     return torch.device("cpu")
@@ -110,6 +111,7 @@ class TrainStep:
         precision: Precision | None = None,
     ) -> None:
         self.model, self.optimizer, self.device = model, optimizer, device
+        self.network = model  # the bare network: ``model`` becomes its DistributedDataParallel wrapper when distributed
         self.task = task or SingleLabel()
         self.precision = precision or Precision("float32")
 
@@ -152,8 +154,10 @@ def train_one_epoch(
     epoch: int,
     top_k: int | None,
     on_batch: BatchHook | None,
+    world: World = SINGLE,
 ) -> tuple[TrainStats, int]:
-    """One pass over the training data; returns its statistics and the update count after it."""
+    """One pass over this process's share of the training data; returns the statistics over every process's
+    share and the update count after it."""
     step.model.train()
     seen = decisions = correct = correct_k = 0
     loss_sum = 0.0
@@ -176,17 +180,27 @@ def train_one_epoch(
             )
         if on_batch:
             on_batch("train", epoch, b, total)
-        if STOP_REQUESTED.is_set():
+        if world.any(STOP_REQUESTED.is_set()):  # all processes stop at the same batch, or the others would wait
             raise StopRequested
-    top = correct_k / seen if top_k and not step.task.multi_label else None
-    return TrainStats(accuracy=correct / decisions, top_k=top, loss=loss_sum / seen, images=seen), num_update
+    n_seen, n_decisions, n_correct, n_correct_k, total_loss = world.sum(seen, decisions, correct, correct_k, loss_sum)
+    top = n_correct_k / n_seen if top_k and not step.task.multi_label else None
+    stats = TrainStats(accuracy=n_correct / n_decisions, top_k=top, loss=total_loss / n_seen, images=int(n_seen))
+    return stats, num_update
 
 
 @torch.no_grad()
 def evaluate(
-    step: TrainStep, loader, epoch: int, top_k: int | None, num_classes: int, on_batch: BatchHook | None
+    step: TrainStep,
+    loader,
+    epoch: int,
+    top_k: int | None,
+    num_classes: int,
+    on_batch: BatchHook | None,
+    world: World = SINGLE,
 ) -> EvalStats:
-    model, task = step.model, step.task
+    """Validation over this process's share; the statistics cover every share, each image counted once."""
+    # the bare network: its DDP wrapper would synchronise buffers in forward, and the shares differ by a batch
+    model, task = step.network, step.task
     model.eval()
     acc = task.evaluator(num_classes)
     seen = correct_k = 0
@@ -202,6 +216,12 @@ def evaluate(
         correct_k += task.batch_stats(logits, y, top_k)[2]
         if on_batch:
             on_batch("validation", epoch, b, total)
+    if world.distributed:
+        shares = world.gather((acc, seen, correct_k, loss_sum))
+        acc = shares[0][0]
+        for other, *_ in shares[1:]:
+            acc.merge(other)
+        seen, correct_k, loss_sum = (sum(share[i] for share in shares) for i in (1, 2, 3))
     report = acc.report()
     return EvalStats(
         accuracy=report["accuracy"],
@@ -438,36 +458,59 @@ def train(
     seed: int = 0,
     cpu_bf16: bool | None = None,
     on_batch: BatchHook | None = None,
+    world: World = SINGLE,
 ) -> TrainResult:
-    torch.manual_seed(seed)
-    device = pick_device()
+    """Train and validate; with a distributed ``world`` every process calls this, and only the main one logs
+    SageMaker's lines and writes the model, the metrics and the checkpoints."""
+    torch.manual_seed(seed)  # the same initial weights everywhere (DDP also broadcasts the main process's)
+    device = pick_device(world)
     class_names = train_data.class_names or validation_data.class_names
+    main = world.is_main
 
-    # ---- data
+    # ---- data: each process reads its own share, in batches of mini_batch_size split over the host's processes
     train_set = make_dataset(train_data, hp, train=True)
     val_set = make_dataset(validation_data, hp, train=False)
     check_datasets(hp, train_set, val_set)
+    batch = per_process_batch(hp.mini_batch_size, world)
     workers = cpu_budget() if workers is None else workers
     pin = device.type == "cuda"
-    train_loader = make_loader(train_set, hp.mini_batch_size, train=True, workers=workers, seed=seed, pin_memory=pin)
-    val_loader = make_loader(val_set, hp.mini_batch_size, train=False, workers=workers, pin_memory=pin)
+    share = (world.rank, world.size)
+    train_loader = make_loader(train_set, batch, train=True, workers=workers, seed=seed, pin_memory=pin, share=share)
+    val_loader = make_loader(val_set, batch, train=False, workers=workers, pin_memory=pin, share=share)
 
     # ---- network, optimizer, precision
     log.info("use_pretrained_model: %d", hp.use_pretrained_model)
     log.info("multi_label: %d", hp.multi_label)
     precision = precision_plan(hp.precision_dtype, device, cpu_bf16)
-    log_parameters(hp, precision)
+    if main:
+        log_parameters(hp, precision)
     model = build_model(hp, model_channel, pretrained_folder)
     model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
     step = TrainStep(model, make_optimizer(model, hp), device, make_task(hp, train_set), precision)
-    schedule = MultiFactorSchedule(hp)
+    schedule = MultiFactorSchedule(hp, hosts=world.host_count)
     log.info("Setting number of threads: %d", torch.get_num_threads() if device.type == "cpu" else workers)
     log.info("Training on %s with %d data-loading workers; precision: %s", device, workers, precision.description)
+    if world.distributed:
+        log.info(
+            "%s: batches of %d per process, %d per host, %d in all; %d of %d training images read here",
+            world.host,
+            batch,
+            batch * world.local_size,
+            batch * world.size,
+            len(train_loader) * batch,
+            len(train_set),
+        )
 
-    # ---- where to start: the beginning, or a saved state in the checkpoint folder
+    # ---- where to start: the beginning, or a saved state in the checkpoint folder (the main process keeps it)
     progress = run_state.Progress()
     if checkpoint_dir is not None:
-        resumed = run_state.restore(checkpoint_dir, hp, step, schedule, model_dir)
+        resumed = run_state.restore(checkpoint_dir, hp, step, schedule, model_dir) if main else None
+        if world.distributed:  # the others take the main process's place in the run (its weights come with DDP)
+            resumed, optimizer_state, schedule.index = world.broadcast(
+                (resumed, step.optimizer.state_dict() if resumed else None, schedule.index)
+            )
+            if resumed is not None and not main:
+                step.optimizer.load_state_dict(optimizer_state)
         if resumed is not None:
             progress = resumed
             log.info(
@@ -476,9 +519,15 @@ def train(
                 progress.next_epoch,
                 progress.next_epoch,
             )
-    shipped = ModelFolder(model_dir, hp, list(progress.checkpoints))
-    output_data_dir.mkdir(parents=True, exist_ok=True)
-    writer = MetricsWriter(output_data_dir, class_names, progress.history)
+    if world.distributed:
+        step.model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    shipped = ModelFolder(model_dir, hp, list(progress.checkpoints)) if main else None
+    writer = None
+    if main:
+        output_data_dir.mkdir(parents=True, exist_ok=True)
+        writer = MetricsWriter(output_data_dir, class_names, progress.history)
 
     # ---- epochs
     try:
@@ -489,12 +538,14 @@ def train(
                 break
             tic = time.perf_counter()
             tr, progress.num_update = train_one_epoch(
-                step, train_loader, schedule, progress.num_update, epoch, hp.top_k, on_batch
+                step, train_loader, schedule, progress.num_update, epoch, hp.top_k, on_batch, world
             )
             cost = time.perf_counter() - tic
-            log_train_epoch(epoch, tr, cost, hp.top_k)
-            va = evaluate(step, val_loader, epoch, hp.top_k, hp.num_classes, on_batch)
-            log_validation(epoch, va, hp.top_k)
+            if main:
+                log_train_epoch(epoch, tr, cost, hp.top_k)
+            va = evaluate(step, val_loader, epoch, hp.top_k, hp.num_classes, on_batch, world)
+            if main:
+                log_validation(epoch, va, hp.top_k)
             metrics = EpochMetrics(
                 epoch=epoch,
                 train_accuracy=tr.accuracy,
@@ -510,15 +561,28 @@ def train(
                 validation_confusion=va.confusion,
                 validation_map=va.mean_ap,
             )
-            writer.write(metrics)
-            shipped.after_epoch(model, metrics, progress.best)
+            if main and writer is not None and shipped is not None:
+                writer.write(metrics)
+                shipped.after_epoch(model, metrics, progress.best)
+                progress.checkpoints = list(shipped.checkpoints)
             progress.history.append(metrics)
-            progress.checkpoints = list(shipped.checkpoints)
             progress.next_epoch = epoch + 1
-            if checkpoint_dir is not None:
+            if main and checkpoint_dir is not None:
                 run_state.save(checkpoint_dir, hp, step, schedule, model_dir, progress)
     except StopRequested:
         log.info("Stop requested (SIGTERM): stopping after the current batch and keeping the model trained so far")
 
+    if shipped is None:  # not the main process: it trained its share; the main one ships the model
+        return TrainResult(len(progress.history), progress.best, "", progress.history)
     served = shipped.finish(model, progress.history, class_names)
     return TrainResult(len(progress.history), progress.best, served.file, progress.history)
+
+
+def per_process_batch(mini_batch_size: int, world: World) -> int:
+    """SageMaker's ``mini_batch_size`` is per host, split over its GPUs (MXNet's ``dist_sync``)."""
+    if mini_batch_size % world.local_size:
+        raise ChannelError(
+            f"mini_batch_size={mini_batch_size} does not split over the {world.local_size} processes of a host; "
+            f"use a multiple of {world.local_size}"
+        )
+    return mini_batch_size // world.local_size

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset, default_collate
 
 from roost.data.augment import Preprocess
 from roost.data.channels import ChannelError, Sample
@@ -134,24 +134,31 @@ class Loader:
 
 
 class RoundBatchSampler(Sampler[list[int]]):
-    """Shuffled full batches; the last one is topped up from the start of the order (MXNet's round_batch)."""
+    """Shuffled full batches; the last one is topped up from the start of the order (MXNet's round_batch).
 
-    def __init__(self, n: int, batch_size: int, seed: int = 0) -> None:
+    With ``share=(rank, processes)`` every process draws the same shuffled order, padded so that it splits into
+    the same number of full batches for each, and takes every ``processes``-th image from ``rank`` on: the
+    shares are disjoint (but for the padding) and nobody waits at the end of an epoch (MXNet's ResizeIter).
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, share: tuple[int, int] = (0, 1)) -> None:
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+        self.rank, self.processes = share
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return -(-self.n // self.batch_size)
+        return -(-self.n // (self.batch_size * self.processes))
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.n, generator=g).tolist()
-        short = (-self.n) % self.batch_size
+        short = len(self) * self.batch_size * self.processes - self.n
         order += (order * (short // self.n + 1))[:short]
-        for i in range(0, len(order), self.batch_size):
-            yield order[i : i + self.batch_size]
+        mine = order[self.rank :: self.processes]
+        for i in range(0, len(mine), self.batch_size):
+            yield mine[i : i + self.batch_size]
 
 
 def _worker_init(_: int) -> None:
@@ -160,8 +167,17 @@ def _worker_init(_: int) -> None:
 
 
 def make_loader(
-    dataset: ImageDataset, batch_size: int, *, train: bool, workers: int, seed: int = 0, pin_memory: bool = False
+    dataset: ImageDataset,
+    batch_size: int,
+    *,
+    train: bool,
+    workers: int,
+    seed: int = 0,
+    pin_memory: bool = False,
+    share: tuple[int, int] = (0, 1),
 ) -> Loader:
+    """Batches of ``dataset``; with ``share=(rank, processes)`` only this process's share (distributed training):
+    equal full batches for training, each validation image in exactly one share."""
     common: dict[str, Any] = dict(
         collate_fn=_collate,
         num_workers=workers,
@@ -174,5 +190,8 @@ def make_loader(
         # not the default fork, which would copy OpenCV/OpenMP thread pools (see roost.data.parallel)
         common["multiprocessing_context"] = worker_context(["roost.data.dataset"])
     if train:
-        return Loader(DataLoader(dataset, batch_sampler=RoundBatchSampler(len(dataset), batch_size, seed), **common))
-    return Loader(DataLoader(dataset, batch_size=batch_size, shuffle=False, **common))
+        sampler = RoundBatchSampler(len(dataset), batch_size, seed, share)
+        return Loader(DataLoader(dataset, batch_sampler=sampler, **common))
+    rank, processes = share
+    part = dataset if processes == 1 else Subset(dataset, range(rank, len(dataset), processes))
+    return Loader(DataLoader(part, batch_size=batch_size, shuffle=False, **common))

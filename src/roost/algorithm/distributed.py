@@ -1,0 +1,187 @@
+"""Training on several hosts (``InstanceCount > 1``) and several GPUs, with torch.distributed.
+
+SageMaker's contract: every host runs the same container with its own
+``/opt/ml/input/config/resourceconfig.json`` (``current_host``, the sorted ``hosts``). Roost
+forms one process group over them the way SageMaker's PyTorch containers do: the
+rendezvous is the first host (``MASTER_ADDR``/``MASTER_PORT``, default port 7777), one
+process per GPU (one per host on CPUs), NCCL on GPUs and Gloo on CPUs, after waiting
+(bounded) for the host names to resolve.
+
+The semantics are MXNet's ``dist_sync`` (docs/distributed.md): ``mini_batch_size`` is per
+host (split over its GPUs), the reader partitions the data so each process sees its own
+share with the same number of batches, gradients are averaged every step, and the
+learning-rate steps count the updates of one host.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from roost.errors import UserError
+
+log = logging.getLogger("roost.algorithm")
+
+#: SageMaker's PyTorch containers' rendezvous port
+DEFAULT_PORT = 7777
+#: how long a host waits for the others' names to resolve (SageMaker's containers wait up to 15 minutes)
+DNS_WAIT_SECONDS = 15 * 60
+#: overrides the processes per host (one per GPU, else one): lets CPU machines exercise the multi-process path
+PROCS_ENV = "ROOST_PROCESSES_PER_HOST"
+
+
+class DistributedError(UserError):
+    """The hosts could not form their process group (names that never resolve, a rendezvous that fails)."""
+
+
+@dataclass(frozen=True)
+class World:
+    """Where this process sits: its global rank among ``size`` processes, on host ``host`` of ``hosts``."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    local_size: int = 1
+    host: str = "algo-1"
+    hosts: tuple[str, ...] = ("algo-1",)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    @property
+    def host_count(self) -> int:
+        return len(self.hosts)
+
+    def sum(self, *values: float) -> list[float]:
+        """The sums of ``values`` over every process (each process passes its own)."""
+        if not self.distributed:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64)
+        if dist.get_backend() == "nccl":
+            t = t.cuda()
+        dist.all_reduce(t)
+        return t.cpu().tolist()
+
+    def any(self, flag: bool) -> bool:
+        """True on every process when it is true on one (a stop request must stop all of them together)."""
+        return bool(self.sum(float(flag))[0]) if self.distributed else flag
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every process's ``obj``, in rank order, on every process."""
+        if not self.distributed:
+            return [obj]
+        out: list[Any] = [None] * self.size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        """The main process's ``obj`` on every process."""
+        if not self.distributed:
+            return obj
+        box = [obj if self.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+SINGLE = World()
+
+
+def processes_per_host() -> int:
+    """One per GPU, or one on a CPU host; ``ROOST_PROCESSES_PER_HOST`` overrides."""
+    if os.environ.get(PROCS_ENV):
+        return max(1, int(os.environ[PROCS_ENV]))
+    return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+
+
+def world_for(hosts: list[str], host: str, local_rank: int, local_size: int) -> World:
+    if host not in hosts:
+        raise DistributedError(f"current_host {host!r} is not one of the hosts {hosts} in resourceconfig.json")
+    node = sorted(hosts).index(host)  # SageMaker sorts them; the first is the rendezvous
+    return World(
+        rank=node * local_size + local_rank,
+        size=len(hosts) * local_size,
+        local_rank=local_rank,
+        local_size=local_size,
+        host=host,
+        hosts=tuple(sorted(hosts)),
+    )
+
+
+def wait_for_hosts(hosts: tuple[str, ...], timeout: float = DNS_WAIT_SECONDS) -> None:
+    """Until every host name resolves: they may appear only as the hosts come up (SageMaker says to retry)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    for host in hosts:
+        while True:
+            try:
+                socket.gethostbyname(host)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise DistributedError(
+                        f"host {host} did not resolve within {timeout:.0f} s; the hosts of this job are {list(hosts)}"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+
+def rendezvous(world: World, interface: str | None = None, timeout: float = 1800.0) -> torch.device:
+    """Join the process group of ``world``; returns this process's device.
+
+    ``MASTER_ADDR`` / ``MASTER_PORT`` in the environment win (Roost's local runner sets them to loopback);
+    otherwise the first host on port 7777, as SageMaker's PyTorch containers do.
+    """
+    address = os.environ.get("MASTER_ADDR")
+    if not address:
+        wait_for_hosts(world.hosts)
+        address = world.hosts[0]
+    port = int(os.environ.get("MASTER_PORT") or DEFAULT_PORT)
+    cuda = torch.cuda.is_available()
+    if interface:
+        os.environ.setdefault("NCCL_SOCKET_IFNAME" if cuda else "GLOO_SOCKET_IFNAME", interface)
+    if cuda:
+        torch.cuda.set_device(world.local_rank)
+    backend = "nccl" if cuda else "gloo"
+    try:
+        dist.init_process_group(
+            backend,
+            init_method=f"tcp://{address}:{port}",
+            rank=world.rank,
+            world_size=world.size,
+            timeout=dt.timedelta(seconds=timeout),
+        )
+    except (RuntimeError, ValueError) as err:
+        raise DistributedError(
+            f"{world.host} (rank {world.rank} of {world.size}) could not join the process group at {address}:{port}: "
+            f"{err}"
+        ) from None
+    log.info(
+        "Distributed training: %s is rank %d of %d (%d host(s) x %d process(es)), %s backend, rendezvous %s:%d",
+        world.host,
+        world.rank,
+        world.size,
+        world.host_count,
+        world.local_size,
+        backend,
+        address,
+        port,
+    )
+    return torch.device("cuda", world.local_rank) if cuda else torch.device("cpu")
+
+
+def leave(world: World) -> None:
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()
