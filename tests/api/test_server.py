@@ -281,3 +281,26 @@ def test_s3_channels_and_artifact_through_an_s3_compatible_store(recs, tmp_path)
     finally:
         srv.stop()
         moto.stop()
+
+
+def test_a_two_instance_job_trains_on_two_hosts(server, recs, tmp_path):
+    sm, logs = server.client(), server.client("logs")
+    resources = {"InstanceCount": 2, "InstanceType": "ml.p3.2xlarge", "VolumeSizeInGB": 50}
+    req = training_request(recs, tmp_path, epochs=2, ResourceConfig=resources)
+    name = req["TrainingJobName"]
+    sm.create_training_job(**req)
+    sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName=name, WaiterConfig=FAST)
+    d = sm.describe_training_job(TrainingJobName=name)
+    assert d["TrainingJobStatus"] == "Completed", d.get("FailureReason")
+    assert {m["MetricName"] for m in d["FinalMetricDataList"]} >= {"train:accuracy", "validation:accuracy"}
+    streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=name + "/")
+    texts = {}
+    for s in streams["logStreams"]:
+        host = s["logStreamName"].split("/")[1].rsplit("-", 1)[0]
+        events = logs.get_log_events(
+            logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=s["logStreamName"], startFromHead=True
+        )["events"]
+        texts[host] = "\n".join(e["message"] for e in events)
+    assert sorted(texts) == ["algo-1", "algo-2"]
+    assert "Epoch[1] Validation-accuracy" in texts["algo-1"] and "is rank 0 of 2" in texts["algo-1"]
+    assert "Epoch[" not in texts["algo-2"] and "algo-2 (rank 1) finished its share of 2 epochs" in texts["algo-2"]

@@ -8,6 +8,7 @@ test needs, so a runner failure shows as exactly that.
 from __future__ import annotations
 
 import queue
+import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from roost.algorithm.layout import JobLayout
+from roost.jobs.logs import LogService
 from roost.jobs.runner import JobRunner
 from roost.jobs.service import TrainingJobService
 from roost.storage.database import open_database
@@ -67,8 +69,12 @@ class FakeLauncher:
 
     def launch(self, job_dir: Path, root: Path, env: dict[str, str]) -> FakeProcess:
         name = env["TRAINING_JOB_NAME"]
-        self.launched[name] = (root, env)
-        return FakeProcess(self.scripts[name], JobLayout(root))
+        host = JobLayout(root).read_resources().current_host
+        if host == "algo-1":
+            self.launched[name] = (root, env)
+        self.launched[f"{name}/{host}"] = (root, env)
+        # a script of the host's own ("<job>/algo-2"), else the job's, for every host
+        return FakeProcess(self.scripts.get(f"{name}/{host}", self.scripts.get(name)), JobLayout(root))
 
     def reap(self, job_dir: Path) -> None:
         self.reaped.append(job_dir.name)
@@ -83,6 +89,11 @@ def trains(accuracy: float = 0.75) -> Script:
         return 0
 
     return script
+
+
+def quiet(layout: JobLayout, emit, terminated) -> int:
+    emit("algo-2 (rank 1) finished its share")
+    return 0
 
 
 def fails_with(reason: str | None, rc: int = 1) -> Script:
@@ -314,3 +325,64 @@ def test_jobs_never_see_the_servers_secrets_and_failures_show_opt_ml_paths(env, 
     assert "ROOST_SECRET_ACCESS_KEY" not in job_env and "AWS_SECRET_ACCESS_KEY" not in job_env
     assert job_env["TZ"] == "UTC"
     assert d["FailureReason"] == "ClientError: /opt/ml/input/data/train/train.rec record at byte 0: broken"
+
+
+# --------------------------------------------------------------------------- several instances
+
+
+def test_a_job_of_two_instances_runs_two_hosts_and_ships_the_first_ones_model(env):
+    runner, service, launcher, tmp_path = env
+    resources = {"InstanceCount": 2, "InstanceType": "ml.p3.2xlarge", "VolumeSizeInGB": 5}
+    create(service, launcher, tmp_path, "two", trains(0.75), ResourceConfig=resources)
+    launcher.scripts["two/algo-2"] = quiet  # the other hosts print no metrics and ship nothing
+    runner.start()
+    d = wait_done(service, "two")
+    assert d["TrainingJobStatus"] == "Completed", d.get("FailureReason")
+    (root1, env1), (root2, env2) = launcher.launched["two/algo-1"], launcher.launched["two/algo-2"]
+    assert root1 == tmp_path / "data" / "jobs" / "two" / "opt_ml" and root2.parent.name == "algo-2"
+    for root, host in ((root1, "algo-1"), (root2, "algo-2")):
+        rc = JobLayout(root).read_resources()
+        assert rc.current_host == host and rc.hosts == ["algo-1", "algo-2"]
+        assert rc.current_instance_type == "ml.p3.2xlarge"
+    assert env1["MASTER_ADDR"] == "127.0.0.1" and env1["MASTER_PORT"] == env2["MASTER_PORT"]
+    assert (JobLayout(root2).channel("train") / "train.rec").is_file()  # the first host's copy, linked
+    streams = LogService(runner.sessions).describe_log_streams(
+        {"logGroupName": "/aws/sagemaker/TrainingJobs", "logStreamNamePrefix": "two/"}
+    )["logStreams"]
+    assert sorted(s["logStreamName"].rsplit("-", 1)[0] for s in streams) == ["two/algo-1", "two/algo-2"]
+    with tarfile.open(d["ModelArtifacts"]["S3ModelArtifacts"]) as tar:
+        assert tar.getnames() == ["weights.bin"]
+    assert {m["MetricName"]: m["Value"] for m in d["FinalMetricDataList"]}["validation:accuracy"] == 0.75
+
+
+def test_one_failing_host_ends_the_others_and_names_itself(env):
+    runner, service, launcher, tmp_path = env
+    resources = {"InstanceCount": 3, "InstanceType": "ml.p3.2xlarge", "VolumeSizeInGB": 5}
+    create(service, launcher, tmp_path, "bad", runs_until_stopped(), ResourceConfig=resources)
+    launcher.scripts["bad/algo-3"] = fails_with("AlgorithmError: out of memory")
+    runner.start()
+    d = wait_done(service, "bad")
+    assert d["TrainingJobStatus"] == "Failed"
+    assert d["FailureReason"] == "AlgorithmError: out of memory (on algo-3; the job's other hosts were stopped)"
+
+
+def test_stop_and_max_runtime_end_every_host(env):
+    runner, service, launcher, tmp_path = env
+    resources = {"InstanceCount": 2, "InstanceType": "ml.p3.2xlarge", "VolumeSizeInGB": 5}
+    create(service, launcher, tmp_path, "stopped", runs_until_stopped(), ResourceConfig=resources)
+    create(
+        service,
+        launcher,
+        tmp_path,
+        "slow",
+        runs_until_stopped(),
+        ResourceConfig=resources,
+        StoppingCondition={"MaxRuntimeInSeconds": 1},
+    )
+    runner.max_concurrent = 2
+    runner.start()
+    wait_secondary(service, "stopped", "Training")
+    service.stop_training_job({"TrainingJobName": "stopped"})
+    assert wait_done(service, "stopped")["TrainingJobStatus"] == "Stopped"
+    d = wait_done(service, "slow")
+    assert d["TrainingJobStatus"] == "Stopped" and d["SecondaryStatus"] == "MaxRuntimeExceeded"

@@ -503,22 +503,21 @@ def train(
 
     # ---- where to start: the beginning, or a saved state in the checkpoint folder (the main process keeps it)
     progress = run_state.Progress()
-    if checkpoint_dir is not None:
-        resumed = run_state.restore(checkpoint_dir, hp, step, schedule, model_dir) if main else None
-        if world.distributed:  # the others take the main process's place in the run (its weights come with DDP)
-            resumed, optimizer_state, schedule.index = world.broadcast(
-                (resumed, step.optimizer.state_dict() if resumed else None, schedule.index)
-            )
-            if resumed is not None and not main:
-                step.optimizer.load_state_dict(optimizer_state)
-        if resumed is not None:
-            progress = resumed
-            log.info(
-                "Resuming from %s: %d epoch(s) done, continuing at epoch %d",
-                checkpoint_dir,
-                progress.next_epoch,
-                progress.next_epoch,
-            )
+    resumed = run_state.restore(checkpoint_dir, hp, step, schedule, model_dir) if main and checkpoint_dir else None
+    if world.distributed:  # every process takes the main one's place in the run (its weights come with DDP)
+        resumed, optimizer_state, schedule.index = world.broadcast(
+            (resumed, step.optimizer.state_dict() if resumed else None, schedule.index)
+        )
+        if resumed is not None and not main:
+            step.optimizer.load_state_dict(optimizer_state)
+    if resumed is not None:
+        progress = resumed
+        log.info(
+            "Resuming from %s: %d epoch(s) done, continuing at epoch %d",
+            checkpoint_dir,
+            progress.next_epoch,
+            progress.next_epoch,
+        )
     if world.distributed:
         step.model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None

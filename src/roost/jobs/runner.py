@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from roost.algorithm.layout import ChannelConfig, JobLayout
+from roost.algorithm.layout import ChannelConfig, JobLayout, ResourceConfig
 from roost.formats.artifact import pack_model_dir
 from roost.jobs.launcher import JobProcess, Launcher, LocalProcesses
 from roost.jobs.logs import TRAINING_GROUP, open_stream
@@ -59,6 +61,53 @@ def job_environment(request_env: dict[str, str], name: str, arn: str, threads: i
     return {**base, **request_env, "TRAINING_JOB_NAME": name, "TRAINING_JOB_ARN": arn, THREADS_ENV: str(threads)}
 
 
+@dataclass
+class Host:
+    """One instance of a job: ``algo-<n>``, its own folder, ``/opt/ml`` tree and log stream."""
+
+    name: str
+    index: int  # 0-based; the first host is the main one
+    folder: Path  # the job's folder for the first host (so one-host jobs keep their layout), else <job>/algo-<n>
+    layout: JobLayout
+    stream: str
+    proc: JobProcess | None = None
+
+
+def instance_count(req: dict) -> int:
+    resources = req.get("ResourceConfig") or {}
+    groups = resources.get("InstanceGroups") or []
+    return sum(g.get("InstanceCount", 1) for g in groups) if groups else max(1, resources.get("InstanceCount", 1))
+
+
+def job_hosts(job_dir: Path, req: dict, first_stream: str) -> list[Host]:
+    """``algo-1`` ... ``algo-<InstanceCount>``; streams ``<job>/algo-<n>-<epoch seconds>`` as SageMaker names them."""
+    hosts = []
+    for i in range(instance_count(req)):
+        name = f"algo-{i + 1}"
+        folder = job_dir if i == 0 else job_dir / name
+        stream = first_stream if i == 0 else first_stream.replace("/algo-1-", f"/{name}-", 1)
+        hosts.append(Host(name, i, folder, JobLayout(folder / "opt_ml"), stream))
+    return hosts
+
+
+class HostProcesses:
+    """The processes of a job's hosts, ended together (the scheduler's shutdown kills them all)."""
+
+    def __init__(self, hosts: list[Host]) -> None:
+        self.hosts = hosts
+
+    def kill(self) -> None:
+        for h in self.hosts:
+            if h.proc is not None:
+                h.proc.kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class JobRunner:
     def __init__(
         self,
@@ -79,7 +128,7 @@ class JobRunner:
         self.launcher: Launcher = launcher or LocalProcesses()
         self.roots = roots  # checked again when data move: a link may have changed since the job was created
         self.running: dict[str, threading.Thread] = {}
-        self.processes: dict[str, JobProcess] = {}
+        self.processes: dict[str, HostProcesses] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -107,7 +156,8 @@ class JobRunner:
             for job in s.scalars(
                 select(TrainingJob).where(TrainingJob.status.in_((Status.IN_PROGRESS, Status.STOPPING)))
             ).all():
-                self.launcher.reap(self.jobs_dir / job.name)
+                for host in job_hosts(self.jobs_dir / job.name, job.request, job.log_stream):
+                    self.launcher.reap(host.folder)
                 if job.status == Status.STOPPING:
                     set_status(
                         s,
@@ -190,15 +240,15 @@ class JobRunner:
 
     def _run(self, name: str) -> None:
         job_dir = self.jobs_dir / name
-        layout = JobLayout(job_dir / "opt_ml")
         with self.sessions.begin() as s:
             job = fetch(s, TrainingJob, name)
             if job.status != Status.IN_PROGRESS:  # stopped while it waited
                 return
             req, arn = job.request, job.arn
+            hosts = job_hosts(job_dir, req, job.log_stream)
             resuming = job.secondary_status == Secondary.RESTARTING
             set_status(s, job, None, Secondary.STARTING, "Preparing the instances for training")
-        self._prepare(req, layout, resuming)
+        self._prepare(req, hosts, resuming)
         with self.sessions.begin() as s:
             job = fetch(s, TrainingJob, name)
             if job.stop_requested:  # stopped while its data came: nothing was trained
@@ -208,42 +258,76 @@ class JobRunner:
             set_status(s, job, None, Secondary.TRAINING, "Training image download completed. Training in progress.")
             job.training_start_time = job.training_start_time or time.time()
             started = job.training_start_time
-        threads = max(1, available_cores() // self.max_concurrent)
+        # the hosts of a job share this machine's cores; they meet on loopback (SageMaker: the first host, 7777)
+        threads = max(1, available_cores() // self.max_concurrent // len(hosts))
         env = job_environment(req.get("Environment") or {}, name, arn, threads)
-        proc = self.launcher.launch(job_dir, layout.root, env)
+        if len(hosts) > 1:
+            env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+        group = HostProcesses(hosts)
         with self._lock:
-            self.processes[name] = proc
-        rc, stopped_by = self._watch(name, req, proc, job_dir, started)
-        self._settle(name, req, layout, job_dir, rc, stopped_by)
+            self.processes[name] = group
+        for host in hosts:
+            host.proc = self.launcher.launch(host.folder, host.layout.root, env)
+        rc, stopped_by, failed = self._watch(name, req, hosts, started)
+        self._settle(name, req, hosts, rc, stopped_by, failed)
 
-    def _prepare(self, req: dict, layout: JobLayout, resuming: bool) -> None:
+    def _prepare(self, req: dict, hosts: list[Host], resuming: bool) -> None:
         input_mode = req["AlgorithmSpecification"]["TrainingInputMode"]
-        layout.write_config(
-            req.get("HyperParameters") or {},
-            {ch["ChannelName"]: ChannelConfig.from_request(ch, input_mode) for ch in req["InputDataConfig"]},
-        )
-        if req.get("CheckpointConfig"):
-            layout.checkpoints.mkdir(parents=True, exist_ok=True)
-        if resuming and layout.data.is_dir():
-            return  # the channels are already here from the first start
-        with self.sessions.begin() as s:
-            set_status(
-                s, fetch(s, TrainingJob, req["TrainingJobName"]), None, Secondary.DOWNLOADING, "Downloading input data"
+        instance_type = (req.get("ResourceConfig") or {}).get("InstanceType", "local")
+        channels = {ch["ChannelName"]: ChannelConfig.from_request(ch, input_mode) for ch in req["InputDataConfig"]}
+        for host in hosts:
+            host.layout.write_config(
+                req.get("HyperParameters") or {},
+                channels,
+                ResourceConfig.for_host(host.index, len(hosts), instance_type),
             )
-        for ch in req["InputDataConfig"]:
-            download(ch["DataSource"]["S3DataSource"]["S3Uri"], layout.channel(ch["ChannelName"]), self.roots)
+            if req.get("CheckpointConfig"):
+                host.layout.checkpoints.mkdir(parents=True, exist_ok=True)
+        first = hosts[0].layout
+        if not (resuming and first.data.is_dir()):  # a resumed job has its channels from the first start
+            with self.sessions.begin() as s:
+                set_status(
+                    s,
+                    fetch(s, TrainingJob, req["TrainingJobName"]),
+                    None,
+                    Secondary.DOWNLOADING,
+                    "Downloading input data",
+                )
+            for ch in req["InputDataConfig"]:
+                download(ch["DataSource"]["S3DataSource"]["S3Uri"], first.channel(ch["ChannelName"]), self.roots)
+        # FullyReplicated: every host has all of it; on one machine the other hosts see the first one's copy
+        for host in hosts[1:]:
+            host.layout.data.mkdir(parents=True, exist_ok=True)
+            for ch in req["InputDataConfig"]:
+                link = host.layout.channel(ch["ChannelName"])
+                if not link.exists():
+                    link.symlink_to(first.channel(ch["ChannelName"]).resolve(), target_is_directory=True)
 
-    def _watch(self, name: str, req: dict, proc: JobProcess, job_dir: Path, started: float) -> tuple[int, str | None]:
-        """Until the process ends: its log into the job's stream, StopTrainingJob and MaxRuntimeInSeconds enforced."""
-        extractor = MetricExtractor(metric_definitions(req))
-        reader = threading.Thread(target=self._pump_log, args=(name, proc, job_dir, extractor), daemon=True)
-        reader.start()
+    def _watch(self, name: str, req: dict, hosts: list[Host], started: float) -> tuple[int, str | None, Host | None]:
+        """Until every host's process ends: their logs into their streams, StopTrainingJob and
+        MaxRuntimeInSeconds enforced on all; the first host to fail ends the others. Returns the job's exit
+        status, what stopped it, and the host that failed first."""
+        readers = []
+        for host in hosts:
+            extractor = MetricExtractor(metric_definitions(req))
+            t = threading.Thread(target=self._pump_log, args=(name, host, extractor), daemon=True)
+            t.start()
+            readers.append(t)
         max_runtime = (req.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
         stopped_by = None
+        failed: Host | None = None
         term_sent = None
-        while (rc := proc.poll()) is None:
+        while True:
+            codes = [h.proc.poll() if h.proc else 0 for h in hosts]
+            if all(c is not None for c in codes):
+                break
             time.sleep(min(self.poll, 0.5))
-            if stopped_by is None:
+            if failed is None:
+                failed = next((h for h, c in zip(hosts, codes, strict=True) if c not in (None, 0)), None)
+                if failed is not None and stopped_by is None:  # the others would wait for it: end them
+                    self._terminate(hosts)
+                    term_sent = time.time()
+            if stopped_by is None and failed is None:
                 with self.sessions() as s:
                     if fetch(s, TrainingJob, name).stop_requested:
                         stopped_by = "stop"
@@ -258,24 +342,34 @@ class JobRunner:
                             f"Training job exceeded MaxRuntimeInSeconds ({max_runtime} s); stopping it",
                         )
                 if stopped_by:
-                    proc.terminate()
+                    self._terminate(hosts)
                     term_sent = time.time()
             elif term_sent and time.time() - term_sent > self.stop_grace:
-                proc.kill()
+                for h in hosts:
+                    if h.proc is not None and h.proc.poll() is None:
+                        h.proc.kill()
                 term_sent = None
-        reader.join(timeout=10)
-        return rc, stopped_by
+        for t in readers:
+            t.join(timeout=10)
+        codes = [h.proc.poll() if h.proc else 0 for h in hosts]
+        rc = next((c for h, c in zip(hosts, codes, strict=True) if h is failed), codes[0]) or 0
+        return rc, stopped_by, failed
 
-    def _pump_log(self, name: str, proc: JobProcess, job_dir: Path, extractor: MetricExtractor) -> None:
-        """The container's output, line by line, into the job's log stream (and a plain file beside it), and its
-        metrics' datapoints as CloudWatch keeps them."""
-        with self.sessions() as s:
-            stream = fetch(s, TrainingJob, name).log_stream
-        stream_id = open_stream(self.sessions, TRAINING_GROUP, stream)
+    @staticmethod
+    def _terminate(hosts: list[Host]) -> None:
+        for h in hosts:
+            if h.proc is not None and h.proc.poll() is None:
+                h.proc.terminate()
+
+    def _pump_log(self, name: str, host: Host, extractor: MetricExtractor) -> None:
+        """A host's output, line by line, into its log stream (and a plain file beside it), and its metrics'
+        datapoints as CloudWatch keeps them."""
+        assert host.proc is not None
+        stream_id = open_stream(self.sessions, TRAINING_GROUP, host.stream)
         pending: list[LogEvent | MetricDatum] = []
         last_flush = time.time()
-        with open(job_dir / "training.log", "a", encoding="utf-8") as f:
-            for line in proc.stdout:
+        with open(host.folder / "training.log", "a", encoding="utf-8") as f:
+            for line in host.proc.stdout:
                 line = line.rstrip("\n")
                 now = int(time.time() * 1000)
                 f.write(line + "\n")
@@ -292,10 +386,13 @@ class JobRunner:
             with self.sessions.begin() as s:
                 s.add_all(rows)
 
-    def _settle(self, name: str, req: dict, layout: JobLayout, job_dir: Path, rc: int, stopped_by: str | None) -> None:
+    def _settle(
+        self, name: str, req: dict, hosts: list[Host], rc: int, stopped_by: str | None, failed: Host | None
+    ) -> None:
+        layout, job_dir = hosts[0].layout, hosts[0].folder  # the first host ships the model
         has_model = layout.model.is_dir() and any(layout.model.iterdir())
         artifact = None
-        if has_model and (rc == 0 or stopped_by):
+        if has_model and (failed is None or stopped_by):
             with self.sessions.begin() as s:
                 set_status(
                     s, fetch(s, TrainingJob, name), None, Secondary.UPLOADING, "Uploading generated training model"
@@ -312,14 +409,17 @@ class JobRunner:
             )
         elif stopped_by:
             self._finish(name, Status.STOPPED, Secondary.STOPPED, "Training job stopped", artifact=artifact)
-        elif rc == 0:
+        elif failed is None and rc == 0:
             self._finish(name, Status.COMPLETED, Secondary.COMPLETED, "Training job completed", artifact=artifact)
         else:
+            culprit = failed or hosts[0]
             # the algorithm names files by where this server keeps them; SageMaker's users see /opt/ml
-            reason = layout.read_failure().replace(str(layout.root), "/opt/ml")
+            reason = culprit.layout.read_failure().replace(str(culprit.layout.root), "/opt/ml")
             if not reason:
                 how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
                 reason = f"AlgorithmError: the algorithm {how} without writing a failure reason; see the job's log"
+            if len(hosts) > 1:
+                reason = f"{reason} (on {culprit.name}; the job's other hosts were stopped)"
             self._finish(
                 name, Status.FAILED, Secondary.FAILED, "Training job failed", failure=reason, artifact=artifact
             )
