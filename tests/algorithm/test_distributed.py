@@ -136,3 +136,22 @@ def test_several_processes_on_one_host(tmp_path, data):
     assert "algo-1 is rank 0 of 2 (1 host(s) x 2 process(es))" in out
     assert "batches of 4 per process, 8 per host, 8 in all" in out
     assert any(layout.model.glob("*.safetensors"))
+
+
+@pytest.mark.slow
+def test_hosts_with_parts_of_different_sizes_take_the_same_number_of_steps(tmp_path, data, tmp_path_factory):
+    """ShardedByS3Key: each host reads only its own part; the larger one stops where the smaller one must."""
+    small = make_rec_split(tmp_path_factory.mktemp("small"), per_class=8)
+    layouts = _hosts(tmp_path, 2, data, epochs=2)
+    for layout, part in zip(layouts, (data[0], small[0]), strict=True):
+        layout.link_channel("train", part)
+        channels = json.loads(layout.input_data_config_file.read_text())
+        channels["train"]["S3DistributionType"] = "ShardedByS3Key"
+        layout.input_data_config_file.write_text(json.dumps(channels))
+    port = free_port()
+    procs = [_start(layout, port) for layout in layouts]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert "45 training images here, 6 batches" in logs[0] and "Epoch[1] Validation-accuracy" in logs[0]
+    assert "18 training images here, 3 batches" in logs[1]
+    assert "Epoch[0] Train-accuracy" in logs[0]  # both took 3 steps an epoch: nobody waited for the other

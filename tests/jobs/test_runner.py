@@ -386,3 +386,36 @@ def test_stop_and_max_runtime_end_every_host(env):
     assert wait_done(service, "stopped")["TrainingJobStatus"] == "Stopped"
     d = wait_done(service, "slow")
     assert d["TrainingJobStatus"] == "Stopped" and d["SecondaryStatus"] == "MaxRuntimeExceeded"
+
+
+def test_sharded_by_key_channels_give_each_host_its_own_objects(env):
+    runner, service, launcher, tmp_path = env
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for i in range(4):
+        (shards / f"part-{i}.rec").write_bytes(b"x")
+    channels = [
+        {
+            "ChannelName": "train",
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": str(shards),
+                    "S3DataDistributionType": "ShardedByS3Key",
+                }
+            },
+        },
+        {"ChannelName": "validation", "DataSource": {"S3DataSource": {"S3Uri": str(tmp_path / "channel")}}},
+    ]
+    resources = {"InstanceCount": 2, "InstanceType": "ml.p3.2xlarge", "VolumeSizeInGB": 5}
+    create(service, launcher, tmp_path, "sharded", trains(), ResourceConfig=resources, InputDataConfig=channels)
+    launcher.scripts["sharded/algo-2"] = quiet
+    runner.start()
+    assert wait_done(service, "sharded")["TrainingJobStatus"] == "Completed"
+    parts = [
+        sorted(p.name for p in JobLayout(launcher.launched[f"sharded/{h}"][0]).channel("train").iterdir())
+        for h in ("algo-1", "algo-2")
+    ]
+    assert parts == [["part-0.rec", "part-2.rec"], ["part-1.rec", "part-3.rec"]]
+    config = JobLayout(launcher.launched["sharded/algo-2"][0]).read_channels()["train"]
+    assert config.s3_distribution_type == "ShardedByS3Key"

@@ -18,7 +18,15 @@ import sys
 import traceback
 from pathlib import Path
 
-from roost.algorithm.distributed import SINGLE, World, leave, processes_per_host, rendezvous, world_for
+from roost.algorithm.distributed import (
+    SINGLE,
+    World,
+    host_log,
+    leave,
+    processes_per_host,
+    rendezvous,
+    world_for,
+)
 from roost.algorithm.hyperparameters import HyperParameters, parse_hyperparameters
 from roost.algorithm.layout import IMAGE, RECORDIO, ChannelConfig, JobLayout, ResourceConfig
 from roost.algorithm.train import BatchHook, train
@@ -281,6 +289,8 @@ def _train_here(
         validation_data = resolve_channel(
             layout, "validation", channels.get("validation", ChannelConfig()), hp, confine
         )
+        for data, name in ((train_data, "train"), (validation_data, "validation")):
+            data.sharded_by_host = channels.get(name, ChannelConfig()).s3_distribution_type == "ShardedByS3Key"
         check_disjoint(train_data.samples, validation_data.samples)
         result = train(
             hp,
@@ -298,7 +308,7 @@ def _train_here(
         if main:
             log.info("Training finished after %d epochs; the model is %s", result.epochs_run, result.model_file)
         else:
-            log.warning("%s (rank %d) finished its share of %d epochs", world.host, world.rank, result.epochs_run)
+            host_log.info("%s (rank %d) finished its share of %d epochs", world.host, world.rank, result.epochs_run)
         return 0
     except CLIENT_ERRORS as err:
         return _client_error(layout, err)

@@ -29,6 +29,8 @@ import torch.distributed as dist
 from roost.errors import UserError
 
 log = logging.getLogger("roost.algorithm")
+#: lines every host prints (who it is, its share); ``roost.algorithm``'s lines come from the main process only
+host_log = logging.getLogger("roost.host")
 
 #: SageMaker's PyTorch containers' rendezvous port
 DEFAULT_PORT = 7777
@@ -74,6 +76,21 @@ class World:
             t = t.cuda()
         dist.all_reduce(t)
         return t.cpu().tolist()
+
+    def min(self, value: int) -> int:
+        """The smallest ``value`` over every process."""
+        if not self.distributed:
+            return value
+        t = torch.tensor([value], dtype=torch.int64)
+        if dist.get_backend() == "nccl":
+            t = t.cuda()
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return int(t.item())
+
+    def share(self, sharded_by_host: bool) -> tuple[int, int]:
+        """``(index, count)`` of this process's share of a channel: among all processes when every host holds
+        the whole channel (FullyReplicated), among its host's processes when each holds its own part."""
+        return (self.local_rank, self.local_size) if sharded_by_host else (self.rank, self.size)
 
     def any(self, flag: bool) -> bool:
         """True on every process when it is true on one (a stop request must stop all of them together)."""
@@ -168,7 +185,7 @@ def rendezvous(world: World, interface: str | None = None, timeout: float = 1800
             f"{world.host} (rank {world.rank} of {world.size}) could not join the process group at {address}:{port}: "
             f"{err}"
         ) from None
-    log.info(
+    host_log.info(
         "Distributed training: %s is rank %d of %d (%d host(s) x %d process(es)), %s backend, rendezvous %s:%d",
         world.host,
         world.rank,

@@ -22,7 +22,7 @@ from torch import nn
 
 from roost import __version__
 from roost.algorithm import state as run_state
-from roost.algorithm.distributed import SINGLE, World
+from roost.algorithm.distributed import SINGLE, World, host_log
 from roost.algorithm.hyperparameters import HyperParameters
 from roost.algorithm.metrics import EpochMetrics, MetricsWriter
 from roost.algorithm.optim import MultiFactorSchedule, make_optimizer
@@ -161,10 +161,14 @@ def train_one_epoch(
     step.model.train()
     seen = decisions = correct = correct_k = 0
     loss_sum = 0.0
-    total = len(loader)
+    # every process takes the same number of steps, or the others would wait at the end (hosts holding parts of
+    # different sizes, ShardedByS3Key)
+    total = world.min(len(loader))
     if hasattr(loader.batch_sampler, "set_epoch"):
         loader.batch_sampler.set_epoch(epoch)
     for b, (images, target) in enumerate(loader, 1):
+        if b > total:
+            break
         num_update += 1
         step.set_lr(schedule.lr(num_update))
         logits, loss = step(images, target)
@@ -474,9 +478,18 @@ def train(
     batch = per_process_batch(hp.mini_batch_size, world)
     workers = cpu_budget() if workers is None else workers
     pin = device.type == "cuda"
-    share = (world.rank, world.size)
-    train_loader = make_loader(train_set, batch, train=True, workers=workers, seed=seed, pin_memory=pin, share=share)
-    val_loader = make_loader(val_set, batch, train=False, workers=workers, pin_memory=pin, share=share)
+    train_loader = make_loader(
+        train_set,
+        batch,
+        train=True,
+        workers=workers,
+        seed=seed,
+        pin_memory=pin,
+        share=world.share(train_data.sharded_by_host),
+    )
+    val_loader = make_loader(
+        val_set, batch, train=False, workers=workers, pin_memory=pin, share=world.share(validation_data.sharded_by_host)
+    )
 
     # ---- network, optimizer, precision
     log.info("use_pretrained_model: %d", hp.use_pretrained_model)
@@ -490,15 +503,21 @@ def train(
     schedule = MultiFactorSchedule(hp, hosts=world.host_count)
     log.info("Setting number of threads: %d", torch.get_num_threads() if device.type == "cpu" else workers)
     log.info("Training on %s with %d data-loading workers; precision: %s", device, workers, precision.description)
-    if world.distributed:
+    if world.distributed and hp.kv_store == "dist_async":
         log.info(
-            "%s: batches of %d per process, %d per host, %d in all; %d of %d training images read here",
+            "kv_store=dist_async: PyTorch's DistributedDataParallel has no asynchronous updates; training "
+            "synchronously, as dist_sync (docs/distributed.md)"
+        )
+    if world.distributed:
+        host_log.info(
+            "%s: batches of %d per process, %d per host, %d in all; %d training images here, %d batches of them "
+            "for this process an epoch",
             world.host,
             batch,
             batch * world.local_size,
             batch * world.size,
-            len(train_loader) * batch,
             len(train_set),
+            len(train_loader),
         )
 
     # ---- where to start: the beginning, or a saved state in the checkpoint folder (the main process keeps it)

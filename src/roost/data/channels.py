@@ -49,6 +49,8 @@ class ChannelData:
     samples: list[Sample]
     rec_files: list[Path] = field(default_factory=list)
     class_names: list[str] | None = None
+    #: ShardedByS3Key: each host holds its own part, so processes share only what their host holds
+    sharded_by_host: bool = False
 
 
 # --------------------------------------------------------------------------- label rules

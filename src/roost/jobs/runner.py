@@ -284,6 +284,11 @@ class JobRunner:
             if req.get("CheckpointConfig"):
                 host.layout.checkpoints.mkdir(parents=True, exist_ok=True)
         first = hosts[0].layout
+        sharded = [
+            ch
+            for ch in req["InputDataConfig"]
+            if len(hosts) > 1 and ch["DataSource"]["S3DataSource"].get("S3DataDistributionType") == "ShardedByS3Key"
+        ]
         if not (resuming and first.data.is_dir()):  # a resumed job has its channels from the first start
             with self.sessions.begin() as s:
                 set_status(
@@ -294,13 +299,16 @@ class JobRunner:
                     "Downloading input data",
                 )
             for ch in req["InputDataConfig"]:
-                download(ch["DataSource"]["S3DataSource"]["S3Uri"], first.channel(ch["ChannelName"]), self.roots)
+                uri = ch["DataSource"]["S3DataSource"]["S3Uri"]
+                for host in hosts if ch in sharded else hosts[:1]:  # ShardedByS3Key: each host its own objects
+                    share = (host.index, len(hosts)) if ch in sharded else (0, 1)
+                    download(uri, host.layout.channel(ch["ChannelName"]), self.roots, shard=share)
         # FullyReplicated: every host has all of it; on one machine the other hosts see the first one's copy
         for host in hosts[1:]:
             host.layout.data.mkdir(parents=True, exist_ok=True)
             for ch in req["InputDataConfig"]:
                 link = host.layout.channel(ch["ChannelName"])
-                if not link.exists():
+                if ch not in sharded and not link.exists():
                     link.symlink_to(first.channel(ch["ChannelName"]).resolve(), target_is_directory=True)
 
     def _watch(self, name: str, req: dict, hosts: list[Host], started: float) -> tuple[int, str | None, Host | None]:

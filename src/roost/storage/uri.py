@@ -111,8 +111,13 @@ def exists(uri: str, roots: DataRoots | None = None) -> bool:
         raise StorageError(f"{uri}: cannot list objects ({err})") from None
 
 
-def download(uri: str, dest: Path, roots: DataRoots | None = None) -> list[Path]:
-    """Copy what is at ``uri`` into the folder ``dest`` (SageMaker's File mode); returns the files."""
+def download(uri: str, dest: Path, roots: DataRoots | None = None, shard: tuple[int, int] = (0, 1)) -> list[Path]:
+    """Copy what is at ``uri`` into the folder ``dest`` (SageMaker's File mode); returns the files.
+
+    ``shard=(i, n)``: only every ``n``-th object from the ``i``-th on, in key order (ShardedByS3Key for host
+    ``i`` of ``n``; a host may get none when there are fewer objects than hosts, as on SageMaker).
+    """
+    index, count = shard
     loc = Location.parse(uri)
     dest.mkdir(parents=True, exist_ok=True)
     out = []
@@ -121,18 +126,20 @@ def download(uri: str, dest: Path, roots: DataRoots | None = None) -> list[Path]
         _check(roots, src, "the location")
         if src.is_file():
             target = dest / src.name
-            _link_or_copy(src, target)
-            return [target]
+            if index == 0:
+                _link_or_copy(src, target)
+                return [target]
+            return []
         if not src.is_dir():
             raise StorageError(f"{uri}: no such file or folder")
-        for f in sorted(src.rglob("*")):
+        for f in [f for f in sorted(src.rglob("*")) if f.is_file()][index::count]:
             if f.is_file():
                 _check(roots, f, f"{uri}: the file")  # a link inside may point anywhere
                 target = dest / f.relative_to(src)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 _link_or_copy(f, target)
                 out.append(target)
-        if not out:  # as for an S3 prefix without objects
+        if not out and count == 1:  # as for an S3 prefix without objects
             raise StorageError(f"{uri}: the folder holds no files")
         return out
     client = s3_client()
@@ -140,7 +147,7 @@ def download(uri: str, dest: Path, roots: DataRoots | None = None) -> list[Path]
     if not keys:
         raise StorageError(f"No S3 objects found under S3 URL '{uri}' given in input data source")
     prefix = loc.key if loc.key.endswith("/") or len(keys) > 1 or keys[0] != loc.key else os.path.dirname(loc.key)
-    for key in keys:
+    for key in sorted(keys)[index::count]:
         rel = key[len(prefix) :].lstrip("/") if prefix else key
         target = (dest / (rel or os.path.basename(key))).resolve()
         if dest.resolve() not in target.parents:  # keys like "a/../../x" must not leave the folder
