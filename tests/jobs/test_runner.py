@@ -419,3 +419,30 @@ def test_sharded_by_key_channels_give_each_host_its_own_objects(env):
     assert parts == [["part-0.rec", "part-2.rec"], ["part-1.rec", "part-3.rec"]]
     config = JobLayout(launcher.launched["sharded/algo-2"][0]).read_channels()["train"]
     assert config.s3_distribution_type == "ShardedByS3Key"
+
+
+def test_checkpoints_are_mirrored_to_their_uri_and_restored_into_the_next_job(env):
+    runner, service, launcher, tmp_path = env
+    saved = tmp_path / "saved-checkpoints"
+    config = {"CheckpointConfig": {"S3Uri": saved.as_uri()}}
+
+    def writes_checkpoints(layout: JobLayout, emit, terminated) -> int:
+        (layout.checkpoints / "state.pt").write_bytes(b"epoch 3")
+        (layout.checkpoints / "old.pt").write_bytes(b"x")
+        (layout.checkpoints / "half.pt.partial").write_bytes(b"being written")
+        time.sleep(0.3)
+        (layout.checkpoints / "old.pt").unlink()  # deleted here, deleted there (as SageMaker syncs)
+        return trains()(layout, emit, terminated)
+
+    def finds_them(layout: JobLayout, emit, terminated) -> int:
+        emit("found " + ",".join(sorted(p.name for p in layout.checkpoints.iterdir())))
+        return trains()(layout, emit, terminated)
+
+    create(service, launcher, tmp_path, "first", writes_checkpoints, **config)
+    runner.start()
+    assert wait_done(service, "first")["TrainingJobStatus"] == "Completed"
+    assert sorted(p.name for p in saved.iterdir()) == ["state.pt"] and (saved / "state.pt").read_bytes() == b"epoch 3"
+    create(service, launcher, tmp_path, "second", finds_them, **config)
+    assert wait_done(service, "second")["TrainingJobStatus"] == "Completed"
+    log = (tmp_path / "data" / "jobs" / "second" / "training.log").read_text()
+    assert "found state.pt" in log

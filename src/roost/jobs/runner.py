@@ -30,7 +30,7 @@ from roost.jobs.metrics import MetricExtractor, final_metrics
 from roost.jobs.service import artifact_location, metric_definitions, set_status
 from roost.storage.database import fetch
 from roost.storage.tables import LogEvent, MetricDatum, SecondaryStatus, TrainingJob, TrainingJobStatus
-from roost.storage.uri import DataRoots, StorageError, download, upload
+from roost.storage.uri import DataRoots, StorageError, download, exists, sync_folder, upload
 from roost.system import THREADS_ENV, available_cores
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,10 @@ PRIVATE_ENV = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
 )
+
+
+#: how often a running job's checkpoint folder is mirrored to CheckpointConfig.S3Uri
+CHECKPOINT_SYNC_SECONDS = 5.0
 
 
 def jobs_folder(data_dir: Path) -> Path:
@@ -268,8 +272,29 @@ class JobRunner:
             self.processes[name] = group
         for host in hosts:
             host.proc = self.launcher.launch(host.folder, host.layout.root, env)
+        done = threading.Event()
+        syncer = threading.Thread(target=self._sync_checkpoints, args=(req, hosts[0], done), daemon=True)
+        syncer.start()
         rc, stopped_by, failed = self._watch(name, req, hosts, started)
+        done.set()
+        syncer.join(timeout=60)
         self._settle(name, req, hosts, rc, stopped_by, failed)
+
+    def _sync_checkpoints(self, req: dict, host: Host, done: threading.Event) -> None:
+        """CheckpointConfig.S3Uri kept in step with the main host's checkpoint folder while the job runs, and
+        once more when it ends (what the algorithm saves in the end, as it stops, is there too)."""
+        uri = (req.get("CheckpointConfig") or {}).get("S3Uri")
+        if not uri:
+            return
+        state: dict = {}
+        while True:
+            finished = done.wait(CHECKPOINT_SYNC_SECONDS)
+            try:
+                state = sync_folder(host.layout.checkpoints, uri, state, self.roots)
+            except StorageError as err:
+                log.warning("checkpoints of %s not synced to %s: %s", req["TrainingJobName"], uri, err)
+            if finished:
+                return
 
     def _prepare(self, req: dict, hosts: list[Host], resuming: bool) -> None:
         input_mode = req["AlgorithmSpecification"]["TrainingInputMode"]
@@ -284,6 +309,10 @@ class JobRunner:
             if req.get("CheckpointConfig"):
                 host.layout.checkpoints.mkdir(parents=True, exist_ok=True)
         first = hosts[0].layout
+        saved = (req.get("CheckpointConfig") or {}).get("S3Uri")
+        if saved and not any(first.checkpoints.iterdir()) and exists(saved, self.roots):
+            # what an earlier job (or this one, before a restart elsewhere) left there: the run resumes from it
+            download(saved, first.checkpoints, self.roots)
         sharded = [
             ch
             for ch in req["InputDataConfig"]

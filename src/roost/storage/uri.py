@@ -182,3 +182,38 @@ def upload(path: Path, uri: str, roots: DataRoots | None = None) -> str:
     except Exception as err:  # noqa: BLE001
         raise StorageError(f"cannot upload to {uri}: {err}") from None
     return uri
+
+
+#: files a writer is still writing (they appear under their final name when complete) are never synced
+_IN_PROGRESS = (".partial", ".tmp")
+
+Snapshot = dict[str, tuple[int, int]]  # relative path -> (size, mtime in ns)
+
+
+def sync_folder(folder: Path, uri: str, before: Snapshot, roots: DataRoots | None = None) -> Snapshot:
+    """Mirror ``folder`` to ``uri`` as SageMaker mirrors a checkpoint folder to ``CheckpointConfig.S3Uri``: new
+    and changed files are written, files deleted locally are deleted there; ``before`` is what the previous call
+    returned (empty the first time). Returns the folder's state now."""
+    now: Snapshot = {}
+    if folder.is_dir():
+        for f in sorted(folder.rglob("*")):
+            if f.is_file() and not f.name.endswith(_IN_PROGRESS):
+                st = f.stat()
+                now[f.relative_to(folder).as_posix()] = (st.st_size, st.st_mtime_ns)
+    loc = Location.parse(uri)
+    base = loc.key.rstrip("/")
+    for rel, state in now.items():
+        if before.get(rel) != state:
+            target = f"{base}/{rel}" if base else rel
+            upload(folder / rel, target if loc.scheme == "file" else f"s3://{loc.bucket}/{target}", roots)
+    for rel in set(before) - set(now):
+        if loc.scheme == "file":
+            gone = Path(base) / rel
+            _check(roots, gone, "the checkpoint location")
+            gone.unlink(missing_ok=True)
+        else:
+            try:
+                s3_client().delete_object(Bucket=loc.bucket, Key=f"{base}/{rel}" if base else rel)
+            except Exception as err:  # noqa: BLE001
+                raise StorageError(f"cannot delete {rel} under {uri}: {err}") from None
+    return now
