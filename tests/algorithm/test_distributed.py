@@ -155,3 +155,16 @@ def test_hosts_with_parts_of_different_sizes_take_the_same_number_of_steps(tmp_p
     assert "45 training images here, 6 batches" in logs[0] and "Epoch[1] Validation-accuracy" in logs[0]
     assert "18 training images here, 3 batches" in logs[1]
     assert "Epoch[0] Train-accuracy" in logs[0]  # both took 3 steps an epoch: nobody waited for the other
+
+
+@pytest.mark.slow
+def test_a_stop_reaches_every_process_of_a_host_and_the_model_is_kept(tmp_path, data):
+    (layout,) = _hosts(tmp_path, 1, data, epochs=5000)
+    proc = _start(layout, free_port(), ROOST_PROCESSES_PER_HOST="2")
+    deadline = time.time() + 120
+    while not (layout.output_data / "metrics.jsonl").is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(15)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, out[-3000:]
+    assert "Stop requested (SIGTERM)" in out and any(layout.model.glob("*.safetensors"))

@@ -227,6 +227,7 @@ def _train_processes(
     ]
     for child in children:
         child.start()
+    forwarded = False
     try:
         while any(c.is_alive() for c in children):
             failed = [c for c in children if c.exitcode not in (None, 0)]
@@ -234,7 +235,8 @@ def _train_processes(
                 for c in children:
                     if c.is_alive():
                         c.terminate()
-            if STOP_REQUESTED.is_set():
+            if STOP_REQUESTED.is_set() and not forwarded:  # StopTrainingJob reached this host: pass it on once
+                forwarded = True
                 for c in children:
                     if c.is_alive() and c.pid:
                         os.kill(c.pid, signal.SIGTERM)
