@@ -70,7 +70,7 @@ def save(folder: Path, hp, step, schedule, model_dir: Path, progress: Progress) 
     state = {
         "hyperparameters": hp.to_strings(),
         "progress": progress.to_dict(),
-        "model": step.model.state_dict(),
+        "model": step.network.state_dict(),  # the bare network, not its DDP wrapper
         "optimizer": step.optimizer.state_dict(),
         "scaler": step.precision.scaler.state_dict() if step.precision.scaler is not None else None,
         "schedule_index": schedule.index,
@@ -99,7 +99,7 @@ def restore(folder: Path, hp, step, schedule, model_dir: Path) -> Progress | Non
             f"the checkpoint folder {folder} holds a run with other hyperparameters ({', '.join(diff)} differ); "
             "resume with the same hyperparameters, or empty the folder to start over"
         )
-    step.model.load_state_dict(state["model"])
+    step.network.load_state_dict(state["model"])
     step.optimizer.load_state_dict(state["optimizer"])
     if state["scaler"] is not None and step.precision.scaler is not None:
         step.precision.scaler.load_state_dict(state["scaler"])

@@ -60,6 +60,19 @@ import click
     help="Also let CreateTrainingJob's Environment set NAME (or every name starting so, with a trailing *). "
     "Repeatable; see docs/security.md for what is allowed by default and why.",
 )
+@click.option(
+    "--cluster",
+    metavar="ADDRESS",
+    help="Run each job's hosts on a Ray cluster instead of local processes: ray://HOST:PORT, or auto for the "
+    "cluster this machine belongs to (needs pip install 'roost[ray]'; see docs/distributed.md).",
+)
+@click.option(
+    "--cluster-resources",
+    metavar="SPEC",
+    default="",
+    help="CPUs:GPUs a host of an instance type asks the cluster for, overriding Roost's table, e.g. "
+    "ml.p3.2xlarge=8:1,ml.m5.large=2:0.",
+)
 def server_cmd(
     host,
     port,
@@ -71,6 +84,8 @@ def server_cmd(
     region,
     data_roots,
     job_env_allow,
+    cluster,
+    cluster_resources,
 ) -> None:
     """Serve SageMaker's training-job API: boto3 with endpoint_url works against it.
 
@@ -104,7 +119,22 @@ def server_cmd(
     keys, created = load_or_create_keys(data_dir, dict(os.environ))
     sessions = open_database(default_url(data_dir, database_url))
     roots = DataRoots([data_dir, *data_roots])
-    runner = JobRunner(sessions, data_dir, max_concurrent=max_concurrent_jobs, stop_grace=stop_grace, roots=roots)
+    launcher = None
+    if cluster:
+        from roost.jobs.ray_cluster import ClusterError, RayLauncher, parse_resources
+
+        try:
+            launcher = RayLauncher(cluster, parse_resources(cluster_resources))
+        except ClusterError as err:
+            raise click.ClickException(str(err)) from None
+    runner = JobRunner(
+        sessions,
+        data_dir,
+        max_concurrent=max_concurrent_jobs,
+        stop_grace=stop_grace,
+        roots=roots,
+        launcher=launcher,
+    )
     account = Account(region=region)
     hosting = HostingService(sessions, data_dir, account, roots)
     jobs = TrainingJobService(

@@ -19,6 +19,9 @@ from typing import Protocol
 
 from roost.system import PARENT_PID_ENV
 
+#: the exit status of a host whose machine was lost (a cluster node gone): not the algorithm's doing
+NODE_LOST = -1001
+
 
 class JobProcess(Protocol):
     """A started algorithm: its output lines, its exit status, and two ways to end it."""

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from roost.algorithm.layout import ChannelConfig, JobLayout, ResourceConfig
 from roost.formats.artifact import pack_model_dir
-from roost.jobs.launcher import JobProcess, Launcher, LocalProcesses
+from roost.jobs.launcher import NODE_LOST, JobProcess, Launcher, LocalProcesses
 from roost.jobs.logs import TRAINING_GROUP, open_stream
 from roost.jobs.metrics import MetricExtractor, final_metrics
 from roost.jobs.service import artifact_location, metric_definitions, set_status
@@ -49,6 +49,8 @@ PRIVATE_ENV = (
 )
 
 
+#: how often a job whose cluster node was lost is restarted from its checkpoint before it fails
+MAX_NODE_RESTARTS = 3
 #: how often a running job's checkpoint folder is mirrored to CheckpointConfig.S3Uri
 CHECKPOINT_SYNC_SECONDS = 5.0
 
@@ -270,14 +272,32 @@ class JobRunner:
         group = HostProcesses(hosts)
         with self._lock:
             self.processes[name] = group
-        for host in hosts:
-            host.proc = self.launcher.launch(host.folder, host.layout.root, env)
-        done = threading.Event()
-        syncer = threading.Thread(target=self._sync_checkpoints, args=(req, hosts[0], done), daemon=True)
-        syncer.start()
-        rc, stopped_by, failed = self._watch(name, req, hosts, started)
-        done.set()
-        syncer.join(timeout=60)
+        restarts = 0
+        while True:
+            for host in hosts:
+                host.proc = self.launcher.launch(host.folder, host.layout.root, env)
+            done = threading.Event()
+            syncer = threading.Thread(target=self._sync_checkpoints, args=(req, hosts[0], done), daemon=True)
+            syncer.start()
+            rc, stopped_by, failed = self._watch(name, req, hosts, started)
+            done.set()
+            syncer.join(timeout=60)
+            lost = failed is not None and rc == NODE_LOST and stopped_by is None
+            if not (lost and req.get("CheckpointConfig") and restarts < MAX_NODE_RESTARTS):
+                break
+            restarts += 1
+            assert failed is not None
+            with self.sessions.begin() as s:
+                set_status(
+                    s,
+                    fetch(s, TrainingJob, name),
+                    None,
+                    Secondary.RESTARTING,
+                    f"The node of {failed.name} was lost; restarting from the last checkpoint on the nodes that "
+                    f"remain (restart {restarts} of {MAX_NODE_RESTARTS})",
+                )
+            for host in hosts:
+                host.proc = None
         self._settle(name, req, hosts, rc, stopped_by, failed)
 
     def _sync_checkpoints(self, req: dict, host: Host, done: threading.Event) -> None:
@@ -389,6 +409,8 @@ class JobRunner:
         for t in readers:
             t.join(timeout=10)
         codes = [h.proc.poll() if h.proc else 0 for h in hosts]
+        # a lost machine explains the errors of the hosts that lost their peer, whichever was seen first
+        failed = next((h for h, c in zip(hosts, codes, strict=True) if c == NODE_LOST), failed)
         rc = next((c for h, c in zip(hosts, codes, strict=True) if h is failed), codes[0]) or 0
         return rc, stopped_by, failed
 
@@ -452,6 +474,12 @@ class JobRunner:
             culprit = failed or hosts[0]
             # the algorithm names files by where this server keeps them; SageMaker's users see /opt/ml
             reason = culprit.layout.read_failure().replace(str(culprit.layout.root), "/opt/ml")
+            if rc == NODE_LOST:
+                reason = f"InternalServerError: the cluster node running {culprit.name} was lost" + (
+                    f" after {MAX_NODE_RESTARTS} restarts"
+                    if req.get("CheckpointConfig")
+                    else "; the job has no CheckpointConfig to restart from"
+                )
             if not reason:
                 how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
                 reason = f"AlgorithmError: the algorithm {how} without writing a failure reason; see the job's log"

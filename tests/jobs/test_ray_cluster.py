@@ -1,0 +1,119 @@
+"""Jobs on a Ray cluster of three one-CPU nodes started on this machine (``ray.cluster_utils``): the hosts of a
+job placed on different nodes, a node lost mid-job and the job resumed from its checkpoint on the others."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from helpers import training_request
+from roost.jobs.ray_cluster import ClusterError, RayLauncher, parse_resources
+from roost.jobs.runner import JobRunner
+from roost.jobs.service import TrainingJobService
+from roost.storage.database import open_database
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray = pytest.importorskip("ray", reason="the Ray backend's tests need Ray: pip install 'roost[ray]'")
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # hosts go to the worker nodes only
+    nodes = [c.add_node(num_cpus=1) for _ in range(3)]
+    c.wait_for_nodes()
+    yield c, nodes
+    ray.shutdown()
+    c.shutdown()
+
+
+@pytest.fixture()
+def env(cluster, tmp_path):
+    c, nodes = cluster
+    sessions = open_database(f"sqlite:///{tmp_path / 'roost.db'}")
+    launcher = RayLauncher(c.address, {"ml.m5.large": (1, 0)}, placement_timeout=60)
+    runner = JobRunner(sessions, tmp_path / "data", poll=0.1, stop_grace=5, launcher=launcher)
+    runner.start()
+    yield runner, TrainingJobService(sessions), c, nodes
+    runner.shutdown()
+
+
+def _request(recs, tmp_path, name, epochs, **extra):
+    resources = {"InstanceCount": 2, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 5}
+    return training_request(recs, tmp_path, name=name, epochs=epochs, ResourceConfig=resources, **extra)
+
+
+def _wait(service, name, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        d = service.describe_training_job({"TrainingJobName": name})
+        if d["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
+            return d
+        time.sleep(0.2)
+    raise AssertionError(f"{name}: {d['TrainingJobStatus']} / {d['SecondaryStatus']}")
+
+
+def _hosts(runner, name, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        group = runner.processes.get(name)
+        if group and all(h.proc is not None for h in group.hosts):
+            return group.hosts
+        time.sleep(0.1)
+    raise AssertionError(f"{name} never had all its hosts placed")
+
+
+def test_a_two_host_job_runs_on_two_nodes(env, recs, tmp_path):
+    runner, service, _, _ = env
+    service.create_training_job(_request(recs, tmp_path, "on-ray", epochs=2))
+    hosts = _hosts(runner, "on-ray")
+    assert hosts[0].proc.node_id != hosts[1].proc.node_id  # one CPU per node: one host each
+    d = _wait(service, "on-ray")
+    assert d["TrainingJobStatus"] == "Completed", d.get("FailureReason")
+    assert "Epoch[1] Validation-accuracy" in (hosts[0].folder / "training.log").read_text()
+    assert "algo-2 (rank 1) finished its share" in (hosts[1].folder / "training.log").read_text()
+
+
+def _lose_the_node_of(cluster, nodes, host) -> None:
+    node = next(n for n in nodes if n.node_id == host.proc.node_id)
+    cluster.remove_node(node, allow_graceful=False)
+    nodes.remove(node)
+
+
+def test_a_lost_node_restarts_the_job_from_its_checkpoint_on_the_nodes_left(env, recs, tmp_path):
+    runner, service, cluster, nodes = env
+    checkpoints = {"CheckpointConfig": {"S3Uri": (tmp_path / "checkpoints").as_uri()}}
+    service.create_training_job(_request(recs, tmp_path, "resilient", epochs=30, **checkpoints))
+    hosts = _hosts(runner, "resilient")
+    deadline = time.time() + 120
+    while not any(hosts[0].layout.checkpoints.glob("*.pt")) and time.time() < deadline:
+        time.sleep(0.2)
+    assert any(hosts[0].layout.checkpoints.glob("*.pt")), "no checkpoint was saved"
+    _lose_the_node_of(cluster, nodes, hosts[1])
+    d = _wait(service, "resilient")
+    assert d["TrainingJobStatus"] == "Completed", d.get("FailureReason")
+    messages = [t.get("StatusMessage", "") for t in d["SecondaryStatusTransitions"]]
+    assert any(m.startswith("The node of algo-2 was lost; restarting from the last checkpoint") for m in messages)
+    assert "Resuming from" in (hosts[0].folder / "training.log").read_text()
+
+
+def test_without_a_checkpoint_a_lost_node_fails_the_job_saying_so(env, recs, tmp_path):
+    runner, service, cluster, nodes = env
+    while len(nodes) < 2:
+        nodes.append(cluster.add_node(num_cpus=1))
+    cluster.wait_for_nodes()
+    service.create_training_job(_request(recs, tmp_path, "fragile", epochs=500))
+    hosts = _hosts(runner, "fragile")
+    time.sleep(3)
+    _lose_the_node_of(cluster, nodes, hosts[1])
+    d = _wait(service, "fragile")
+    assert d["TrainingJobStatus"] == "Failed"
+    assert "the cluster node running algo-2 was lost; the job has no CheckpointConfig" in d["FailureReason"]
+
+
+def test_resource_specs_and_an_unreachable_cluster_are_explained():
+    assert parse_resources("ml.p3.2xlarge=8:1, ml.m5.large=2") == {"ml.p3.2xlarge": (8, 1), "ml.m5.large": (2, 0)}
+    with pytest.raises(ClusterError, match="INSTANCE_TYPE=CPUS:GPUS"):
+        parse_resources("ml.p3.2xlarge")
