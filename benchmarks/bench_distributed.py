@@ -7,7 +7,11 @@ Measures, in one run, training steps of Roost's ``TrainStep`` on random uint8 ba
   (``roost.algorithm.distributed``), each with half the batch.
 Prints images/s of both and their ratio, for ResNet-20 at 3,28,28 and ResNet-18 at 3,224,224.
 
-    .venv/bin/python benchmarks/bench_distributed.py [--steps 30]
+Then a whole 2-instance training job (ResNet-20, 3,28,28, real loaders and checkpoints) through the job runner,
+on local processes (baseline) and on a Ray cluster of two one-CPU nodes started on this machine: the
+algorithm's images/s over the epochs after the first, and their ratio (Ray's scaling against the local backend).
+
+    .venv/bin/python benchmarks/bench_distributed.py [--steps 30] [--epochs 4]
 """
 
 from __future__ import annotations
@@ -81,9 +85,78 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _job_speed(launcher, tmp: Path, name: str, data, epochs: int) -> float:
+    """Images/s of a 2-instance job (epochs after the first), as the algorithm measures them."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from helpers import training_request
+    from roost.jobs.runner import JobRunner
+    from roost.jobs.service import TrainingJobService
+    from roost.storage.database import open_database
+
+    sessions = open_database(f"sqlite:///{tmp / (name + '.db')}")
+    runner = JobRunner(sessions, tmp / name, poll=0.1, launcher=launcher)
+    service = TrainingJobService(sessions)
+    req = training_request(
+        data,
+        tmp,
+        name=name,
+        epochs=epochs,
+        ResourceConfig={"InstanceCount": 2, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 5},
+    )
+    req["HyperParameters"].update(num_layers="20", image_shape="3,28,28", mini_batch_size="64")
+    service.create_training_job(req)
+    runner.start()
+    try:
+        while service.describe_training_job({"TrainingJobName": name})["TrainingJobStatus"] == "InProgress":
+            time.sleep(0.5)
+    finally:
+        runner.shutdown()
+    d = service.describe_training_job({"TrainingJobName": name})
+    if d["TrainingJobStatus"] != "Completed":
+        raise RuntimeError(f"{name}: {d.get('FailureReason')}")
+    metrics = tmp / name / "jobs" / name / "opt_ml" / "output" / "data" / "metrics.jsonl"
+    speeds = [json.loads(line)["images_per_second"] for line in metrics.read_text().splitlines()][1:]
+    return sum(speeds) / len(speeds)
+
+
+def compare_backends(epochs: int) -> None:
+    try:
+        import ray
+        from ray.cluster_utils import Cluster
+    except ImportError:
+        print("Ray is not installed (pip install 'roost[ray]'): no Ray figure")
+        return
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from helpers import make_rec_split
+    from roost.jobs.ray_cluster import RayLauncher
+
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        data = make_rec_split(tmp / "data", per_class=160, size=32, classes=3)
+        local = _job_speed(None, tmp, "local", data, epochs)
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+        for _ in range(2):
+            cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        try:
+            on_ray = _job_speed(RayLauncher(cluster.address, {"ml.m5.large": (1, 0)}), tmp, "ray", data, epochs)
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+    print(f"2-instance job, ResNet-20 3,28,28, batch 64 per host, {data[2]} images, {epochs} epochs:")
+    print(f"  local processes      {local:8.1f} img/s (baseline)")
+    print(f"  Ray, 2 nodes         {on_ray:8.1f} img/s  ratio {on_ray / local:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=4)
     args = ap.parse_args()
     for title, layers, shape, batch in CASES:
         steps = args.steps if shape[1] < 100 else max(5, args.steps // 6)
@@ -98,6 +171,7 @@ def main() -> None:
         print(f"{title}, global batch {batch}, {steps} steps:")
         print(f"  1 host x 2 threads   {a:8.1f} img/s (baseline)")
         print(f"  2 hosts x 1 thread   {b:8.1f} img/s  ratio {b / a:.2f}x")
+    compare_backends(args.epochs)
 
 
 if __name__ == "__main__":
