@@ -46,3 +46,11 @@ def test_cpu_budget_follows_the_runner(monkeypatch):
     assert cpu_budget() == 1
     monkeypatch.setenv("ROOST_THREADS", "many")
     assert cpu_budget() == available_cores() >= 1
+
+
+def test_hosts_sharing_a_machine_get_its_gpus_each_their_own():
+    from roost.system import gpus_for_hosts
+
+    assert gpus_for_hosts(["0", "1", "2", "3"], 2) == ["0,2", "1,3"]
+    assert gpus_for_hosts(["0"], 2) == ["0", "0"]  # fewer GPUs than hosts: they share
+    assert gpus_for_hosts([], 3) == [None, None, None]  # CPU machine: nothing to set

@@ -96,6 +96,34 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs jobs of this machine may use, as CUDA_VISIBLE_DEVICES names them: that variable's list when it is
+    set, else the indices ``nvidia-smi -L`` lists (none without a driver). Read without importing torch."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return [d.strip() for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+def gpus_for_hosts(gpus: list[str], hosts: int) -> list[str | None]:
+    """CUDA_VISIBLE_DEVICES for each of ``hosts`` hosts sharing one machine: every GPU to exactly one host
+    (round robin); None (leave it as it is) when there are no GPUs. Fewer GPUs than hosts: some share one."""
+    if not gpus:
+        return [None] * hosts
+    if len(gpus) < hosts:
+        return [gpus[i % len(gpus)] for i in range(hosts)]
+    return [",".join(gpus[i::hosts]) for i in range(hosts)]
+
+
 def cpu_budget() -> int:
     """Cores this job may use: ``ROOST_THREADS`` when the job runner set it, else all available."""
     try:

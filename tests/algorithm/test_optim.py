@@ -53,3 +53,14 @@ def test_optimizer_wiring(name, cls):
         assert decay["betas"] == (0.7, 0.999) and decay["eps"] == 1e-6
     if name == "rmsprop":
         assert decay["alpha"] == 0.95
+
+
+def test_the_learning_rate_steps_count_the_updates_of_one_host():
+    from roost.algorithm.hyperparameters import parse_hyperparameters
+    from roost.algorithm.optim import MultiFactorSchedule
+
+    hp = parse_hyperparameters(
+        {"num_classes": "2", "num_training_samples": "1000", "mini_batch_size": "32", "lr_scheduler_step": "2,4"}
+    )
+    assert MultiFactorSchedule(hp).steps == [31 * 2, 31 * 4]  # floor(1000 / 32) updates an epoch
+    assert MultiFactorSchedule(hp, hosts=2).steps == [15 * 2, 15 * 4]  # floor(floor(1000 / 2) / 32), as fit.py

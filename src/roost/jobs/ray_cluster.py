@@ -93,6 +93,9 @@ class _Host:
 
         # the algorithm dies with this actor (a lost node, a killed actor), as local jobs die with the server
         env = {**env, PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+        env.pop("CUDA_VISIBLE_DEVICES", None)  # the GPUs Ray gave this actor, not the server machine's
+        if "CUDA_VISIBLE_DEVICES" in os.environ:
+            env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
         )

@@ -31,7 +31,7 @@ from roost.jobs.service import artifact_location, metric_definitions, set_status
 from roost.storage.database import fetch
 from roost.storage.tables import LogEvent, MetricDatum, SecondaryStatus, TrainingJob, TrainingJobStatus
 from roost.storage.uri import DataRoots, StorageError, download, exists, sync_folder, upload
-from roost.system import THREADS_ENV, available_cores
+from roost.system import THREADS_ENV, available_cores, gpus_for_hosts, visible_gpus
 
 log = logging.getLogger(__name__)
 
@@ -272,10 +272,13 @@ class JobRunner:
         group = HostProcesses(hosts)
         with self._lock:
             self.processes[name] = group
+        # hosts sharing this machine share its GPUs, each its own (CUDA_VISIBLE_DEVICES)
+        devices = gpus_for_hosts(visible_gpus(), len(hosts)) if len(hosts) > 1 else [None]
         restarts = 0
         while True:
-            for host in hosts:
-                host.proc = self.launcher.launch(host.folder, host.layout.root, env)
+            for host, device in zip(hosts, devices, strict=True):
+                host_env = env if device is None else {**env, "CUDA_VISIBLE_DEVICES": device}
+                host.proc = self.launcher.launch(host.folder, host.layout.root, host_env)
             done = threading.Event()
             syncer = threading.Thread(target=self._sync_checkpoints, args=(req, hosts[0], done), daemon=True)
             syncer.start()
@@ -475,7 +478,10 @@ class JobRunner:
             # the algorithm names files by where this server keeps them; SageMaker's users see /opt/ml
             reason = culprit.layout.read_failure().replace(str(culprit.layout.root), "/opt/ml")
             if rc == NODE_LOST:
-                reason = f"InternalServerError: the cluster node running {culprit.name} was lost" + (
+                node = getattr(culprit.proc, "node_id", None)
+                reason = f"InternalServerError: the cluster node running {culprit.name} was lost"
+                reason += f" (node {node})" if node else ""
+                reason += (
                     f" after {MAX_NODE_RESTARTS} restarts"
                     if req.get("CheckpointConfig")
                     else "; the job has no CheckpointConfig to restart from"
@@ -483,7 +489,7 @@ class JobRunner:
             if not reason:
                 how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
                 reason = f"AlgorithmError: the algorithm {how} without writing a failure reason; see the job's log"
-            if len(hosts) > 1:
+            if len(hosts) > 1 and rc != NODE_LOST:
                 reason = f"{reason} (on {culprit.name}; the job's other hosts were stopped)"
             self._finish(
                 name, Status.FAILED, Secondary.FAILED, "Training job failed", failure=reason, artifact=artifact
