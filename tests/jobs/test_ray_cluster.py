@@ -22,7 +22,9 @@ def cluster():
     ray = pytest.importorskip("ray", reason="the Ray backend's tests need Ray: pip install 'roost[ray]'")
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # hosts go to the worker nodes only
+    # hosts go to the worker nodes only; a lost node is noticed within about a second, not Ray's default 15 s
+    fast_health_checks = {"health_check_period_ms": 300, "health_check_failure_threshold": 3}
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "_system_config": fast_health_checks})
     nodes = [c.add_node(num_cpus=1) for _ in range(3)]
     c.wait_for_nodes()
     yield c, nodes
