@@ -41,6 +41,15 @@ def test_a_job_whose_parent_is_already_gone_ends_at_once():
     assert r.returncode == -9
 
 
+def test_a_fork_server_whose_starter_died_while_it_started_ends_at_once():
+    # the starter named itself (roost.data.parallel.worker_context) and was gone before the server armed its
+    # signal: getppid() would say 1 by then, and a server armed against pid 1 would live on (seen in a test run)
+    env = {**os.environ, "ROOST_FORKSERVER_PARENT": str(2**22 + 7)}  # a pid no process has
+    code = "import roost._forkserver, time; time.sleep(60)"
+    r = subprocess.run([sys.executable, "-c", code], env=env, timeout=30)
+    assert r.returncode == -9
+
+
 def test_cpu_budget_follows_the_runner(monkeypatch):
     monkeypatch.setenv("ROOST_THREADS", "1")
     assert cpu_budget() == 1

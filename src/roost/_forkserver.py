@@ -10,4 +10,10 @@ import os
 
 from roost.system import die_with_parent
 
-die_with_parent(os.getppid())
+#: the process that started this fork server, as it named itself before the start: read here, ``getppid()``
+#: would already say 1 when that process died while the server started, and the signal would never come
+PARENT = int(os.environ.get("ROOST_FORKSERVER_PARENT") or os.getppid())
+#: this fork server; the workers forked from it end when it ends (``roost.data.parallel.arm_worker``)
+PID = os.getpid()
+
+die_with_parent(PARENT)

@@ -24,6 +24,8 @@ def worker_context(preload: Sequence[str] = ()) -> BaseContext:
     process behind.
     """
     if "forkserver" in mp.get_all_start_methods():
+        # the server starts from this process and inherits its environment: it learns its parent from here
+        os.environ["ROOST_FORKSERVER_PARENT"] = str(os.getpid())
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(["roost._forkserver", *preload])
         return ctx
@@ -31,8 +33,12 @@ def worker_context(preload: Sequence[str] = ()) -> BaseContext:
 
 
 def arm_worker() -> None:
-    """In a worker process: end when the process that forked it ends."""
-    die_with_parent(os.getppid())
+    """In a worker process: end when the process that forked it ends (the fork server, whose pid a forked
+    worker knows from its memory even when the server died a moment before: ``getppid()`` would say 1)."""
+    import sys
+
+    server = sys.modules.get("roost._forkserver")
+    die_with_parent(getattr(server, "PID", None) or os.getppid())
 
 
 def _start_worker(initializer: Callable[..., Any] | None, initargs: tuple) -> None:
