@@ -446,3 +446,20 @@ def test_checkpoints_are_mirrored_to_their_uri_and_restored_into_the_next_job(en
     assert wait_done(service, "second")["TrainingJobStatus"] == "Completed"
     log = (tmp_path / "data" / "jobs" / "second" / "training.log").read_text()
     assert "found state.pt" in log
+
+
+def test_a_restart_reaps_every_host_and_resumes_them_all(env):
+    runner, service, launcher, tmp_path = env
+    resources = {"InstanceCount": 2, "InstanceType": "ml.p3.2xlarge", "VolumeSizeInGB": 5}
+    checkpoints = {"CheckpointConfig": {"S3Uri": (tmp_path / "ckpt2").as_uri()}}
+    create(service, launcher, tmp_path, "pair", trains(), ResourceConfig=resources, **checkpoints)
+    launcher.scripts["pair/algo-2"] = quiet
+    with runner.sessions.begin() as s:  # as a server that died while both hosts trained left it
+        job = s.get(TrainingJob, "pair")
+        job.training_start_time, job.secondary_status = time.time(), "Training"
+    runner.recover()
+    assert sorted(launcher.reaped) == ["algo-2", "pair"]  # <job> (algo-1's folder) and <job>/algo-2
+    assert service.describe_training_job({"TrainingJobName": "pair"})["SecondaryStatus"] == "Restarting"
+    runner.start()
+    assert wait_done(service, "pair")["TrainingJobStatus"] == "Completed"
+    assert {"pair/algo-1", "pair/algo-2"} <= set(launcher.launched)
