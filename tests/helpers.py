@@ -177,6 +177,17 @@ def training_request(data, tmp_path, name=None, epochs=2, **overrides):
     return p
 
 
+def wait_until_ended(service, name: str, timeout: float = 20.0, every: float = 0.02) -> dict:
+    """DescribeTrainingJob through ``service`` (in-process) until the job ends; its last answer."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        d = service.describe_training_job({"TrainingJobName": name})
+        if d["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
+            return d
+        time.sleep(every)
+    raise AssertionError(f"{name} did not end: {d['TrainingJobStatus']} / {d['SecondaryStatus']}")
+
+
 KEY, SECRET = "RKTESTKEY0001", "test-secret-key-for-roost"
 FAST = {"Delay": 1, "MaxAttempts": 180}
 

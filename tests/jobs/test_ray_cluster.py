@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from helpers import training_request
+from helpers import training_request, wait_until_ended
 from roost.jobs.ray_cluster import ClusterError, RayLauncher, parse_resources
 from roost.jobs.runner import JobRunner
 from roost.jobs.service import TrainingJobService
@@ -49,13 +49,7 @@ def _request(recs, tmp_path, name, epochs, **extra):
 
 
 def _wait(service, name, timeout=240):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        d = service.describe_training_job({"TrainingJobName": name})
-        if d["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
-            return d
-        time.sleep(0.2)
-    raise AssertionError(f"{name}: {d['TrainingJobStatus']} / {d['SecondaryStatus']}")
+    return wait_until_ended(service, name, timeout, every=0.2)
 
 
 def _hosts(runner, name, timeout=120):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import wait_until_ended
 from roost.algorithm.layout import JobLayout
 from roost.jobs.logs import LogService
 from roost.jobs.runner import JobRunner
@@ -159,13 +160,7 @@ def create(service, launcher, tmp_path, name, script, **extra) -> str:
 
 
 def wait_done(service, name, timeout=20.0) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        d = service.describe_training_job({"TrainingJobName": name})
-        if d["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
-            return d
-        time.sleep(0.02)
-    raise AssertionError(f"{name} did not end: {d['TrainingJobStatus']} / {d['SecondaryStatus']}")
+    return wait_until_ended(service, name, timeout)
 
 
 def wait_secondary(service, name, secondary, timeout=20.0) -> None:
