@@ -26,7 +26,7 @@ from roost.aws import (
 from roost.aws.shapes import echoed
 from roost.jobs.tags import set_tags
 from roost.storage.database import inserting
-from roost.storage.listing import list_page
+from roost.storage.listing import list_page, with_token
 from roost.storage.tables import ACTIVE, TERMINAL, SecondaryStatus, StatusTransition, TrainingJob, TrainingJobStatus
 from roost.storage.uri import DataRoots, Location, StorageError, exists
 
@@ -222,12 +222,8 @@ class TrainingJobService(Service):
             created=TrainingJob.creation_time,
             modified=TrainingJob.last_modified_time,
             status=TrainingJob.status,
-            sort={"Name": TrainingJob.name, "CreationTime": TrainingJob.creation_time, "Status": TrainingJob.status},
         )
-        out: dict[str, Any] = {"TrainingJobSummaries": [summary(j) for j in rows]}
-        if token:
-            out["NextToken"] = token
-        return out
+        return with_token({"TrainingJobSummaries": [summary(j) for j in rows]}, token)
 
     @operation("StopTrainingJob")
     def stop_training_job(self, req: dict) -> dict:

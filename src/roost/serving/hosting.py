@@ -40,7 +40,7 @@ from roost.serving.batching import DynamicBatcher
 from roost.serving.invocations import answer, render
 from roost.serving.predictor import InputError, Predictor, RequestTooLarge
 from roost.storage.database import fetch, inserting
-from roost.storage.listing import list_page
+from roost.storage.listing import list_page, with_token
 from roost.storage.tables import Endpoint, EndpointConfig, EndpointStatus, Model, TransformJob, TransformJobStatus
 from roost.storage.uri import DataRoots, Location, StorageError, download, exists, upload
 
@@ -68,12 +68,6 @@ class Hosted:
 def instance_streams(variant: str, count: int) -> list[str]:
     # SageMaker's instance ids: "i-" and 17 hex digits; new ones each time an endpoint is (re)started
     return [f"{variant}/i-{secrets.token_hex(9)[:17]}" for _ in range(max(1, count))]
-
-
-def _page(out: dict[str, Any], token: str | None) -> dict[str, Any]:
-    if token:
-        out["NextToken"] = token
-    return out
 
 
 def _container(model: Model) -> dict[str, Any]:
@@ -172,10 +166,9 @@ class HostingService(Service):
             req,
             name=Model.name,
             created=Model.creation_time,
-            sort={"Name": Model.name, "CreationTime": Model.creation_time},
         )
         summaries = [{"ModelName": m.name, "ModelArn": m.arn, "CreationTime": m.creation_time} for m in rows]
-        return _page({"Models": summaries}, token)
+        return with_token({"Models": summaries}, token)
 
     @operation("DeleteModel")
     def delete_model(self, req: dict) -> dict:
@@ -227,12 +220,11 @@ class HostingService(Service):
             req,
             name=EndpointConfig.name,
             created=EndpointConfig.creation_time,
-            sort={"Name": EndpointConfig.name, "CreationTime": EndpointConfig.creation_time},
         )
         summaries = [
             {"EndpointConfigName": c.name, "EndpointConfigArn": c.arn, "CreationTime": c.creation_time} for c in rows
         ]
-        return _page({"EndpointConfigs": summaries}, token)
+        return with_token({"EndpointConfigs": summaries}, token)
 
     @operation("DeleteEndpointConfig")
     def delete_endpoint_config(self, req: dict) -> dict:
@@ -322,7 +314,6 @@ class HostingService(Service):
             created=Endpoint.creation_time,
             modified=Endpoint.last_modified_time,
             status=Endpoint.status,
-            sort={"Name": Endpoint.name, "CreationTime": Endpoint.creation_time, "Status": Endpoint.status},
         )
         summaries = [
             {
@@ -334,7 +325,7 @@ class HostingService(Service):
             }
             for e in rows
         ]
-        return _page({"Endpoints": summaries}, token)
+        return with_token({"Endpoints": summaries}, token)
 
     @operation("DeleteEndpoint")
     def delete_endpoint(self, req: dict) -> dict:
@@ -571,7 +562,6 @@ class HostingService(Service):
             created=TransformJob.creation_time,
             modified=modified,
             status=TransformJob.status,
-            sort={"Name": TransformJob.name, "CreationTime": TransformJob.creation_time, "Status": TransformJob.status},
         )
         summaries = []
         for t in rows:
@@ -587,7 +577,7 @@ class HostingService(Service):
             if t.failure_reason:
                 row["FailureReason"] = t.failure_reason
             summaries.append(row)
-        return _page({"TransformJobSummaries": summaries}, token)
+        return with_token({"TransformJobSummaries": summaries}, token)
 
     @operation("StopTransformJob")
     def stop_transform_job(self, req: dict) -> dict:

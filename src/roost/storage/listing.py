@@ -37,7 +37,6 @@ def list_page(
     table: type[Row],
     req: Mapping[str, Any],
     *,
-    sort: Mapping[str, Any],
     name: Any,
     created: Any,
     modified: Any = None,
@@ -46,11 +45,14 @@ def list_page(
 ) -> tuple[Sequence[Row], str | None]:
     """One page of ``table``'s rows for the ``List*`` request ``req`` and the token of the next page, if any.
 
-    ``sort`` maps the ``SortBy`` values to columns; ``name``, ``created``, ``modified`` and ``status`` are the
-    columns (or SQL expressions) the filters compare, None where the resource has no such thing.
+    ``name``, ``created``, ``modified`` and ``status`` are the columns (or SQL expressions) the filters compare
+    and ``SortBy`` (``Name``, ``CreationTime``, ``Status``) orders by, None where the resource has no such thing.
     """
     limit = req.get("MaxResults") or 10
+    sort = {"Name": name, "CreationTime": created, "Status": status}
     column = sort[req.get("SortBy") or "CreationTime"]
+    if column is None:  # botocore's enum lets only the resource's own SortBy values through
+        raise validation(f"SortBy {req['SortBy']} is not supported by this operation")
     descending = (req.get("SortOrder") or default_order) == "Descending"
     q = select(table)
     bounds: list[tuple[str, Any, bool]] = [("CreationTimeAfter", created, True), ("CreationTimeBefore", created, False)]
@@ -70,3 +72,10 @@ def list_page(
     with sessions() as s:
         rows = s.scalars(q.offset(offset).limit(limit + 1)).all()
     return rows[:limit], encode_page_token(offset + limit) if len(rows) > limit else None
+
+
+def with_token(out: dict[str, Any], token: str | None) -> dict[str, Any]:
+    """A ``List*`` answer: ``NextToken`` only when there is a next page (the SDK loops on one at the end)."""
+    if token:
+        out["NextToken"] = token
+    return out
