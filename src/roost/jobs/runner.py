@@ -60,6 +60,20 @@ def jobs_folder(data_dir: Path) -> Path:
     return Path(data_dir) / "jobs"
 
 
+def main_layout(data_dir: Path, name: str) -> JobLayout:
+    """The first host's ``/opt/ml`` tree of job ``name``: where its model, metrics and checkpoints are."""
+    return JobLayout(jobs_folder(data_dir) / name / OPT_ML)
+
+
+def packed_model(layout: JobLayout) -> Path:
+    """The ``model.tar.gz`` the runner packs beside the first host's ``/opt/ml`` tree."""
+    return layout.root.parent / MODEL_ARCHIVE
+
+
+OPT_ML = "opt_ml"
+MODEL_ARCHIVE = "model.tar.gz"
+
+
 def job_environment(request_env: dict[str, str], name: str, arn: str, threads: int) -> dict[str, str]:
     """The server's environment without its secrets, the job's ``Environment`` (checked when it was created) and
     what SageMaker sets."""
@@ -92,7 +106,7 @@ def job_hosts(job_dir: Path, req: dict, first_stream: str) -> list[Host]:
         name = f"algo-{i + 1}"
         folder = job_dir if i == 0 else job_dir / name
         stream = first_stream if i == 0 else first_stream.replace("/algo-1-", f"/{name}-", 1)
-        hosts.append(Host(name, i, folder, JobLayout(folder / "opt_ml"), stream))
+        hosts.append(Host(name, i, folder, JobLayout(folder / OPT_ML), stream))
     return hosts
 
 
@@ -451,7 +465,7 @@ class JobRunner:
     def _settle(
         self, name: str, req: dict, hosts: list[Host], rc: int, stopped_by: str | None, failed: Host | None
     ) -> None:
-        layout, job_dir = hosts[0].layout, hosts[0].folder  # the first host ships the model
+        layout = hosts[0].layout  # the first host ships the model
         has_model = layout.model.is_dir() and any(layout.model.iterdir())
         artifact = None
         if has_model and (failed is None or stopped_by):
@@ -459,7 +473,7 @@ class JobRunner:
                 set_status(
                     s, fetch(s, TrainingJob, name), None, Secondary.UPLOADING, "Uploading generated training model"
                 )
-            tar = pack_model_dir(layout.model, job_dir / "model.tar.gz")
+            tar = pack_model_dir(layout.model, packed_model(layout))
             artifact = upload(tar, artifact_location(req, name), self.roots)
         if stopped_by == "max_runtime":
             self._finish(

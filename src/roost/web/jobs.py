@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -18,7 +17,7 @@ from roost.algorithm.layout import JobLayout
 from roost.algorithm.metrics import validation_report
 from roost.aws import ServiceError, decode_page_token, encode_page_token
 from roost.jobs.logs import TRAINING_GROUP, matches
-from roost.jobs.runner import jobs_folder
+from roost.jobs.runner import main_layout, packed_model
 from roost.web.app import POLL_SECONDS, PREFIX, Console, console_of, require_change, require_user
 from roost.web.forms import enum, hyperparameter_rows, place_errors, request_from_form
 
@@ -39,14 +38,14 @@ CONTENT_TYPES = (
 )
 STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")
 PAGE_SIZE = 25
-#: the log lines a job's page shows at most (older ones scroll away, as in CloudWatch's console)
-LOG_LINES_SHOWN = 5000
 
 
 # --------------------------------------------------------------------------- the list
 
 
-async def _jobs_page(console: Console, q: dict[str, str]) -> dict[str, Any]:
+async def _jobs_page(console: Console, q: dict[str, str], known: dict | None = None) -> dict[str, Any]:
+    """One page of the list, each job described; ``known`` keeps descriptions by (name, LastModifiedTime), so a
+    live list describes again only the jobs that changed since its last look."""
     req: dict[str, Any] = {
         "MaxResults": PAGE_SIZE,
         "SortBy": q.get("sort") or "CreationTime",
@@ -59,10 +58,16 @@ async def _jobs_page(console: Console, q: dict[str, str]) -> dict[str, Any]:
     if q.get("token"):
         req["NextToken"] = q["token"]
     listed = await console.call("ListTrainingJobs", req)
-    jobs = [
-        await console.call("DescribeTrainingJob", {"TrainingJobName": s["TrainingJobName"]})
-        for s in listed["TrainingJobSummaries"]
-    ]
+    known = {} if known is None else known
+    jobs = []
+    for summary in listed["TrainingJobSummaries"]:
+        key = (summary["TrainingJobName"], summary["LastModifiedTime"])
+        if key not in known:
+            known[key] = await console.call("DescribeTrainingJob", {"TrainingJobName": key[0]})
+        jobs.append(known[key])
+    current = {(j["TrainingJobName"], j["LastModifiedTime"]) for j in jobs}
+    for stale in [k for k in known if k not in current]:  # what the page no longer shows
+        del known[stale]
     offset = decode_page_token(q.get("token"))
     previous = encode_page_token(max(0, offset - PAGE_SIZE)) if offset else None
     return {"jobs": jobs, "next_token": listed.get("NextToken"), "previous_token": previous, "offset": offset}
@@ -88,8 +93,9 @@ async def jobs_events(request: Request, user: str = Depends(require_user)) -> Ev
 
     async def rows() -> AsyncIterator[dict]:
         last = None
+        known: dict = {}
         while True:
-            page = await _jobs_page(console, q)
+            page = await _jobs_page(console, q, known)
             html = console.render(request, "jobs_rows.html", **page)
             if html != last:
                 last = html
@@ -224,20 +230,33 @@ async def check_hyperparameters(request: Request, user: str = Depends(require_ch
 
 def _layout(console: Console, name: str) -> JobLayout:
     # only called after DescribeTrainingJob found the job: its name matched the API's pattern (no / or ..)
-    return JobLayout(jobs_folder(console.data_dir) / name / "opt_ml")
+    return main_layout(console.data_dir, name)
+
+
+class EpochRecords:
+    """A job's ``metrics.jsonl`` read as it grows: each call reads only what was appended since the last."""
+
+    def __init__(self, layout: JobLayout) -> None:
+        self.path = layout.output_data / "metrics.jsonl"
+        self.offset = 0
+        self.records: list[dict] = []
+
+    def read(self) -> list[dict]:
+        """Every complete record so far (a line still being written waits for the next call)."""
+        if not self.path.is_file() or self.path.stat().st_size <= self.offset:
+            return self.records
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        for line in complete.splitlines():
+            self.records.append(json.loads(line))
+        self.offset += len(complete)
+        return self.records
 
 
 def _epochs(layout: JobLayout) -> list[dict]:
-    path = layout.output_data / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:  # the line being written right now
-            break
-    return records
+    return EpochRecords(layout).read()
 
 
 def _report(layout: JobLayout, epochs: list[dict]) -> dict | None:
@@ -277,15 +296,8 @@ async def _streams(console: Console, name: str) -> list[str]:
     return [s["logStreamName"] for s in listed.get("logStreams", [])]
 
 
-def _job_context(console: Console, job: dict, epochs: list[dict]) -> dict[str, Any]:
-    layout = _layout(console, job["TrainingJobName"])
-    tar = layout.root.parent / "model.tar.gz"
-    return {
-        "job": job,
-        "epochs": epochs,
-        "report": _report(layout, epochs),
-        "has_artifact": tar.is_file(),
-    }
+def _status_context(console: Console, job: dict) -> dict[str, Any]:
+    return {"job": job, "has_artifact": packed_model(_layout(console, job["TrainingJobName"])).is_file()}
 
 
 @router.get("/jobs/{name}")
@@ -303,7 +315,8 @@ async def job_page(
         stream=stream if stream in streams else (streams[0] if streams else ""),
         filter=filter,
         points=_chart_points(epochs),
-        **_job_context(console, job, epochs),
+        report=await run_in_threadpool(_report, _layout(console, name), epochs),
+        **_status_context(console, job),
     )
 
 
@@ -320,24 +333,28 @@ async def job_events(
     async def events() -> AsyncIterator[dict]:
         sent_status = sent_report = sent_tabs = None
         sent_epochs = 0
+        reported_for: tuple | None = None
         token: str | None = None
         shown = stream
+        records = EpochRecords(layout)
         while True:
             job = await console.call("DescribeTrainingJob", {"TrainingJobName": name})
-            epochs = await run_in_threadpool(_epochs, layout)
-            context = _job_context(console, job, epochs)
-            html = console.render(request, "job_status.html", **context)
+            epochs = await run_in_threadpool(records.read)
+            html = console.render(request, "job_status.html", **_status_context(console, job))
             if html != sent_status:
                 sent_status = html
                 yield {"event": "status", "data": html}
             for record in _chart_points(epochs[sent_epochs:]):
                 yield {"event": "epoch", "data": json.dumps(record)}
-            if len(epochs) != sent_epochs or sent_report is None:
-                sent_epochs = len(epochs)
-                report = console.render(request, "job_report.html", **context)
-                if report != sent_report:
-                    sent_report = report
-                    yield {"event": "report", "data": report}
+            sent_epochs = len(epochs)
+            # the per-class report changes with a new epoch or when the job ends (the model's epoch is known)
+            if (len(epochs), job["TrainingJobStatus"]) != reported_for:
+                reported_for = (len(epochs), job["TrainingJobStatus"])
+                report = await run_in_threadpool(_report, layout, epochs)
+                html = console.render(request, "job_report.html", report=report)
+                if html != sent_report:
+                    sent_report = html
+                    yield {"event": "report", "data": html}
             streams = await _streams(console, name)
             if not shown and streams:
                 shown = streams[0]
@@ -392,7 +409,7 @@ async def model_from_job(request: Request, name: str, user: str = Depends(requir
 async def download_model(request: Request, name: str, user: str = Depends(require_user)) -> Response:
     console = console_of(request)
     await console.call("DescribeTrainingJob", {"TrainingJobName": name})
-    tar: Path = _layout(console, name).root.parent / "model.tar.gz"
+    tar = packed_model(_layout(console, name))
     if not tar.is_file():
         return console.page(
             request, "error.html", 404, title="No model yet", message=f"Training job {name} has no model.tar.gz yet."
