@@ -21,7 +21,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import socket  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -35,6 +35,10 @@ from roost.algorithm.hyperparameters import parse_hyperparameters  # noqa: E402
 from roost.algorithm.optim import make_optimizer  # noqa: E402
 from roost.algorithm.train import TrainStep  # noqa: E402
 from roost.models.resnet import ResNet  # noqa: E402
+from roost.system import free_port  # noqa: E402
+
+# the tests' tiny data sets and job requests (tests/helpers.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 CASES = [("ResNet-20, 3,28,28", 20, (3, 28, 28), 128), ("ResNet-18, 3,224,224", 18, (3, 224, 224), 16)]
 
@@ -79,18 +83,10 @@ def _worker(rank: int, port: int, layers: int, shape, batch: int, steps: int, ou
     dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _job_speed(launcher, tmp: Path, name: str, data, epochs: int) -> float:
     """Images/s of a 2-instance job (epochs after the first), as the algorithm measures them."""
     import json
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from helpers import training_request
     from roost.jobs.runner import JobRunner
     from roost.jobs.service import TrainingJobService
@@ -129,9 +125,6 @@ def compare_backends(epochs: int) -> None:
     except ImportError:
         print("Ray is not installed (pip install 'roost[ray]'): no Ray figure")
         return
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from helpers import make_rec_split
     from roost.jobs.ray_cluster import RayLauncher
 
@@ -164,7 +157,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             out = str(Path(tmp) / "seconds")
             mp.start_processes(
-                _worker, args=(_free_port(), layers, shape, batch, steps, out), nprocs=2, start_method="spawn"
+                _worker, args=(free_port(), layers, shape, batch, steps, out), nprocs=2, start_method="spawn"
             )
             two = float(Path(out).read_text())
         a, b = batch * steps / one, batch * steps / two

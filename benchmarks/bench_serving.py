@@ -16,7 +16,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -34,6 +33,7 @@ from roost.formats.artifact import ModelMeta, pack_model_dir, serving_preprocess
 from roost.models.artifact import save_checkpoint  # noqa: E402
 from roost.models.resnet import ResNet  # noqa: E402
 from roost.serving.predictor import Predictor  # noqa: E402
+from roost.system import free_port  # noqa: E402
 
 
 def make_model(folder: Path) -> Path:
@@ -62,12 +62,6 @@ def stats(latencies: list[float], seconds: float, n: int) -> dict:
         "p99": q[min(len(q) - 1, int(len(q) * 0.99))] * 1000,
         "rps": n / seconds,
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(model: Path, max_batch: int) -> tuple[subprocess.Popen, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,7 @@ import numpy as np
 
 from roost.data import im2rec
 from roost.formats.lst import ListEntry, write_list
+from roost.system import free_port
 
 #: the checkout's root
 REPO = Path(__file__).resolve().parents[1]
@@ -190,12 +190,6 @@ def wait_until_ended(service, name: str, timeout: float = 20.0, every: float = 0
 
 KEY, SECRET = "RKTESTKEY0001", "test-secret-key-for-roost"
 FAST = {"Delay": 1, "MaxAttempts": 180}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

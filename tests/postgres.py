@@ -10,11 +10,12 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+
+from roost.system import free_port
 
 
 class Unavailable(Exception):
@@ -29,12 +30,6 @@ def _bindir() -> Path:
     if pg_ctl:
         return Path(pg_ctl).resolve().parent
     raise Unavailable("PostgreSQL is not installed (Debian's postgresql package; `make test` installs it as root)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Cluster:

@@ -96,6 +96,15 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now, on loopback (for a rendezvous, a test server)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def visible_gpus() -> list[str]:
     """The GPUs jobs of this machine may use, as CUDA_VISIBLE_DEVICES names them: that variable's list when it is
     set, else the indices ``nvidia-smi -L`` lists (none without a driver). Read without importing torch."""

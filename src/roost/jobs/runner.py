@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from roost.jobs.service import artifact_location, metric_definitions, set_status
 from roost.storage.database import fetch
 from roost.storage.tables import LogEvent, MetricDatum, SecondaryStatus, TrainingJob, TrainingJobStatus
 from roost.storage.uri import DataRoots, StorageError, download, exists, sync_folder, upload
-from roost.system import THREADS_ENV, available_cores, gpus_for_hosts, visible_gpus
+from roost.system import THREADS_ENV, available_cores, free_port, gpus_for_hosts, visible_gpus
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +119,6 @@ class HostProcesses:
         for h in self.hosts:
             if h.proc is not None:
                 h.proc.kill()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class JobRunner:
@@ -282,7 +275,7 @@ class JobRunner:
         threads = max(1, available_cores() // self.max_concurrent // len(hosts))
         env = job_environment(req.get("Environment") or {}, name, arn, threads)
         if len(hosts) > 1:
-            env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+            env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
         group = HostProcesses(hosts)
         with self._lock:
             self.processes[name] = group
