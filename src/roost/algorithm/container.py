@@ -248,7 +248,7 @@ def _train_processes(
                 c.kill()
                 c.join()
     codes = [c.exitcode or 0 for c in children]
-    return next((code for code in codes if code not in (0, -signal.SIGTERM)), 0) if any(codes) else 0
+    return next((code for code in codes if code not in (0, -signal.SIGTERM)), 0)
 
 
 def _host_process(root: str, resources, local_rank, procs, workers, cpu_bf16, confine, parent: int) -> None:

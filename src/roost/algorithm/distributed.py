@@ -71,21 +71,13 @@ class World:
         """The sums of ``values`` over every process (each process passes its own)."""
         if not self.distributed:
             return list(values)
-        t = torch.tensor(values, dtype=torch.float64)
-        if dist.get_backend() == "nccl":
-            t = t.cuda()
-        dist.all_reduce(t)
-        return t.cpu().tolist()
+        return _all_reduce(torch.tensor(values, dtype=torch.float64), dist.ReduceOp.SUM).tolist()
 
     def min(self, value: int) -> int:
         """The smallest ``value`` over every process."""
         if not self.distributed:
             return value
-        t = torch.tensor([value], dtype=torch.int64)
-        if dist.get_backend() == "nccl":
-            t = t.cuda()
-        dist.all_reduce(t, op=dist.ReduceOp.MIN)
-        return int(t.item())
+        return int(_all_reduce(torch.tensor([value], dtype=torch.int64), dist.ReduceOp.MIN).item())
 
     def share(self, sharded_by_host: bool) -> tuple[int, int]:
         """``(index, count)`` of this process's share of a channel: among all processes when every host holds
@@ -114,6 +106,14 @@ class World:
 
 
 SINGLE = World()
+
+
+def _all_reduce(t: torch.Tensor, op: Any) -> torch.Tensor:
+    """``t`` reduced over every process, back on the CPU (NCCL reduces on the GPU only)."""
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=op)
+    return t.cpu()
 
 
 def processes_per_host() -> int:

@@ -579,7 +579,7 @@ def train(
                 validation_confusion=va.confusion,
                 validation_map=va.mean_ap,
             )
-            if main and writer is not None and shipped is not None:
+            if writer is not None and shipped is not None:  # the main process
                 writer.write(metrics)
                 shipped.after_epoch(model, metrics, progress.best)
                 progress.checkpoints = list(shipped.checkpoints)
