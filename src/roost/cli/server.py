@@ -24,6 +24,12 @@ import click
     help="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/roost (default: SQLite in --data-dir).",
 )
 @click.option(
+    "--tuning-database-url",
+    envvar="ROOST_TUNING_DATABASE_URL",
+    help="SQLAlchemy URL of Optuna's tables for tuning jobs (default: optuna.db beside SQLite's file, or the "
+    "optuna schema of the PostgreSQL database).",
+)
+@click.option(
     "--max-concurrent-jobs",
     default=1,
     show_default=True,
@@ -78,6 +84,7 @@ def server_cmd(
     port,
     data_dir,
     database_url,
+    tuning_database_url,
     max_concurrent_jobs,
     stop_grace,
     max_active_jobs,
@@ -104,9 +111,11 @@ def server_cmd(
     from roost.jobs.runner import JobRunner
     from roost.jobs.service import DEFAULT_JOB_ENV_ALLOW, EnvironmentPolicy, TrainingJobService
     from roost.jobs.tags import TagService
+    from roost.jobs.tuner import Tuner
+    from roost.jobs.tuning import TuningJobService
     from roost.serving.hosting import HostingService
     from roost.storage.database import database_url as default_url
-    from roost.storage.database import open_database
+    from roost.storage.database import open_database, optuna_storage
     from roost.storage.folder import FolderInUse, claim, make_private
     from roost.storage.uri import DataRoots
     from roost.web.app import create_console
@@ -117,7 +126,12 @@ def server_cmd(
     except FolderInUse as err:
         raise click.ClickException(str(err)) from None
     keys, created = load_or_create_keys(data_dir, dict(os.environ))
-    sessions = open_database(default_url(data_dir, database_url))
+    url = default_url(data_dir, database_url)
+    sessions = open_database(url)
+    try:
+        studies = optuna_storage(url, tuning_database_url)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
     roots = DataRoots([data_dir, *data_roots])
     launcher = None
     if cluster:
@@ -145,15 +159,20 @@ def server_cmd(
         environment=EnvironmentPolicy(DEFAULT_JOB_ENV_ALLOW + tuple(job_env_allow)),
     )
 
+    tuner = Tuner(sessions, jobs, studies)
+    tuning = TuningJobService(sessions, jobs, account, on_delete=tuner.forget)
+
     def startup() -> None:
-        runner.start()
+        runner.start()  # first: it settles the jobs a restart interrupted, which the tuner then reads
+        tuner.start()
         hosting.restore()
 
     def shutdown() -> None:
+        tuner.shutdown()
         runner.shutdown()
         hosting.close()
 
-    services = [jobs, LogService(sessions, account), hosting, TagService(sessions), MetricsService(sessions)]
+    services = [jobs, tuning, LogService(sessions, account), hosting, TagService(sessions), MetricsService(sessions)]
     secrets = {keys.access_key_id: keys.secret_access_key}
     console = create_console(services, secrets, data_dir, roots)
     app = create_app(services, secrets, on_startup=startup, on_shutdown=shutdown, console=console)

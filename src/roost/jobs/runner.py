@@ -262,6 +262,8 @@ class JobRunner:
             resuming = job.secondary_status == Secondary.RESTARTING
             set_status(s, job, None, Secondary.STARTING, "Preparing the instances for training")
         self._prepare(req, hosts, resuming)
+        if self._stop.is_set():
+            return  # the server went down while the data came: recover() settles the job at the next start
         with self.sessions.begin() as s:
             job = fetch(s, TrainingJob, name)
             if job.stop_requested:  # stopped while its data came: nothing was trained
@@ -308,6 +310,8 @@ class JobRunner:
                 )
             for host in hosts:
                 host.proc = None
+        if self._stop.is_set() and stopped_by is None:
+            return  # the server is going down and ended the job's processes: recover() settles it at the next start
         self._settle(name, req, hosts, rc, stopped_by, failed)
 
     def _sync_checkpoints(self, req: dict, host: Host, done: threading.Event) -> None:

@@ -116,8 +116,12 @@ class TrainingJobService(Service):
 
     @operation("CreateTrainingJob")
     def create_training_job(self, req: dict) -> dict:
+        return self.create(req)
+
+    def check(self, req: dict) -> None:
+        """Every rule a CreateTrainingJob request must meet beyond its botocore shape; ValidationException if not.
+        A tuning job checks its training definition with this before it launches anything."""
         _check_request(req)
-        name = req["TrainingJobName"]
         try:
             parse_hyperparameters(req.get("HyperParameters") or {})
         except HyperparameterError as err:
@@ -152,6 +156,11 @@ class TrainingJobService(Service):
                     "and that the credentials can list them."
                 )
                 raise validation(message, {where: message})
+
+    def create(self, req: dict, *, tuning_job_arn: str | None = None) -> dict:
+        """A new training job, queued for the runner; ``tuning_job_arn`` when a tuning job launched it."""
+        self.check(req)
+        name = req["TrainingJobName"]
         now = time.time()
 
         def in_use() -> ServiceError:
@@ -182,6 +191,7 @@ class TrainingJobService(Service):
                     last_modified_time=now,
                     stop_requested=False,
                     log_stream=f"{name}/algo-1-{int(now)}",
+                    tuning_job_arn=tuning_job_arn,
                 )
             )
             set_tags(s, self.arn(name), req.get("Tags"))
@@ -329,4 +339,6 @@ def describe(job: TrainingJob, transitions: Sequence[StatusTransition]) -> dict:
         out["BillableTimeInSeconds"] = seconds
     if job.final_metrics:
         out["FinalMetricDataList"] = job.final_metrics
+    if job.tuning_job_arn:
+        out["TuningJobArn"] = job.tuning_job_arn
     return {k: v for k, v in out.items() if v is not None}

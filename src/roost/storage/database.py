@@ -79,3 +79,42 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+#: the PostgreSQL schema Optuna's tables live in, beside Roost's
+OPTUNA_SCHEMA = "optuna"
+
+
+def optuna_storage(url: str, own_url: str | None = None) -> Any:
+    """Optuna's RDB storage of tuning jobs' studies, on the server's database.
+
+    Optuna and Roost both keep an Alembic version table named ``alembic_version``, and each takes the other's
+    revision for its own, so Optuna's tables cannot share Roost's namespace: on PostgreSQL they live in the
+    ``optuna`` schema of the same database, on SQLite in ``optuna.db`` beside the database file. Other databases
+    need a URL of their own for Optuna (``own_url``: ``roost server --tuning-database-url``).
+    """
+    import optuna
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if own_url:
+        own = own_url
+    elif parsed.get_backend_name() == "sqlite" and parsed.database:
+        own = str(parsed.set(database=str(Path(parsed.database).with_name("optuna.db"))))
+        _private_sqlite_file(Path(parsed.database).with_name("optuna.db"))
+        engine_kwargs["connect_args"] = {"timeout": 30}
+    elif parsed.get_backend_name() == "postgresql":
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}"))
+        engine.dispose()
+        own = url
+        engine_kwargs["connect_args"] = {"options": f"-csearch_path={OPTUNA_SCHEMA}"}
+    else:
+        raise ValueError(
+            f"Optuna's tables cannot share a {parsed.get_backend_name()} database with Roost's: give tuning jobs "
+            "a database of their own with --tuning-database-url"
+        )
+    return optuna.storages.RDBStorage(own, engine_kwargs=engine_kwargs)

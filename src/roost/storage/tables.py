@@ -54,6 +54,20 @@ class TransformJobStatus(StrEnum):
     STOPPED = "Stopped"
 
 
+class TuningJobStatus(StrEnum):
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+
+
+class ObjectiveStatus(StrEnum):
+    SUCCEEDED = "Succeeded"
+    PENDING = "Pending"
+    FAILED = "Failed"
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -75,6 +89,45 @@ class TrainingJob(Base):
     final_metrics: Mapped[list | None] = mapped_column(JSON, nullable=True)
     stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     log_stream: Mapped[str] = mapped_column(String(256))
+    tuning_job_arn: Mapped[str | None] = mapped_column(String(256), nullable=True)  # the tuning job that launched it
+
+
+class TuningJob(Base):
+    """A hyperparameter tuning job; its search (Optuna's study of the same name) lives in Optuna's own tables."""
+
+    __tablename__ = "tuning_jobs"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(256))
+    request: Mapped[dict] = mapped_column(JSON)  # the CreateHyperParameterTuningJob request, as sent
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    creation_time: Mapped[float] = mapped_column(Float, index=True)
+    last_modified_time: Mapped[float] = mapped_column(Float)
+    end_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: why it stops launching jobs (a completion criterion met); it then ends Completed once its jobs have ended
+    finishing: Mapped[str | None] = mapped_column(Text, nullable=True)
+    not_improving: Mapped[int] = mapped_column(Integer, default=0)
+    convergence_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class TuningTrial(Base):
+    """One training job of a tuning job: the Optuna trial it runs and what the tuner made of it."""
+
+    __tablename__ = "tuning_trials"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tuning_job: Mapped[str] = mapped_column(ForeignKey("tuning_jobs.name", ondelete="CASCADE"), index=True)
+    training_job: Mapped[str] = mapped_column(String(63), unique=True)
+    trial_number: Mapped[int] = mapped_column(Integer)
+    tuned: Mapped[dict] = mapped_column(JSON)  # TunedHyperParameters
+    objective: Mapped[float | None] = mapped_column(Float, nullable=True)
+    objective_status: Mapped[str] = mapped_column(String(16))
+    #: why the tuner stopped it: "early-stopping" (Auto or Hyperband) or "tuning-job" (the tuning job stopped)
+    stopped_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    reported: Mapped[int] = mapped_column(Integer, default=0)  # objective datapoints already told to Optuna
+    settled: Mapped[bool] = mapped_column(Boolean, default=False)  # its end told to Optuna
 
 
 class StatusTransition(Base):
@@ -168,7 +221,7 @@ class Tag(Base):
 
 
 #: the resources that carry tags, each with its ARN in an ``arn`` column
-TAGGABLE = (TrainingJob, Model, EndpointConfig, Endpoint, TransformJob)
+TAGGABLE = (TrainingJob, Model, EndpointConfig, Endpoint, TransformJob, TuningJob)
 
 
 class MetricDatum(Base):

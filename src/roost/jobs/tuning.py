@@ -1,0 +1,588 @@
+"""SageMaker's hyperparameter tuning-job operations on Roost's job database.
+
+``CreateHyperParameterTuningJob``, ``Describe…``, ``List…``,
+``ListTrainingJobsForHyperParameterTuningJob``, ``Stop…`` and ``Delete…`` take
+and return SageMaker's shapes (docs/tuning.md). A :class:`TuningPlan` is what a
+request means; the tuner (``roost.jobs.tuner``) carries it out, launching
+training jobs through :class:`~roost.jobs.service.TrainingJobService`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from roost.aws import Account, Service, ServiceError, decode_page_token, encode_page_token, operation, validation
+from roost.aws.shapes import check_request, echoed
+from roost.jobs.search import RangeError, SearchSpace, hyperband_resources
+from roost.jobs.service import TrainingJobService, metric_definitions
+from roost.jobs.tags import drop_tags, set_tags
+from roost.storage.database import inserting
+from roost.storage.listing import list_page, with_token
+from roost.storage.tables import (
+    ObjectiveStatus,
+    TrainingJob,
+    TrainingJobStatus,
+    TuningJob,
+    TuningJobStatus,
+    TuningTrial,
+)
+
+#: the hyperparameter SageMaker adds to every training job of a tuning job: the objective's name
+OBJECTIVE_HYPERPARAMETER = "_tuning_objective_metric"
+#: SageMaker's limits (docs: automatic-model-tuning-limits); beyond them ResourceLimitExceeded
+MAX_PARALLEL_JOBS = 100
+MAX_JOBS = 750
+MAX_RANDOM_JOBS = 10_000
+MAX_HYPERPARAMETERS = 100
+MAX_ACTIVE_TUNING_JOBS = 100
+#: a relative improvement of the best objective below this is "not improving" (SageMaker: 1 %)
+IMPROVEMENT = 0.01
+ACTIVE = (TuningJobStatus.IN_PROGRESS, TuningJobStatus.STOPPING)
+TERMINAL = (TuningJobStatus.COMPLETED, TuningJobStatus.FAILED, TuningJobStatus.STOPPED)
+
+
+@dataclass(frozen=True)
+class TuningPlan:
+    """What a CreateHyperParameterTuningJob request asks for, checked."""
+
+    name: str
+    strategy: str
+    metric: str
+    maximize: bool
+    space: SearchSpace
+    static: dict[str, str]
+    definition: dict[str, Any]
+    max_jobs: int
+    max_parallel: int
+    max_runtime: int | None
+    early_stopping: str
+    seed: int | None
+    min_resource: int
+    max_resource: int
+    target: float | None
+    not_improving_limit: int | None
+    complete_on_convergence: bool
+    parents: tuple[str, ...]
+    warm_start_type: str | None
+
+    @classmethod
+    def from_request(cls, req: Mapping[str, Any]) -> TuningPlan:
+        """The plan of a request, or the ValidationException that says what is wrong with it."""
+        config = req["HyperParameterTuningJobConfig"]
+        definition = _definition(req)
+        objective = config.get("HyperParameterTuningJobObjective") or definition.get("TuningObjective")
+        if not objective:
+            raise validation(
+                "HyperParameterTuningJobObjective is required: the image-classification algorithm is tuned on "
+                "validation:accuracy (Type Maximize)",
+                {"hyperParameterTuningJobConfig.hyperParameterTuningJobObjective": "required"},
+            )
+        static = {k: str(v) for k, v in (definition.get("StaticHyperParameters") or {}).items()}
+        strategy = config["Strategy"]
+        ranges = config.get("ParameterRanges") or definition.get("HyperParameterRanges")
+        try:
+            space = SearchSpace.parse(ranges, static)
+        except RangeError as err:
+            raise validation(str(err), {err.field: str(err)} if err.field else None) from None
+        static = {k: v for k, v in static.items() if k not in space.by_name}  # a tuned value wins over a static one
+        limits = config["ResourceLimits"]
+        early = config.get("TrainingJobEarlyStoppingType") or "Off"
+        max_jobs = limits.get("MaxNumberOfTrainingJobs")
+        min_resource, max_resource = 1, 0
+        if strategy == "Grid":
+            if not space.categorical_only:
+                raise validation(
+                    "The Grid strategy searches categorical ranges only: give every hyperparameter as "
+                    "CategoricalParameterRanges values",
+                    {"hyperParameterTuningJobConfig.strategy": "Grid takes categorical ranges only"},
+                )
+            combinations = len(space.grid(None))
+            if max_jobs is not None and max_jobs != combinations:
+                message = (
+                    f"For the Grid strategy MaxNumberOfTrainingJobs must be left out or equal the number of "
+                    f"combinations of the categorical values, {combinations} (got {max_jobs})"
+                )
+                raise validation(
+                    message, {"hyperParameterTuningJobConfig.resourceLimits.maxNumberOfTrainingJobs": message}
+                )
+            max_jobs = combinations
+        elif max_jobs is None:
+            raise validation(
+                f"ResourceLimits.MaxNumberOfTrainingJobs is required for the {strategy} strategy",
+                {"hyperParameterTuningJobConfig.resourceLimits.maxNumberOfTrainingJobs": "required"},
+            )
+        if strategy == "Hyperband":
+            if early != "Off":
+                raise validation(
+                    "TrainingJobEarlyStoppingType must be Off for the Hyperband strategy: Hyperband stops "
+                    "under-performing jobs itself"
+                )
+            try:
+                min_resource, max_resource = hyperband_resources(config.get("StrategyConfig"), static)
+            except RangeError as err:
+                raise validation(str(err), {err.field: str(err)} if err.field else None) from None
+        elif config.get("StrategyConfig"):
+            raise validation("StrategyConfig is for the Hyperband strategy only")
+        cap = MAX_RANDOM_JOBS if strategy == "Random" else MAX_JOBS
+        if max_jobs > cap:
+            raise ServiceError(
+                "ResourceLimitExceeded",
+                f"MaxNumberOfTrainingJobs is {max_jobs}; a tuning job of strategy {strategy} runs at most {cap}.",
+            )
+        if limits["MaxParallelTrainingJobs"] > MAX_PARALLEL_JOBS:
+            raise ServiceError(
+                "ResourceLimitExceeded",
+                f"MaxParallelTrainingJobs is {limits['MaxParallelTrainingJobs']}; the limit is {MAX_PARALLEL_JOBS}.",
+            )
+        if len(static) + len(space.ranges) + 1 > MAX_HYPERPARAMETERS:
+            raise validation(
+                f"A tuning job has at most {MAX_HYPERPARAMETERS} hyperparameters, static and tuned together "
+                f"(and {OBJECTIVE_HYPERPARAMETER}); this one has {len(static) + len(space.ranges) + 1}"
+            )
+        names = {
+            d["Name"] for d in metric_definitions({"AlgorithmSpecification": definition["AlgorithmSpecification"]})
+        }
+        if objective["MetricName"] not in names:
+            message = (
+                f"The objective metric {objective['MetricName']} is not one the training jobs emit: choose one of "
+                f"{', '.join(sorted(names))} (or add it to AlgorithmSpecification.MetricDefinitions)"
+            )
+            raise validation(message, {"hyperParameterTuningJobConfig.hyperParameterTuningJobObjective": message})
+        criteria = config.get("TuningJobCompletionCriteria") or {}
+        warm = req.get("WarmStartConfig") or {}
+        return cls(
+            name=req["HyperParameterTuningJobName"],
+            strategy=strategy,
+            metric=objective["MetricName"],
+            maximize=objective["Type"] == "Maximize",
+            space=space,
+            static=static,
+            definition=definition,
+            max_jobs=max_jobs,
+            max_parallel=limits["MaxParallelTrainingJobs"],
+            max_runtime=limits.get("MaxRuntimeInSeconds"),
+            early_stopping=early,
+            seed=config.get("RandomSeed"),
+            min_resource=min_resource,
+            max_resource=max_resource,
+            target=criteria.get("TargetObjectiveMetricValue"),
+            not_improving_limit=(criteria.get("BestObjectiveNotImproving") or {}).get(
+                "MaxNumberOfTrainingJobsNotImproving"
+            ),
+            complete_on_convergence=(criteria.get("ConvergenceDetected") or {}).get("CompleteOnConvergence")
+            == "Enabled",
+            parents=tuple(p["HyperParameterTuningJobName"] for p in warm.get("ParentHyperParameterTuningJobs") or []),
+            warm_start_type=warm.get("WarmStartType"),
+        )
+
+    def better(self, a: float, b: float | None) -> bool:
+        """``a`` beats ``b`` in the objective's direction (anything beats nothing)."""
+        return b is None or (a > b if self.maximize else a < b)
+
+    def improves(self, value: float, best: float | None) -> bool:
+        """``value`` betters ``best`` by at least 1 %, SageMaker's threshold for "improving"."""
+        if best is None:
+            return True
+        margin = IMPROVEMENT * max(abs(best), 1e-12)
+        return value > best + margin if self.maximize else value < best - margin
+
+    def reached(self, value: float) -> bool:
+        return self.target is not None and (value >= self.target if self.maximize else value <= self.target)
+
+    def training_request(self, job_name: str, tuned: Mapping[str, str], tags: list | None) -> dict[str, Any]:
+        """The CreateTrainingJob request of one training job of this tuning job."""
+        d = self.definition
+        hyperparameters = {**self.static, **tuned, OBJECTIVE_HYPERPARAMETER: self.metric}
+        if self.strategy == "Hyperband":
+            hyperparameters["epochs"] = str(self.max_resource)  # MaxResource: where Hyperband stops every job
+        resources = d.get("ResourceConfig") or d.get("HyperParameterTuningResourceConfig") or {}
+        req: dict[str, Any] = {
+            "TrainingJobName": job_name,
+            "HyperParameters": hyperparameters,
+            "AlgorithmSpecification": {
+                k: v
+                for k, v in d["AlgorithmSpecification"].items()
+                if k in ("TrainingImage", "AlgorithmName", "TrainingInputMode", "MetricDefinitions")
+            },
+            "RoleArn": d["RoleArn"],
+            "InputDataConfig": d.get("InputDataConfig") or [],
+            "OutputDataConfig": d["OutputDataConfig"],
+            "ResourceConfig": {
+                k: v
+                for k, v in resources.items()
+                if k in ("InstanceType", "InstanceCount", "VolumeSizeInGB", "VolumeKmsKeyId")
+            },
+            "StoppingCondition": d["StoppingCondition"],
+        }
+        req["ResourceConfig"].setdefault("InstanceCount", 1)
+        req["ResourceConfig"].setdefault("InstanceType", "ml.m5.large")
+        req["ResourceConfig"].setdefault("VolumeSizeInGB", 30)
+        for key in (
+            "VpcConfig",
+            "EnableNetworkIsolation",
+            "EnableInterContainerTrafficEncryption",
+            "EnableManagedSpotTraining",
+            "CheckpointConfig",
+            "RetryStrategy",
+            "Environment",
+        ):
+            if d.get(key) is not None:
+                req[key] = d[key]
+        if tags:
+            req["Tags"] = tags
+        return req
+
+    def first_point(self) -> dict[str, str]:
+        """Hyperparameters of a job the plan could launch (each range's lower end), to check the definition."""
+        return {r.name: r.values[0] if r.values else r.value(r.distribution_low()) for r in self.space.ranges}
+
+
+def _definition(req: Mapping[str, Any]) -> dict[str, Any]:
+    single, several = req.get("TrainingJobDefinition"), req.get("TrainingJobDefinitions")
+    if (single is None) == (several is None):
+        raise validation("Give exactly one of TrainingJobDefinition and TrainingJobDefinitions")
+    if several is not None:
+        if len(several) != 1:
+            raise validation(
+                "Roost tunes one algorithm at a time: TrainingJobDefinitions takes one definition (or give "
+                "TrainingJobDefinition)"
+            )
+        return dict(several[0])
+    return dict(single)
+
+
+def training_job_name(tuning_job: str, number: int, suffix: str) -> str:
+    """``<tuning job>-NNN-<8 hex>``, as SageMaker names the jobs it launches."""
+    return f"{tuning_job}-{number:03d}-{suffix}"
+
+
+class TuningJobService(Service):
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        training: TrainingJobService,
+        account: Account | None = None,
+        *,
+        on_delete: Callable[[str], None] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.training = training
+        self.account = account or Account()
+        self.on_delete = on_delete  # the tuner drops the deleted tuning job's Optuna study
+
+    def arn(self, name: str) -> str:
+        return self.account.arn("hyper-parameter-tuning-job", name)
+
+    # ------------------------------------------------------------------ create
+
+    @operation("CreateHyperParameterTuningJob")
+    def create_tuning_job(self, req: dict) -> dict:
+        plan = TuningPlan.from_request(req)
+        name = plan.name
+        # a job this plan would launch must pass every CreateTrainingJob rule, checked now, not at the first launch
+        sample = plan.training_request(training_job_name(name, 1, "00000000"), plan.first_point(), req.get("Tags"))
+        check_request("sagemaker", "CreateTrainingJob", sample)
+        self.training.check(sample)
+
+        def in_use() -> ServiceError:
+            return ServiceError(
+                "ResourceInUse",
+                f"A hyperparameter tuning job with the name, {name}, already exists. Choose a different name.",
+                fields={"hyperParameterTuningJobName": "a tuning job of this name exists"},
+            )
+
+        now = time.time()
+        with inserting(self.sessions, in_use) as s:
+            if s.get(TuningJob, name) is not None:
+                raise in_use()
+            for parent in plan.parents:
+                self._check_parent(s, plan, parent)
+            active = s.scalar(select(func.count()).select_from(TuningJob).where(TuningJob.status.in_(ACTIVE))) or 0
+            if active >= MAX_ACTIVE_TUNING_JOBS:
+                raise ServiceError(
+                    "ResourceLimitExceeded",
+                    f"The account-level service limit 'Number of concurrent hyperparameter tuning jobs' is "
+                    f"{MAX_ACTIVE_TUNING_JOBS}; {active} are in progress.",
+                )
+            s.add(
+                TuningJob(
+                    name=name,
+                    arn=self.arn(name),
+                    request=req,
+                    status=TuningJobStatus.IN_PROGRESS,
+                    creation_time=now,
+                    last_modified_time=now,
+                    stop_requested=False,
+                    not_improving=0,
+                )
+            )
+            s.flush()
+            set_tags(s, self.arn(name), req.get("Tags"))
+        return {"HyperParameterTuningJobArn": self.arn(name)}
+
+    def _check_parent(self, s: Session, plan: TuningPlan, parent: str) -> None:
+        row = s.get(TuningJob, parent)
+        field = {"warmStartConfig.parentHyperParameterTuningJobs": f"{parent} cannot be a parent"}
+        if row is None:
+            raise validation(f"The parent tuning job {parent} of WarmStartConfig does not exist", field)
+        if row.status not in TERMINAL:
+            raise validation(
+                f"The parent tuning job {parent} is {row.status}: warm start needs parents that have ended", field
+            )
+        if plan.warm_start_type == "IdenticalDataAndAlgorithm":
+            theirs = TuningPlan.from_request(row.request)
+            ours_data = [c["DataSource"] for c in plan.definition.get("InputDataConfig") or []]
+            their_data = [c["DataSource"] for c in theirs.definition.get("InputDataConfig") or []]
+            if ours_data != their_data or theirs.static != plan.static:
+                raise validation(
+                    f"WarmStartType IdenticalDataAndAlgorithm needs the same input data and static hyperparameters "
+                    f"as the parent {parent}; use TransferLearning where they differ",
+                    field,
+                )
+
+    # ------------------------------------------------------------------ describe / list
+
+    def _row(self, s: Session, name: Any) -> TuningJob:
+        row = s.get(TuningJob, name) if isinstance(name, str) else None
+        if row is None:
+            raise ServiceError("ResourceNotFound", f"Amazon SageMaker can't find a tuning job with name {name}")
+        return row
+
+    @operation("DescribeHyperParameterTuningJob")
+    def describe_tuning_job(self, req: dict) -> dict:
+        with self.sessions() as s:
+            row = self._row(s, req.get("HyperParameterTuningJobName"))
+            trials = trial_rows(s, row.name)
+            parents = [
+                (p, trial_rows(s, p.name))
+                for p in (s.get(TuningJob, n) for n in TuningPlan.from_request(row.request).parents)
+                if p is not None
+            ]
+            return describe(row, trials, parents)
+
+    @operation("ListHyperParameterTuningJobs")
+    def list_tuning_jobs(self, req: dict) -> dict:
+        rows, token = list_page(
+            self.sessions,
+            TuningJob,
+            req,
+            name=TuningJob.name,
+            created=TuningJob.creation_time,
+            modified=TuningJob.last_modified_time,
+            status=TuningJob.status,
+        )
+        with self.sessions() as s:
+            out = [tuning_summary(row, trial_rows(s, row.name)) for row in rows]
+        return with_token({"HyperParameterTuningJobSummaries": out}, token)
+
+    @operation("ListTrainingJobsForHyperParameterTuningJob")
+    def list_training_jobs_for_tuning_job(self, req: dict) -> dict:
+        with self.sessions() as s:
+            row = self._row(s, req.get("HyperParameterTuningJobName"))
+            plan_metric, maximize = _objective(row.request)
+            items = [
+                (t, j)
+                for t, j in trial_rows(s, row.name)
+                if not req.get("StatusEquals") or j.status == req["StatusEquals"]
+            ]
+        sort = req.get("SortBy") or "Name"
+        descending = (req.get("SortOrder") or "Descending") == "Descending"
+        if sort == "FinalObjectiveMetricValue":
+            items = [(t, j) for t, j in items if t.objective is not None]  # jobs without one are left out, as AWS
+            items.sort(key=lambda tj: (tj[0].objective, tj[1].name), reverse=descending)
+        else:
+            key = {
+                "Name": lambda tj: tj[1].name,
+                "CreationTime": lambda tj: tj[1].creation_time,
+                "Status": lambda tj: tj[1].status,
+            }[sort]
+            items.sort(key=lambda tj: (key(tj), tj[1].name), reverse=descending)
+        offset = decode_page_token(req.get("NextToken"))
+        limit = req.get("MaxResults") or 10
+        page = items[offset : offset + limit]
+        token = encode_page_token(offset + limit) if offset + limit < len(items) else None
+        return with_token(
+            {"TrainingJobSummaries": [job_summary(row.name, plan_metric, maximize, t, j) for t, j in page]}, token
+        )
+
+    # ------------------------------------------------------------------ stop / delete
+
+    @operation("StopHyperParameterTuningJob")
+    def stop_tuning_job(self, req: dict) -> dict:
+        with self.sessions.begin() as s:
+            row = self._row(s, req.get("HyperParameterTuningJobName"))
+            if row.status != TuningJobStatus.IN_PROGRESS:
+                # what the SDK's stop_tuning_job takes for "already stopped or not running"
+                raise validation(f"The hyperparameter tuning job {row.name} is {row.status} and cannot be stopped.")
+            row.stop_requested = True
+            row.status = TuningJobStatus.STOPPING
+            row.last_modified_time = time.time()
+        return {}
+
+    @operation("DeleteHyperParameterTuningJob")
+    def delete_tuning_job(self, req: dict) -> dict:
+        """The tuning job's record and its search; its training jobs, their artifacts and logs stay."""
+        with self.sessions.begin() as s:
+            row = self._row(s, req.get("HyperParameterTuningJobName"))
+            if row.status not in TERMINAL:
+                raise validation(
+                    f"The hyperparameter tuning job {row.name} is {row.status}; stop it and wait until it is "
+                    "Stopped before deleting it."
+                )
+            name = row.name
+            drop_tags(s, row.arn)
+            s.delete(row)
+        if self.on_delete:
+            self.on_delete(name)
+        return {}
+
+
+# ---------------------------------------------------------------------- shapes
+
+
+def trial_rows(s: Session, tuning_job: str) -> list[tuple[TuningTrial, TrainingJob]]:
+    """A tuning job's trials with their training jobs, in launch order."""
+    return [
+        (t, j)
+        for t, j in s.execute(
+            select(TuningTrial, TrainingJob)
+            .join(TrainingJob, TrainingJob.name == TuningTrial.training_job)
+            .where(TuningTrial.tuning_job == tuning_job)
+            .order_by(TuningTrial.id)
+        ).all()
+    ]
+
+
+def _objective(request: Mapping[str, Any]) -> tuple[str, bool]:
+    config = request["HyperParameterTuningJobConfig"]
+    objective = config.get("HyperParameterTuningJobObjective") or _definition(request).get("TuningObjective") or {}
+    return objective.get("MetricName", ""), objective.get("Type") == "Maximize"
+
+
+def retryable(job: TrainingJob) -> bool:
+    """Failed for the server's reasons (it restarted, a node was lost), not the job's: SageMaker's RetryableError."""
+    return job.status == TrainingJobStatus.FAILED and (job.failure_reason or "").startswith("InternalServerError")
+
+
+def counters(trials: Sequence[tuple[TuningTrial, TrainingJob]]) -> tuple[dict[str, int], dict[str, int]]:
+    """``TrainingJobStatusCounters`` and ``ObjectiveStatusCounters``."""
+    status = {"Completed": 0, "InProgress": 0, "RetryableError": 0, "NonRetryableError": 0, "Stopped": 0}
+    objective = {"Succeeded": 0, "Pending": 0, "Failed": 0}
+    for t, j in trials:
+        if j.status in (TrainingJobStatus.IN_PROGRESS, TrainingJobStatus.STOPPING):
+            status["InProgress"] += 1
+        elif j.status == TrainingJobStatus.FAILED:
+            status["RetryableError" if retryable(j) else "NonRetryableError"] += 1
+        else:
+            status[j.status] += 1
+        objective[t.objective_status] += 1
+    return status, objective
+
+
+def job_summary(tuning_job: str, metric: str, maximize: bool, t: TuningTrial, j: TrainingJob) -> dict[str, Any]:
+    """A ``HyperParameterTrainingJobSummary``."""
+    out: dict[str, Any] = {
+        "TrainingJobName": j.name,
+        "TrainingJobArn": j.arn,
+        "TuningJobName": tuning_job,
+        "CreationTime": j.creation_time,
+        "TrainingJobStatus": j.status,
+        "TunedHyperParameters": t.tuned,
+        "ObjectiveStatus": t.objective_status,
+    }
+    if j.training_start_time:
+        out["TrainingStartTime"] = j.training_start_time
+    if j.training_end_time:
+        out["TrainingEndTime"] = j.training_end_time
+    if j.failure_reason:
+        out["FailureReason"] = j.failure_reason
+    if t.objective is not None:
+        out["FinalHyperParameterTuningJobObjectiveMetric"] = {
+            "Type": "Maximize" if maximize else "Minimize",
+            "MetricName": metric,
+            "Value": t.objective,
+        }
+    return out
+
+
+def best_trial(
+    trials: Sequence[tuple[TuningTrial, TrainingJob]], maximize: bool
+) -> tuple[TuningTrial, TrainingJob] | None:
+    """The job with the best objective among those whose objective was evaluated."""
+    scored = [(t, j) for t, j in trials if t.objective_status == ObjectiveStatus.SUCCEEDED and t.objective is not None]
+    if not scored:
+        return None
+    pick = max if maximize else min
+    return pick(scored, key=lambda tj: tj[0].objective)  # type: ignore[arg-type, return-value]
+
+
+def _config(row: TuningJob) -> dict[str, Any]:
+    config = dict(row.request["HyperParameterTuningJobConfig"])
+    if config["Strategy"] == "Grid":  # the service fills in the combination count it inferred
+        limits = dict(config["ResourceLimits"])
+        limits["MaxNumberOfTrainingJobs"] = TuningPlan.from_request(row.request).max_jobs
+        config["ResourceLimits"] = limits
+    return config
+
+
+def tuning_summary(row: TuningJob, trials: Sequence[tuple[TuningTrial, TrainingJob]]) -> dict[str, Any]:
+    status, objective = counters(trials)
+    config = _config(row)
+    out: dict[str, Any] = {
+        "HyperParameterTuningJobName": row.name,
+        "HyperParameterTuningJobArn": row.arn,
+        "HyperParameterTuningJobStatus": row.status,
+        "Strategy": config["Strategy"],
+        "CreationTime": row.creation_time,
+        "LastModifiedTime": row.last_modified_time,
+        "TrainingJobStatusCounters": status,
+        "ObjectiveStatusCounters": objective,
+        "ResourceLimits": config["ResourceLimits"],
+    }
+    if row.end_time:
+        out["HyperParameterTuningEndTime"] = row.end_time
+    return out
+
+
+def describe(
+    row: TuningJob,
+    trials: Sequence[tuple[TuningTrial, TrainingJob]],
+    parents: Sequence[tuple[TuningJob, Sequence[tuple[TuningTrial, TrainingJob]]]] = (),
+) -> dict[str, Any]:
+    metric, maximize = _objective(row.request)
+    status, objective = counters(trials)
+    out: dict[str, Any] = {
+        **echoed("sagemaker", "CreateHyperParameterTuningJob", "DescribeHyperParameterTuningJob", row.request),
+        "HyperParameterTuningJobName": row.name,
+        "HyperParameterTuningJobArn": row.arn,
+        "HyperParameterTuningJobConfig": _config(row),
+        "HyperParameterTuningJobStatus": row.status,
+        "CreationTime": row.creation_time,
+        "LastModifiedTime": row.last_modified_time,
+        "TrainingJobStatusCounters": status,
+        "ObjectiveStatusCounters": objective,
+        "TuningJobCompletionDetails": {"NumberOfTrainingJobsObjectiveNotImproving": row.not_improving},
+        "ConsumedResources": {"RuntimeInSeconds": int((row.end_time or time.time()) - row.creation_time)},
+    }
+    if row.convergence_time:
+        out["TuningJobCompletionDetails"]["ConvergenceDetectedTime"] = row.convergence_time
+    if row.end_time:
+        out["HyperParameterTuningEndTime"] = row.end_time
+    if row.failure_reason:
+        out["FailureReason"] = row.failure_reason
+    best = best_trial(trials, maximize)
+    if best is not None:
+        out["BestTrainingJob"] = job_summary(row.name, metric, maximize, *best)
+    if parents and (row.request.get("WarmStartConfig") or {}).get("WarmStartType") == "IdenticalDataAndAlgorithm":
+        everything = [(row.name, tj) for tj in trials] + [(p.name, tj) for p, ts in parents for tj in ts]
+        pick = best_trial([tj for _, tj in everything], maximize)
+        if pick is not None:
+            owner = next(n for n, tj in everything if tj[0] is pick[0])
+            out["OverallBestTrainingJob"] = job_summary(owner, metric, maximize, *pick)
+    return out
