@@ -254,6 +254,7 @@ def _definition(req: Mapping[str, Any]) -> dict[str, Any]:
                 "TrainingJobDefinition)"
             )
         return dict(several[0])
+    assert single is not None
     return dict(single)
 
 
