@@ -158,6 +158,93 @@ def test_seed_002_with_the_sagemaker_sdk(stack, capsys, monkeypatch):
     assert sorted(o["Key"].rsplit("/", 1)[1] for o in outputs) == [p.name + ".out" for p in birds]
 
 
+def test_tuning_with_the_sdks_hyperparameter_tuner(stack, monkeypatch):
+    """Seed 001's "if you had more time": HyperparameterTuner over the workshop's estimator, then the best job
+    deployed and the analytics dataframe, exactly as the SDK's tuning notebooks do it."""
+    import sagemaker
+    from sagemaker.analytics import HyperparameterTuningJobAnalytics
+    from sagemaker.inputs import TrainingInput
+    from sagemaker.serializers import IdentitySerializer
+    from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner, IntegerParameter
+
+    sleep = time.sleep
+    monkeypatch.setattr(time, "sleep", lambda seconds: sleep(min(seconds, 0.5)))  # tuner.wait polls every 5 s
+    sess = sagemaker.Session(default_bucket="bucket")
+    image = sagemaker.image_uris.retrieve("image-classification", sess.boto_region_name, version="latest")
+    ic = sagemaker.estimator.Estimator(
+        image,
+        ROLE,
+        instance_count=1,
+        instance_type="ml.p3.2xlarge",
+        output_path="s3://bucket/tuning/output",
+        sagemaker_session=sess,
+    )
+    ic.set_hyperparameters(
+        num_layers=8,
+        image_shape="3,28,28",
+        num_classes=10,
+        num_training_samples=stack["train_count"],
+        epochs=2,
+        top_k=2,
+        precision_dtype="float32",
+        augmentation_type="crop",
+    )
+    ranges = {
+        "learning_rate": ContinuousParameter(0.001, 0.1),
+        "mini_batch_size": IntegerParameter(8, 16),
+        "optimizer": CategoricalParameter(["sgd", "adam"]),
+    }
+    tuner = HyperparameterTuner(
+        ic,
+        "validation:accuracy",
+        ranges,
+        objective_type="Maximize",
+        max_jobs=2,
+        max_parallel_jobs=2,
+        strategy="Bayesian",
+        early_stopping_type="Auto",
+        base_tuning_job_name="ic-tuning",
+    )
+    channel = dict(distribution="FullyReplicated", content_type="application/x-recordio", s3_data_type="S3Prefix")
+    tuner.fit(
+        {
+            "train": TrainingInput("s3://bucket/ic-fulltraining/train/", **channel),
+            "validation": TrainingInput("s3://bucket/ic-fulltraining/validation/", **channel),
+        },
+        include_cls_metadata=False,
+    )
+    tuner.wait()
+    name = tuner.latest_tuning_job.name
+    sm = boto3.client("sagemaker")
+    described = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    assert described["HyperParameterTuningJobStatus"] == "Completed", described.get("FailureReason")
+    assert described["TrainingJobStatusCounters"]["Completed"] == 2
+    best = tuner.best_training_job()
+    assert best == described["BestTrainingJob"]["TrainingJobName"] and best.startswith(f"{name}-00")
+
+    frame = HyperparameterTuningJobAnalytics(name, sagemaker_session=sess).dataframe()
+    assert len(frame) == 2 and {"learning_rate", "mini_batch_size", "optimizer", "FinalObjectiveValue"} <= set(frame)
+    assert set(frame["TrainingJobStatus"]) == {"Completed"} and frame["FinalObjectiveValue"].between(0, 1).all()
+    pages = sm.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
+        HyperParameterTuningJobName=name, PaginationConfig={"PageSize": 1}
+    )
+    assert sorted(j["TrainingJobName"] for p in pages for j in p["TrainingJobSummaries"]) == sorted(
+        frame["TrainingJobName"]
+    )
+    job = sm.describe_training_job(TrainingJobName=best)
+    assert job["HyperParameters"]["_tuning_objective_metric"] == "validation:accuracy"
+    assert job["TuningJobArn"] == described["HyperParameterTuningJobArn"]
+
+    predictor = tuner.deploy(initial_instance_count=1, instance_type="ml.c5.large")
+    try:
+        predictor.serializer = IdentitySerializer("image/png")
+        probabilities = json.loads(predictor.predict(stack["image"].read_bytes()))
+        assert len(probabilities) == 10
+    finally:
+        predictor.delete_model()
+        predictor.delete_endpoint()
+
+
 def test_seed_003_with_boto3_as_written(stack, monkeypatch):
     """Seed 003's cells in order; the client finds Roost through AWS_ENDPOINT_URL alone, no code changes but
     the v1 helpers (get_image_uri, get_execution_role) that only work inside AWS."""
