@@ -13,18 +13,22 @@ import click
 
 
 def _clients(ctx: click.Context):
+    return clients(**ctx.obj)
+
+
+def clients(endpoint_url: str, data_dir: str, region: str):
+    """boto3's sagemaker and logs clients for the server at ``endpoint_url``, signed with its keys."""
     import boto3
     from botocore.config import Config
 
-    opts = ctx.obj
     key, secret = os.environ.get("ROOST_ACCESS_KEY_ID"), os.environ.get("ROOST_SECRET_ACCESS_KEY")
-    creds = Path(opts["data_dir"]) / "credentials.json"
+    creds = Path(data_dir) / "credentials.json"
     if not (key and secret) and creds.is_file():
         d = json.loads(creds.read_text())
         key, secret = d["aws_access_key_id"], d["aws_secret_access_key"]
     kwargs = dict(
-        endpoint_url=opts["endpoint_url"],
-        region_name=opts["region"],
+        endpoint_url=endpoint_url,
+        region_name=region,
         config=Config(retries={"max_attempts": 2}, connect_timeout=5),
     )
     if key and secret:
@@ -32,7 +36,7 @@ def _clients(ctx: click.Context):
     return boto3.client("sagemaker", **kwargs), boto3.client("logs", **kwargs)
 
 
-def _call(fn, **kwargs):
+def call(fn, **kwargs):
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
     try:
@@ -60,7 +64,7 @@ def _time(ts) -> str:
     return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _dump(obj) -> str:
+def dump(obj) -> str:
     return json.dumps(obj, indent=2, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v))
 
 
@@ -105,7 +109,7 @@ def create(ctx, request_file, name) -> None:
     if name:
         req["TrainingJobName"] = name
     sm, _ = _clients(ctx)
-    click.echo(_call(sm.create_training_job, **req)["TrainingJobArn"])
+    click.echo(call(sm.create_training_job, **req)["TrainingJobArn"])
 
 
 @jobs_cmd.command("list")
@@ -123,9 +127,9 @@ def list_(ctx, status, name_contains, max_items, as_json) -> None:
     if name_contains:
         args["NameContains"] = name_contains
     pages = sm.get_paginator("list_training_jobs").paginate(**args, PaginationConfig={"MaxItems": max_items})
-    jobs = [j for page in _call(lambda: list(pages)) for j in page["TrainingJobSummaries"]]
+    jobs = [j for page in call(lambda: list(pages)) for j in page["TrainingJobSummaries"]]
     if as_json:
-        click.echo(_dump(jobs))
+        click.echo(dump(jobs))
         return
     from rich.console import Console
     from rich.table import Table
@@ -148,10 +152,10 @@ def list_(ctx, status, name_contains, max_items, as_json) -> None:
 def describe(ctx, name, as_json) -> None:
     """Status, history, metrics and artifact of one job."""
     sm, _ = _clients(ctx)
-    d = _call(sm.describe_training_job, TrainingJobName=name)
+    d = call(sm.describe_training_job, TrainingJobName=name)
     d.pop("ResponseMetadata", None)
     if as_json:
-        click.echo(_dump(d))
+        click.echo(dump(d))
         return
     from rich.console import Console
 
@@ -176,7 +180,7 @@ def describe(ctx, name, as_json) -> None:
 def stop(ctx, name) -> None:
     """Stop a job: SIGTERM to the algorithm, which keeps the model trained so far."""
     sm, _ = _clients(ctx)
-    _call(sm.stop_training_job, TrainingJobName=name)
+    call(sm.stop_training_job, TrainingJobName=name)
     click.echo(f"stopping {name}")
 
 
@@ -197,7 +201,7 @@ def logs(ctx, name, follow, pattern) -> None:
     sm, cw = _clients(ctx)
     while True:
         # the stream appears when the job starts; until then, say why nothing is printed
-        status = _call(sm.describe_training_job, TrainingJobName=name)["TrainingJobStatus"]
+        status = call(sm.describe_training_job, TrainingJobName=name)["TrainingJobStatus"]
         try:
             streams = cw.describe_log_streams(logGroupName=GROUP, logStreamNamePrefix=f"{name}/")["logStreams"]
         except ClientError as err:
@@ -215,7 +219,7 @@ def logs(ctx, name, follow, pattern) -> None:
         args = {"logGroupName": GROUP, "logStreamName": stream, "startFromHead": True}
         if token:
             args["nextToken"] = token
-        page = _call(cw.get_log_events, **args)
+        page = call(cw.get_log_events, **args)
         for e in page["events"]:
             if matches(e["message"], pattern):
                 click.echo(e["message"])
@@ -226,7 +230,7 @@ def logs(ctx, name, follow, pattern) -> None:
                 continue
         if not follow:
             return
-        status = _call(sm.describe_training_job, TrainingJobName=name)["TrainingJobStatus"]
+        status = call(sm.describe_training_job, TrainingJobName=name)["TrainingJobStatus"]
         if status in ("Completed", "Failed", "Stopped") and not page["events"]:
             return
         time.sleep(1)

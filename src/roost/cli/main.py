@@ -398,11 +398,13 @@ from roost.cli.jobs import jobs_cmd  # noqa: E402
 from roost.cli.server import server_cmd  # noqa: E402
 from roost.cli.serving import export_cmd, import_sagemaker_cmd, predict_cmd, serve_cmd  # noqa: E402
 from roost.cli.train import container_cmd, train_cmd  # noqa: E402
+from roost.cli.tune import tune_cmd  # noqa: E402
 
 cli.add_command(train_cmd)
 cli.add_command(container_cmd)
 cli.add_command(server_cmd)
 cli.add_command(jobs_cmd)
+cli.add_command(tune_cmd)
 cli.add_command(predict_cmd)
 cli.add_command(serve_cmd)
 cli.add_command(import_sagemaker_cmd)

@@ -26,19 +26,15 @@ def _artifact_of_job(name: str) -> str:
     """MODEL given as a training job's name: its model.tar.gz, found through the Roost server."""
     import tempfile
 
-    from roost.cli.jobs import _call, _clients
+    from roost.cli.jobs import call, clients
     from roost.storage.uri import StorageError, download
 
-    ctx = click.Context(
-        click.Command("predict"),
-        obj={
-            "endpoint_url": os.environ.get("ROOST_ENDPOINT_URL", "http://127.0.0.1:8080"),
-            "data_dir": os.environ.get("ROOST_DATA_DIR", "roost-data"),
-            "region": "us-east-1",
-        },
+    sm, _ = clients(
+        os.environ.get("ROOST_ENDPOINT_URL", "http://127.0.0.1:8080"),
+        os.environ.get("ROOST_DATA_DIR", "roost-data"),
+        "us-east-1",
     )
-    sm, _ = _clients(ctx)
-    d = _call(sm.describe_training_job, TrainingJobName=name)
+    d = call(sm.describe_training_job, TrainingJobName=name)
     url = (d.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
     if not url:
         raise click.ClickException(f"training job {name} has no model yet (status {d['TrainingJobStatus']})")
