@@ -237,8 +237,13 @@ class TrainingJobService(Service):
 
     @operation("StopTrainingJob")
     def stop_training_job(self, req: dict) -> dict:
+        self.stop(req.get("TrainingJobName"))
+        return {}
+
+    def stop(self, name: Any, message: str = "Stopping the training job") -> None:
+        """Ask the runner to stop a job; ``message`` says why in its SecondaryStatusTransitions (a tuning job
+        that stops one early says so)."""
         with self.sessions.begin() as s:
-            name = req.get("TrainingJobName")
             if not isinstance(name, str) or s.get(TrainingJob, name) is None:
                 raise ServiceError("ResourceNotFound", f"Training job {name} does not exist.")
             job = self._job(s, name)
@@ -246,8 +251,7 @@ class TrainingJobService(Service):
                 raise validation(f"The request was rejected because the training job is in status {job.status}.")
             if job.status == TrainingJobStatus.IN_PROGRESS:
                 job.stop_requested = True
-                set_status(s, job, TrainingJobStatus.STOPPING, SecondaryStatus.STOPPING, "Stopping the training job")
-        return {}
+                set_status(s, job, TrainingJobStatus.STOPPING, SecondaryStatus.STOPPING, message)
 
 
 # ---------------------------------------------------------------------- shapes and transitions

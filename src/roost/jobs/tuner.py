@@ -242,7 +242,12 @@ class Tuner:
         stopped_by = t.stopped_by
         if j.status == TrainingJobStatus.IN_PROGRESS and not j.stop_requested and not stopping and new:
             if ft.state == TrialState.RUNNING and trial.should_prune():
-                self._stop_job(j.name, "early-stopping")
+                rule = "Hyperband" if plan.strategy == "Hyperband" else "Auto early stopping"
+                why = (
+                    f"Stopping the training job: {rule} of tuning job {plan.name} stopped it after epoch "
+                    f"{len(values)} ({plan.metric} {values[-1]:g} is behind the other jobs at that epoch)"
+                )
+                self._stop_job(j.name, "early-stopping", why)
                 stopped_by = "early-stopping"
         if j.status in RUNNING_JOB:
             with self.sessions.begin() as s:
@@ -376,9 +381,10 @@ class Tuner:
         log.info("tuning job %s launched %s with %s", plan.name, job_name, tuned)
         return True
 
-    def _stop_job(self, name: str, why: str) -> None:
+    def _stop_job(self, name: str, why: str, message: str | None = None) -> None:
+        tuning_job = name.rsplit("-", 2)[0]
         try:
-            self.training.stop_training_job({"TrainingJobName": name})
+            self.training.stop(name, message or f"Stopping the training job: its tuning job {tuning_job} is ending")
         except ServiceError:  # it ended meanwhile
             return
         with self.sessions.begin() as s:

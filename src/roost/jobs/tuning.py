@@ -412,6 +412,15 @@ class TuningJobService(Service):
             {"TrainingJobSummaries": [job_summary(row.name, plan_metric, maximize, t, j) for t, j in page]}, token
         )
 
+    def trial_notes(self, name: str) -> dict[str, dict[str, Any]]:
+        """What the API does not say about each training job of a tuning job (for the console): its trial number
+        and who stopped it (``early-stopping`` or ``tuning-job``)."""
+        with self.sessions() as s:
+            return {
+                t.training_job: {"number": t.trial_number, "stopped_by": t.stopped_by}
+                for t in s.scalars(select(TuningTrial).where(TuningTrial.tuning_job == name))
+            }
+
     # ------------------------------------------------------------------ stop / delete
 
     @operation("StopHyperParameterTuningJob")

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from roost.aws import Handler, Service, ServiceError, dispatch_table
+from roost.jobs.tuning import TuningJobService
 from roost.serving.hosting import HostingService
 from roost.storage.uri import DataRoots
 from roost.web.session import (
@@ -54,6 +55,7 @@ class Console:
     data_dir: Path
     roots: DataRoots
     hosting: HostingService | None
+    tuning: TuningJobService | None  # for what the API does not say: which jobs a tuning job stopped early
     templates: Jinja2Templates
 
     async def call(self, operation: str, req: dict | None = None, service: str = "SageMaker") -> dict:
@@ -136,7 +138,7 @@ def create_console(
     services: list[Service], keys: dict[str, str], data_dir: Path, roots: DataRoots | None = None
 ) -> FastAPI:
     """The console for the operations of ``services``; signs in with any of ``keys`` (id -> secret)."""
-    from roost.web import data, hosting, jobs
+    from roost.web import data, hosting, jobs, tuning
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.state.console = Console(
@@ -145,6 +147,7 @@ def create_console(
         data_dir=Path(data_dir),
         roots=roots or DataRoots([data_dir]),
         hosting=next((s for s in services if isinstance(s, HostingService)), None),
+        tuning=next((s for s in services if isinstance(s, TuningJobService)), None),
         templates=_templates(),
     )
     app.add_middleware(
@@ -220,6 +223,7 @@ def create_console(
         return RedirectResponse(f"{PREFIX}/login", status_code=303)
 
     app.include_router(jobs.router)
+    app.include_router(tuning.router)
     app.include_router(hosting.router)
     app.include_router(data.router)
     return app

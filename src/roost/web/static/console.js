@@ -16,15 +16,16 @@ function chartSize(el) {
   return { width: Math.max(240, el.clientWidth || 320), height: el.classList.contains("wide") ? 320 : 200 };
 }
 
-function makeChart(el, labels, xs, columns) {
-  const series = [{ label: "epoch" }].concat(labels.map((label, i) => ({
+// styles: per series, overrides of uPlot's series options (a dashed line, points only)
+function makeChart(el, labels, xs, columns, { xLabel = "epoch", styles = [] } = {}) {
+  const series = [{ label: xLabel }].concat(labels.map((label, i) => Object.assign({
     label, stroke: COLOURS[i % COLOURS.length], width: 2, points: { show: true, size: 5 }, spanGaps: true,
-  })));
+  }, styles[i] || {})));
   const opts = Object.assign(chartSize(el), {
     series, legend: { live: false },
     scales: { x: { time: false } },
-    // epochs are whole numbers: no tick at 1.5
-    axes: [{ label: "epoch", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000], values: (u, ticks) => ticks.map(String) }, {}],
+    // epochs and job numbers are whole numbers: no tick at 1.5
+    axes: [{ label: xLabel, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000], values: (u, ticks) => ticks.map(String) }, {}],
   });
   el.innerHTML = "";
   const plot = new uPlot(opts, [xs].concat(columns), el);
@@ -74,6 +75,41 @@ function compareChart(el, curves) {
     return;
   }
   makeChart(el, names, epochs.map((e) => e + 1), columns);
+}
+
+// ----------------------------------------------------------------------------- a tuning job's page
+
+function tuningCharts(panel) {
+  const data = JSON.parse(panel.querySelector("script.tuning-data").textContent);
+  const history = document.getElementById("chart-history");
+  if (data.history.length) {
+    makeChart(history, ["objective", "best so far"], data.history.map(([n]) => n),
+      [data.history.map(([, v]) => v), data.history.map(([, , b]) => b)],
+      { xLabel: "training job", styles: [{ width: 0, points: { show: true, size: 7 } }, { points: { show: false } }] });
+  } else {
+    history.innerHTML = '<p class="muted">No training job has reported the objective yet.</p>';
+  }
+  const curves = document.getElementById("chart-curves");
+  const early = new Set(data.stopped_early);
+  const names = Object.keys(data.curves).filter((n) => data.curves[n].length);
+  if (!names.length) {
+    curves.innerHTML = '<p class="muted">No epochs yet.</p>';
+    return;
+  }
+  const epochs = [...new Set(names.flatMap((n) => data.curves[n].map(([e]) => e)))].sort((a, b) => a - b);
+  const columns = names.map((n) => {
+    const byEpoch = new Map(data.curves[n]);
+    return epochs.map((e) => (byEpoch.has(e) ? byEpoch.get(e) : null));
+  });
+  makeChart(curves, names.map((n) => (early.has(n) ? n + " (stopped early)" : n)), epochs.map((e) => e + 1), columns,
+    { styles: names.map((n) => (early.has(n) ? { dash: [6, 4], points: { show: true, size: 4 } } : {})) });
+}
+
+function rangeRows(table) {
+  table.addEventListener("change", (e) => {
+    if (!e.target.classList.contains("range-kind")) return;
+    e.target.closest("tr").dataset.kind = e.target.value;
+  });
 }
 
 // ----------------------------------------------------------------------------- a job's page
@@ -188,6 +224,13 @@ document.addEventListener("DOMContentLoaded", () => {
   if (rows) liveRows(rows);
   const channels = document.getElementById("channels");
   if (channels) channelEditor(channels);
+  const tuning = document.getElementById("tuning-panel");
+  if (tuning) {
+    tuningCharts(tuning);
+    tuning.addEventListener("htmx:afterSettle", () => tuningCharts(tuning));
+  }
+  const ranges = document.querySelector("table.tuning-ranges");
+  if (ranges) rangeRows(ranges);
   const compare = document.getElementById("chart-compare");
   if (compare) compareChart(compare, JSON.parse(document.getElementById("compare-curves").textContent));
   const endpoint = document.getElementById("endpoint-status-panel");
