@@ -4,9 +4,9 @@ The data: animal-mnist's silhouettes (10 classes, 28x28; the demo's), packed wit
 ``roost server`` runs every job; boto3 creates three tuning jobs of the same budget (12 training jobs, 2 at a
 time) over SageMaker's most influential hyperparameters, ResNet-20 at 3,28,28 for a few epochs:
 
-* ``Bayesian`` (Optuna's TPE), seed 1;
-* ``Random``, seed 1 (the baseline);
-* ``Random``, seed 1, ``TrainingJobEarlyStoppingType=Auto``: the same 12 draws as the baseline (a seeded
+* ``Bayesian`` (Optuna's TPE);
+* ``Random`` (the baseline);
+* ``Random`` with the same seed and ``TrainingJobEarlyStoppingType=Auto``: the same 12 draws as the baseline (a seeded
   random sampler does not depend on results), so the difference is what early stopping stopped.
 
 Prints, for each: the best validation accuracy, the wall time, the training seconds of all its jobs and how
@@ -57,7 +57,7 @@ def data(folder: Path, per_class: int) -> tuple[Path, int]:
     return folder, len(split.train)
 
 
-def tuning_request(name, strategy, folder, samples, jobs, epochs, early) -> dict:
+def tuning_request(name, strategy, folder, samples, jobs, epochs, early, seed) -> dict:
     return {
         "HyperParameterTuningJobName": name,
         "HyperParameterTuningJobConfig": {
@@ -66,7 +66,7 @@ def tuning_request(name, strategy, folder, samples, jobs, epochs, early) -> dict
             "ResourceLimits": {"MaxNumberOfTrainingJobs": jobs, "MaxParallelTrainingJobs": 2},
             "ParameterRanges": RANGES,
             "TrainingJobEarlyStoppingType": early,
-            "RandomSeed": 1,
+            "RandomSeed": seed,
         },
         "TrainingJobDefinition": {
             "StaticHyperParameters": {
@@ -137,6 +137,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--per-class", type=int, default=150)
+    parser.add_argument("--seed", type=int, default=1, help="RandomSeed of all three tuning jobs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-tuning-") as tmp:
         folder, samples = data(Path(tmp) / "data", args.per_class)
@@ -150,13 +151,16 @@ def main() -> None:
                 ("Random + Auto early stopping", "Random", "Auto"),
             ):
                 name = label.split()[0].lower() + ("-auto" if early == "Auto" else "")
-                req = tuning_request(name, strategy, folder, samples, args.jobs, args.epochs, early)
+                req = tuning_request(name, strategy, folder, samples, args.jobs, args.epochs, early, args.seed)
                 results[label] = r = run(sm, req)
                 print(f"{label}: {r}", flush=True)
         finally:
             server.stop()
     base = results["Random"]
-    print(f"\n{args.jobs} jobs, 2 at a time, ResNet-20 3,28,28, {args.epochs} epochs, {samples} training images")
+    print(
+        f"\n{args.jobs} jobs, 2 at a time, ResNet-20 3,28,28, {args.epochs} epochs, {samples} training images, "
+        f"seed {args.seed}"
+    )
     print("| search | best validation accuracy | median | wall s | training s | stopped early |")
     print("| --- | --- | --- | --- | --- | --- |")
     for label, r in results.items():

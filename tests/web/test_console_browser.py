@@ -197,3 +197,63 @@ def test_labs_in_the_browser(world):
     page.open("/console/jobs/console-a")
     page.wait(lambda: "/console/login" in page.driver.current_url, "a redirect to sign in")
     assert page.by_id("sign-in") and not page.all("#job-status")
+
+
+def test_a_tuning_job_in_the_browser(world):
+    """Seed 001's "more time": a tuning job from the console's form, its page filling in as its jobs run."""
+    from selenium.webdriver.support.ui import Select
+
+    page, server, (train, val, n), tmp = world
+    _sign_in(page)
+    page.open("/console/tuning-jobs")
+    page.by_id("create-tuning-job").click()
+    page.wait(lambda: page.by_id("tuning-form"), "the tuning form")
+    page.fill("hyperParameterTuningJobName", "console-tuning")
+    Select(page.by_id("hyperParameterTuningJobConfig.strategy")).select_by_visible_text("Random")
+    page.fill("hyperParameterTuningJobConfig.resourceLimits.maxNumberOfTrainingJobs", "3")
+    page.fill("hyperParameterTuningJobConfig.randomSeed", "4")
+    page.fill("trainingJobDefinition.outputDataConfig.s3OutputPath", (tmp / "tuning-output").as_uri())
+    page.fill("trainingJobDefinition.inputDataConfig.1.member.dataSource.s3DataSource.s3Uri", str(train))
+    page.fill("trainingJobDefinition.inputDataConfig.2.member.dataSource.s3DataSource.s3Uri", str(val))
+    for key, value in {**HYPERPARAMETERS, "epochs": "3"}.items():
+        page.fill(f"trainingJobDefinition.staticHyperParameters.{key}", value)
+    # a row becomes a range: its value box gives way to the range's ends
+    assert page.by_id("range.learning_rate.min").is_displayed() is False
+    Select(page.by_id("range.learning_rate.kind")).select_by_visible_text("Continuous")
+    page.wait(lambda: page.by_id("range.learning_rate.min").is_displayed(), "the range's ends")
+    assert not page.by_id("trainingJobDefinition.staticHyperParameters.learning_rate").is_displayed()
+    page.fill("range.learning_rate.min", "0.01")
+    page.fill("range.learning_rate.max", "2")  # more than learning_rate accepts
+    Select(page.by_id("range.optimizer.kind")).select_by_visible_text("Categorical")
+    page.fill("range.optimizer.values", "sgd, adam")
+    page.driver.execute_script("document.getElementById('range.learning_rate.kind').scrollIntoView()")
+    page.screenshot("create-tuning-job")
+    page.by_id("submit-tuning-job").click()
+    page.wait(
+        lambda: "learning_rate allows" in _error_at(page, "range.learning_rate.kind"), "the range's error at its row"
+    )
+    assert page.by_id("range.optimizer.values").get_attribute("value") == "sgd, adam"  # what was typed stays
+    page.fill("range.learning_rate.max", "0.1")
+    page.by_id("submit-tuning-job").click()
+    page.wait(lambda: page.path() == "/console/tuning-jobs/console-tuning", "the tuning job's page")
+
+    seen = set()
+
+    def ended() -> bool:
+        seen.add(page.by_id("tuning-status").text)
+        return page.by_id("tuning-status").text == "Completed"
+
+    page.wait(ended, "the tuning job to complete", timeout=300)
+    assert "InProgress" in seen, seen  # the page followed it by itself
+    page.wait(lambda: page.all("#chart-history canvas") and page.all("#chart-curves canvas"), "the charts")
+    assert len(page.all("#parallel-coordinates polyline")) == 3
+    assert len(page.all("#tuning-training-jobs tbody tr")) == 3
+    best = page.by_id("best-job-link").text
+    assert page.find("#tuning-training-jobs tr.best").get_attribute("data-job") == best
+    page.screenshot("tuning-job")
+    page.by_id("sort-objective").click()
+    page.wait(lambda: "sort=objective" in page.driver.current_url, "the table sorted by objective")
+    assert page.all("#tuning-training-jobs tbody tr")[0].get_attribute("data-job") == best
+    page.open("/console/tuning-jobs")
+    page.wait(lambda: page.find('tr[data-tuning-job="console-tuning"]'), "the list")
+    page.screenshot("tuning-jobs")
