@@ -19,10 +19,18 @@ from roost.jobs.logs import LogService
 from roost.jobs.metrics import MetricsService
 from roost.jobs.service import TrainingJobService
 from roost.jobs.tags import TagService
+from roost.jobs.tuning import TuningJobService
 from roost.serving.hosting import HostingService
 
 #: every service class ``roost server`` answers with
-SERVICES: tuple[type[Service], ...] = (TrainingJobService, HostingService, TagService, LogService, MetricsService)
+SERVICES: tuple[type[Service], ...] = (
+    TrainingJobService,
+    TuningJobService,
+    HostingService,
+    TagService,
+    LogService,
+    MetricsService,
+)
 
 #: botocore's service name, what the table calls it, and the workflow's operations of it
 WORKFLOW: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -106,7 +114,6 @@ WORKFLOW: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
 }
 
-TUNING = "planned: issue 14 (tuning jobs on Optuna)"
 LOGS_ARE_WRITTEN_BY_ROOST = "groups and streams are made by the jobs and endpoints that log"
 NOTES: dict[str, str] = {
     "CreateTrainingJob": "channels from local folders, `file://` or S3; File, Pipe and FastFile modes (read as files)",
@@ -114,12 +121,13 @@ NOTES: dict[str, str] = {
     "ListTrainingJobs": "SageMaker's filters, sort and paging (as every `List*`)",
     "UpdateTrainingJob": "profiler and rule settings, which Roost's jobs do not have",
     "DeleteTrainingJob": "jobs and their logs are kept",
-    "CreateHyperParameterTuningJob": TUNING,
-    "DescribeHyperParameterTuningJob": TUNING,
-    "ListHyperParameterTuningJobs": TUNING,
-    "ListTrainingJobsForHyperParameterTuningJob": TUNING,
-    "StopHyperParameterTuningJob": TUNING,
-    "DeleteHyperParameterTuningJob": TUNING,
+    "CreateHyperParameterTuningJob": "on Optuna: Bayesian (TPE), Random, Grid, Hyperband; Auto early stopping; "
+    "warm start (docs/tuning.md)",
+    "DescribeHyperParameterTuningJob": "counters, `BestTrainingJob`, `OverallBestTrainingJob`, completion details",
+    "ListHyperParameterTuningJobs": "SageMaker's filters, sort and paging",
+    "ListTrainingJobsForHyperParameterTuningJob": "sorted by `FinalObjectiveMetricValue` too; `StatusEquals`",
+    "StopHyperParameterTuningJob": "stops its running training jobs, which keep their models and logs",
+    "DeleteHyperParameterTuningJob": "its training jobs, artifacts and logs are kept",
     "CreateModel": "`ModelDataUrl`: Roost's or SageMaker's own `model.tar.gz`",
     "CreateEndpointConfig": "`InitialInstanceCount` serving workers; the first variant serves",
     "CreateEndpoint": "logs to `/aws/sagemaker/Endpoints/<name>`, one stream per instance",
