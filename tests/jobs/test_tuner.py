@@ -19,6 +19,7 @@ from roost.aws import ServiceError
 from roost.jobs.runner import JobRunner
 from roost.jobs.search import SearchSpace
 from roost.jobs.service import TrainingJobService
+from roost.jobs.tags import TagService
 from roost.jobs.tuner import Tuner
 from roost.jobs.tuning import TuningJobService
 from roost.storage.database import open_database, optuna_storage
@@ -61,7 +62,7 @@ class Env:
         self.training = TrainingJobService(self.sessions)
         self.tuner = Tuner(self.sessions, self.training, self.storage, poll=0.02)
         self.tuning = TuningJobService(self.sessions, self.training, on_delete=self.tuner.forget)
-        self.api = Api(self.training, self.tuning)
+        self.api = Api(self.training, self.tuning, TagService(self.sessions))
         self.runner.start()
         self.tuner.start()
 
@@ -247,6 +248,62 @@ def test_auto_early_stopping_stops_a_hopeless_job(env):
     assert all(jobs[v]["TrainingJobStatus"] == "Completed" for v in values[:3])
     assert d["TrainingJobStatusCounters"]["Stopped"] == 1 and d["ObjectiveStatusCounters"]["Succeeded"] == 4
     assert d["BestTrainingJob"]["TunedHyperParameters"]["learning_rate"] == "0.1"
+    transitions = env.api("DescribeTrainingJob", {"TrainingJobName": jobs["0.5"]["TrainingJobName"]})[
+        "SecondaryStatusTransitions"
+    ]
+    assert any(
+        "Auto early stopping of tuning job early stopped it after epoch" in t["StatusMessage"] for t in transitions
+    )
+
+
+def test_resource_config_works_as_well_as_the_sdks_tuning_resource_config(env):
+    req = request(env.tmp, "classic", max_jobs=1, parallel=1)
+    definition = req["TrainingJobDefinition"]
+    definition["ResourceConfig"] = {"InstanceType": "ml.c5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 5}
+    del definition["HyperParameterTuningResourceConfig"]
+    env.api("CreateHyperParameterTuningJob", req)
+    assert env.wait("classic")["HyperParameterTuningJobStatus"] == "Completed"
+    job = env.api("DescribeTrainingJob", {"TrainingJobName": env.jobs("classic")[0]["TrainingJobName"]})
+    assert job["ResourceConfig"]["InstanceType"] == "ml.c5.xlarge"
+
+
+def test_max_runtime_ends_the_tuning_job(env):
+    from sqlalchemy import func, select
+
+    from roost.storage.tables import TuningJob, TuningTrial
+
+    req = request(env.tmp, "timed", max_jobs=50, parallel=1)
+    req["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxRuntimeInSeconds"] = 120
+    req["TrainingJobDefinition"]["StaticHyperParameters"]["epochs"] = "10000"
+    env.api("CreateHyperParameterTuningJob", req)
+    deadline = time.time() + 20
+    while not env.sessions().scalar(select(func.max(TuningTrial.reported))):  # the first job's first epochs
+        assert time.time() < deadline
+        time.sleep(0.02)
+    with env.sessions.begin() as s:  # two minutes pass
+        s.get(TuningJob, "timed").creation_time -= 121
+    d = env.wait("timed")
+    assert d["HyperParameterTuningJobStatus"] == "Completed" and len(env.jobs("timed")) == 1
+    assert d["TrainingJobStatusCounters"]["Stopped"] == 1 and d["BestTrainingJob"]
+    assert d["ConsumedResources"]["RuntimeInSeconds"] >= 121
+
+
+def test_convergence_ends_the_tuning_job_when_enabled(env):
+    req = request(
+        env.tmp,
+        "converged",
+        max_jobs=30,
+        parallel=3,
+        ranges=categorical(learning_rate=["0.1"]),
+        TuningJobCompletionCriteria={"ConvergenceDetected": {"CompleteOnConvergence": "Enabled"}},
+    )
+    env.api("CreateHyperParameterTuningJob", req)
+    d = env.wait("converged")
+    assert (
+        d["HyperParameterTuningJobStatus"] == "Completed"
+        and "ConvergenceDetectedTime" in d["TuningJobCompletionDetails"]
+    )
+    assert 10 <= len(env.jobs("converged")) < 30
 
 
 def test_hyperband_stops_low_fidelity_losers(env, monkeypatch):
