@@ -68,22 +68,33 @@ def dump(obj) -> str:
     return json.dumps(obj, indent=2, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v))
 
 
+def server_options(command):
+    """``--endpoint-url``, ``--data-dir`` and ``--region``: which server a client command talks to, and how."""
+    for option in reversed(
+        (
+            click.option(
+                "--endpoint-url",
+                envvar="ROOST_ENDPOINT_URL",
+                default="http://127.0.0.1:8080",
+                show_default=True,
+                help="The Roost server.",
+            ),
+            click.option(
+                "--data-dir",
+                default="roost-data",
+                show_default=True,
+                type=click.Path(file_okay=False),
+                help="The server's data folder, for its credentials.json (unless ROOST_ACCESS_KEY_ID is set).",
+            ),
+            click.option("--region", default="us-east-1", show_default=True),
+        )
+    ):
+        command = option(command)
+    return command
+
+
 @click.group("jobs", short_help="Create, list, describe, stop and follow jobs on a server.")
-@click.option(
-    "--endpoint-url",
-    envvar="ROOST_ENDPOINT_URL",
-    default="http://127.0.0.1:8080",
-    show_default=True,
-    help="The Roost server.",
-)
-@click.option(
-    "--data-dir",
-    default="roost-data",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="The server's data folder, for its credentials.json (unless ROOST_ACCESS_KEY_ID is set).",
-)
-@click.option("--region", default="us-east-1", show_default=True)
+@server_options
 @click.pass_context
 def jobs_cmd(ctx, endpoint_url, data_dir, region) -> None:
     """Create, list, describe, stop and follow training jobs on a Roost server."""

@@ -9,7 +9,7 @@ import time
 
 import click
 
-from roost.cli.jobs import call, clients
+from roost.cli.jobs import call, clients, server_options
 
 #: ``--range`` scaling suffixes and the ScalingType each means
 SCALINGS = {"auto": "Auto", "linear": "Linear", "log": "Logarithmic", "reverse-log": "ReverseLogarithmic"}
@@ -128,15 +128,7 @@ def definition_from_job(job: dict, tuned: set[str]) -> dict:
     "-H", "--hyperparameter", "static", multiple=True, metavar="KEY=VALUE", help="A static hyperparameter. Repeatable."
 )
 @click.option("--no-wait", is_flag=True, help="Create the tuning job and return.")
-@click.option("--endpoint-url", envvar="ROOST_ENDPOINT_URL", default="http://127.0.0.1:8080", show_default=True)
-@click.option(
-    "--data-dir",
-    default="roost-data",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="The server's data folder, for its credentials.json (unless ROOST_ACCESS_KEY_ID is set).",
-)
-@click.option("--region", default="us-east-1", show_default=True)
+@server_options
 def tune_cmd(
     request_file,
     name,
