@@ -265,7 +265,7 @@ def follow(sm, name: str, every: float = 2.0) -> dict:
     from rich.live import Live
 
     out = Console(highlight=False)
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple] = {}
     live = Live(console=out, refresh_per_second=2, transient=False) if out.is_terminal else None
     if live:
         live.start()
@@ -277,9 +277,10 @@ def follow(sm, name: str, every: float = 2.0) -> dict:
                 live.update(_table(d, jobs))
             else:
                 for j in jobs:
-                    if seen.get(j["TrainingJobName"]) != j["TrainingJobStatus"]:
-                        seen[j["TrainingJobName"]] = j["TrainingJobStatus"]
-                        value = (j.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")
+                    value = (j.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")
+                    # a job's line again when its status changes or its objective arrives (a moment after it ends)
+                    if seen.get(j["TrainingJobName"]) != (j["TrainingJobStatus"], value):
+                        seen[j["TrainingJobName"]] = (j["TrainingJobStatus"], value)
                         tail = "" if value is None else f" objective={value:.4f}"
                         tuned = json.dumps(j["TunedHyperParameters"])
                         click.echo(f"{j['TrainingJobName']} {j['TrainingJobStatus']}{tail} {tuned}")
