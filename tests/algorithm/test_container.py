@@ -325,3 +325,17 @@ def test_no_process_outlives_a_killed_job(tmp_path):
     while [p for p in family if _alive(p)]:
         assert time.time() < deadline, f"still running after the job was killed: {[p for p in family if _alive(p)]}"
         time.sleep(0.1)
+
+
+def test_the_seed_comes_from_the_environment(monkeypatch):
+    from roost.algorithm.container import SEED_ENV, job_seed
+    from roost.errors import UserError
+
+    monkeypatch.delenv(SEED_ENV, raising=False)
+    assert job_seed() == 0
+    monkeypatch.setenv(SEED_ENV, " 42 ")
+    assert job_seed() == 42
+    for bad in ("x", "-1", str(2**32)):
+        monkeypatch.setenv(SEED_ENV, bad)
+        with pytest.raises(UserError, match="ROOST_SEED"):
+            job_seed()

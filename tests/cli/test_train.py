@@ -112,3 +112,19 @@ def test_bad_hyperparameters_fail_before_any_work(tmp_path, data):
     assert "epochs='0' is not valid: expected an integer >= 1" in r.stderr
     assert "did you mean 'learning_rate'" in r.stderr
     assert not (tmp_path / "job").exists()
+
+
+def test_a_seed_changes_the_run_and_repeats_it(tmp_path, data):
+    """--seed is the way in for several-seed comparisons (benchmarks' parity runs); the default stays 0."""
+
+    def first_weights(folder, seed):
+        r = _run_cli(folder, data, "epochs=1", extra=("--seed", str(seed), "--workers", "0"))
+        assert r.returncode == 0, r.stderr
+        assert (f"Random seed {seed} (ROOST_SEED)" in r.stdout) == (seed != 0)
+        model, _ = load(folder / "job" / "model.tar.gz")
+        return next(w for w in model.state_dict().values() if w.ndim > 1)  # the first convolution's weights
+
+    one, other, again = (first_weights(tmp_path / name, seed) for name, seed in (("a", 1), ("b", 2), ("c", 1)))
+    assert not torch.equal(one, other) and torch.equal(one, again)
+    r = _run_cli(tmp_path / "d", data, "epochs=1", extra=("--seed", "-1"))
+    assert r.returncode == 2 and "--seed" in r.stderr

@@ -68,6 +68,22 @@ DEFAULT_KEYS = (
 )
 CLIENT_ERRORS = (UserError, FileNotFoundError)
 
+#: the random seed of a run (weights, shuffling, augmentation). SageMaker has no such hyperparameter, so it is
+#: not one: ``roost train --seed N`` sets it, and a server's job takes it from its Environment. Default 0.
+SEED_ENV = "ROOST_SEED"
+
+
+def job_seed() -> int:
+    """The run's seed from ``ROOST_SEED``; a value that is not a number from 0 to 2**32-1 is the user's error."""
+    text = os.environ.get(SEED_ENV, "0").strip() or "0"
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed < 2**32:
+        raise UserError(f"{SEED_ENV}={text!r} is not a seed: give a whole number from 0 to {2**32 - 1}")
+    return seed
+
 
 class _CurrentStdout:
     """Resolves ``sys.stdout`` at each write, so a progress display that redirects it keeps working."""
@@ -294,6 +310,9 @@ def _train_here(
         for data, name in ((train_data, "train"), (validation_data, "validation")):
             data.sharded_by_host = channels.get(name, ChannelConfig()).s3_distribution_type == "ShardedByS3Key"
         check_disjoint(train_data.samples, validation_data.samples)
+        seed = job_seed()
+        if seed:
+            log.info("Random seed %d (%s)", seed, SEED_ENV)
         result = train(
             hp,
             train_data,
@@ -306,6 +325,7 @@ def _train_here(
             workers=workers,
             cpu_bf16=cpu_bf16,
             world=world,
+            seed=seed,
         )
         if main:
             log.info("Training finished after %d epochs; the model is %s", result.epochs_run, result.model_file)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -77,6 +78,14 @@ _existing = click.Path(exists=True, path_type=Path)
     default=None,
     help="Data-loading worker processes (default: one per core; 0 loads in the training process).",
 )
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**32 - 1),
+    default=0,
+    show_default=True,
+    help="Random seed of the weights, the shuffling and the augmentation (SageMaker has no such setting; jobs "
+    "of a server take it from Environment ROOST_SEED).",
+)
 @click.argument("hyperparameters", nargs=-1, metavar="[KEY=VALUE]...")
 def train_cmd(
     train_path,
@@ -90,6 +99,7 @@ def train_cmd(
     hp_file,
     resume,
     workers,
+    seed,
     hyperparameters,
 ) -> None:
     """Train the image-classification algorithm.
@@ -107,7 +117,7 @@ def train_cmd(
     The job folder keeps the inputs, model/, output/data/metrics.csv, training.log,
     checkpoints/ (the state --resume continues from) and model.tar.gz.
     """
-    from roost.algorithm.container import log_formatter, run_training
+    from roost.algorithm.container import SEED_ENV, log_formatter, run_training
     from roost.algorithm.hyperparameters import HyperparameterError, load_json, parse_hyperparameters, parse_key_values
     from roost.algorithm.layout import JobLayout, prepare_local_job
     from roost.algorithm.state import STATE_FILE
@@ -147,6 +157,7 @@ def train_cmd(
             def on_batch(phase: str, epoch: int, done: int, total: int) -> None:
                 bar.update(task, description=f"epoch {epoch} {phase}", completed=done, total=total)
 
+            os.environ[SEED_ENV] = str(seed)  # read where the algorithm starts, in this process or its host processes
             status = run_training(job, on_batch=on_batch, workers=workers, confine=False)
     finally:
         logging.getLogger("roost").removeHandler(file_log)

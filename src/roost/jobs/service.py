@@ -72,7 +72,15 @@ def _check_request(req: dict) -> None:
 #: ``Environment`` names a job may set (exact, or a prefix ending in ``*``). Jobs are processes of the server's
 #: host, not containers: anything that steers the interpreter, the loader or a library (PYTHON*, LD_*, BROWSER,
 #: PATH, ...) could run code as the server, so only these pass; ``roost server --job-env-allow`` adds names.
-DEFAULT_JOB_ENV_ALLOW = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TZ", "SM_*", "SAGEMAKER_*")
+DEFAULT_JOB_ENV_ALLOW = (
+    "CUDA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "TZ",
+    "SM_*",
+    "SAGEMAKER_*",
+    "ROOST_SEED",  # the run's random seed (roost.algorithm.container.SEED_ENV)
+)
 
 
 class EnvironmentPolicy:
