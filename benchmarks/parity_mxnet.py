@@ -148,7 +148,8 @@ def _mean_spread(values: list[float]) -> str:
 
 
 def report(d: DataSet, runs: dict[str, list[Run]], epochs: int) -> None:
-    print(f"\n### {d.name}: {d.shape}, ResNet-{d.layers}, {d.train_count} training images, {len(runs['MXNet'])} seeds")
+    seeds = len(next(iter(runs.values())))
+    print(f"\n### {d.name}: {d.shape}, ResNet-{d.layers}, {d.train_count} training images, {seeds} seeds")
     print("| epoch | " + " | ".join(str(e) for e in range(epochs)) + " |")
     print("| --- |" + " --- |" * epochs)
     for system, rs in runs.items():
@@ -163,10 +164,9 @@ def report(d: DataSet, runs: dict[str, list[Run]], epochs: int) -> None:
         system: statistics.median(d.train_count / s for r in rs for s in r.seconds[1:] or r.seconds)
         for system, rs in runs.items()
     }
-    print(
-        f"- images/s (median over epochs after the first): MXNet {speed['MXNet']:.0f}, Roost {speed['Roost']:.0f} "
-        f"({speed['Roost'] / speed['MXNet']:.2f}x MXNet)"
-    )
+    shown = ", ".join(f"{system} {v:.0f}" for system, v in speed.items())
+    ratio = f" ({speed['Roost'] / speed['MXNet']:.2f}x MXNet)" if len(speed) == 2 else ""
+    print(f"- images/s (median over epochs after the first): {shown}{ratio}")
 
 
 def main() -> None:
@@ -178,7 +178,9 @@ def main() -> None:
     p.add_argument("--per-class", type=int, default=300, help="animal-mnist images per class")
     p.add_argument("--sets", default="mnist,animals,animals32", help="which data sets, comma-separated")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--systems", default="MXNet,Roost", help="which to run (Roost alone: an A/B of a change)")
     args = p.parse_args()
+    systems = [s for s in ("MXNet", "Roost") if s in args.systems.split(",")]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "OMP_WAIT_POLICY": "PASSIVE"}
     with tempfile.TemporaryDirectory(prefix="parity-") as tmp:
         folder = Path(tmp)
@@ -190,10 +192,10 @@ def main() -> None:
             sets += [d for d in animals(folder, args.per_class) if d.folder.name in wanted]
         for d in sets:
             hp = hyperparameters(d, args.epochs, args.batch)
-            runs: dict[str, list[Run]] = {"MXNet": [], "Roost": []}
+            runs: dict[str, list[Run]] = {system: [] for system in systems}
             for seed in range(args.seeds):
                 # alternate which goes first, so neither always meets a warmer or a busier machine
-                order = ("MXNet", "Roost") if seed % 2 == 0 else ("Roost", "MXNet")
+                order = systems if seed % 2 == 0 else systems[::-1]
                 for system in order:
                     if system == "MXNet":
                         runs[system].append(run_mxnet(args.mxnet, d, hp, seed, env))

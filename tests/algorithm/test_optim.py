@@ -45,7 +45,15 @@ def test_optimizer_wiring(name, cls):
     opt = make_optimizer(ResNet(2, 8, (3, 16, 16)), hp)
     assert isinstance(opt, cls)
     decay, no_decay = opt.param_groups
-    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+    model = ResNet(2, 8, (3, 16, 16))
+    names = {id(p): n for n, p in model.named_parameters()}
+    opt = make_optimizer(model, hp)
+    decay, no_decay = opt.param_groups
+    decayed = {names[id(p)] for p in decay["params"]}
+    # MXNet's wd_mult: *_weight and *_gamma decay (conv, fc, BN scales), biases and BN shifts do not
+    assert "fc1.weight" in decayed and "bn1.weight" in decayed and "conv0.weight" in decayed
+    assert not any(n.endswith("bias") for n in decayed) and "bn_data.weight" not in decayed  # fixed at 1
+    assert {names[id(p)] for p in no_decay["params"]} == {n for n in names.values() if n.endswith("bias")}
     assert decay["weight_decay"] == (0.01 if name in ("sgd", "nag") else 0.0) and no_decay["weight_decay"] == 0
     if name == "nag":
         assert decay["nesterov"] and decay["momentum"] == 0.8

@@ -16,17 +16,17 @@ log = logging.getLogger("roost.algorithm")
 def make_optimizer(model: nn.Module, hp: HyperParameters) -> torch.optim.Optimizer:
     """SageMaker's optimizer names and arguments.
 
-    Like MXNet (``wd_mult`` 0 for biases, gamma and beta), weight decay applies
-    to conv and fully connected weights only, and - as SageMaker documents -
-    only for sgd and nag.
+    As MXNet's default ``wd_mult`` has it (every parameter named ``*_weight`` or ``*_gamma``), weight decay
+    applies to conv and fully connected weights and to batch-norm scales, not to biases and shifts; and, as
+    SageMaker documents, only for sgd and nag. (``bn_data``'s scale is fixed at 1 and never trained.)
     """
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        is_weight = name.endswith("weight") and p.ndim > 1
-        (decay if is_weight else no_decay).append(p)
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            (decay if name == "weight" else no_decay).append(p)  # conv/fc weights, BN gamma; not bias, BN beta
     wd = hp.weight_decay if hp.optimizer in ("sgd", "nag") else 0.0
     groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
     lr = hp.learning_rate
