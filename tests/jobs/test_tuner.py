@@ -546,3 +546,30 @@ def test_names_are_unique_and_unknown_ones_are_not_found(env):
         env.api("CreateHyperParameterTuningJob", request(env.tmp, "toomany", max_jobs=1, parallel=101))
     assert err.value.code == "ResourceLimitExceeded"
     env.wait("once")
+
+
+def test_grid_points_left_waiting_by_a_crash_still_run_once(env):
+    """A crash between enqueueing a grid point and asking for it leaves it waiting in the study; the point
+    must not run twice when the tuner comes back."""
+    import optuna
+
+    env.tuner.shutdown()  # the test drives the tuner by hand
+    values = ["0.05", "0.1", "0.2"]
+    req = request(env.tmp, "leftover", "Grid", max_jobs=None, parallel=1, ranges=categorical(learning_rate=values))
+    env.api("CreateHyperParameterTuningJob", req)
+    study = optuna.create_study(study_name="leftover", storage=env.storage, direction="maximize", load_if_exists=True)
+    first = SearchSpace.parse(categorical(learning_rate=values), {}).grid(None)[0]
+    for _ in range(2):
+        study.enqueue_trial(first, skip_if_exists=False)
+    deadline = time.time() + 60
+    while (
+        env.api("DescribeHyperParameterTuningJob", {"HyperParameterTuningJobName": "leftover"})[
+            "HyperParameterTuningJobStatus"
+        ]
+        == "InProgress"
+    ):
+        assert time.time() < deadline
+        env.tuner.tick()
+        time.sleep(0.05)
+    ran = sorted(j["TunedHyperParameters"]["learning_rate"] for j in env.jobs("leftover"))
+    assert ran == sorted(values)

@@ -344,14 +344,18 @@ class Tuner:
 
     def _launch(self, plan: TuningPlan, study: optuna.Study, rows: Rows) -> bool:
         """One new training job from Optuna's next ask; False when there is nothing (more) to launch."""
+        taken = {tuple(sorted(t.tuned.items())) for t, j in rows if not retryable(j)}
         if plan.strategy == "Grid":
-            taken = {tuple(sorted(t.tuned.items())) for t, j in rows if not retryable(j)}
             point = next((p for p in plan.space.grid(plan.seed) if tuple(sorted(p.items())) not in taken), None)
             if point is None:
                 return False
             study.enqueue_trial(plan.space.params(point) or {}, skip_if_exists=False)
         trial = study.ask(plan.space.distributions())
         tuned = plan.space.hyperparameters(trial.params)
+        if plan.strategy == "Grid" and tuple(sorted(tuned.items())) in taken:
+            # a point enqueued before a crash and asked only now: it has run, and runs once
+            study.tell(trial, state=TrialState.FAIL)
+            return True
         job_name = training_job_name(plan.name, len(rows) + 1, secrets.token_hex(4))
         trial.set_user_attr("training_job", job_name)
         with self.sessions() as s:
