@@ -83,3 +83,23 @@ def test_bn_data_gamma_is_fixed_and_init_is_mxnet_xavier():
     fan_in = w[0].numel()
     assert abs(w.std().item() - math.sqrt(2 / fan_in)) < 0.02 * math.sqrt(2 / fan_in) * 10
     assert model.bn1.eps == 2e-5 and model.bn1.momentum == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(("layers", "shape"), [(20, (1, 28, 28)), (18, (3, 32, 32)), (50, (3, 224, 224))])
+def test_every_layer_starts_as_mxnets_initialiser_would(layers, shape):
+    """Xavier(rnd_type='gaussian', factor_type='in', magnitude=2) for every conv and FC weight - N(0, 2/fan_in),
+    fan_in = input channels x kernel area - and MXNet's defaults for the rest: biases and BN shifts 0, BN
+    scales 1, moving means 0 and variances 1 (benchmarks/README.md, parity findings)."""
+    torch.manual_seed(0)
+    model = ResNet(10, layers, shape)
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            w = module.weight.detach()
+            expected = math.sqrt(2 / w[0].numel())
+            tolerance = 4 / math.sqrt(2 * w.numel())  # four standard errors of a sample std
+            assert abs(w.std().item() / expected - 1) < tolerance, name
+            assert abs(w.mean().item()) < 4 * expected / math.sqrt(w.numel()), name
+            assert module.bias is None or torch.all(module.bias == 0), name
+        elif isinstance(module, torch.nn.BatchNorm2d):
+            assert torch.all(module.weight == 1) and torch.all(module.bias == 0), name
+            assert torch.all(module.running_mean == 0) and torch.all(module.running_var == 1), name
