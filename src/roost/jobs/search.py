@@ -71,12 +71,14 @@ class Range:
             return FloatDistribution(1.0 - self.high, 1.0 - self.low, log=True)
         return FloatDistribution(self.low, self.high, log=self.log)
 
-    def distribution_low(self) -> Any:
-        """The end of the distribution that gives MinValue (ReverseLogarithmic turns the range round)."""
-        return 1.0 - self.low if self.scaling == "ReverseLogarithmic" else self.low
-
-    def distribution_high(self) -> Any:
-        return 1.0 - self.high if self.scaling == "ReverseLogarithmic" else self.high
+    @property
+    def extremes(self) -> tuple[str, ...]:
+        """The values a job can get at the ends of the range (every value of a categorical one), as strings."""
+        if self.kind == "Categorical":
+            return self.values
+        if self.kind == "Integer":
+            return (str(int(self.low)), str(int(self.high)))
+        return (repr(self.low), repr(self.high))
 
     def value(self, sampled: Any) -> str:
         """The hyperparameter's string, as the training job gets it."""
@@ -152,13 +154,17 @@ class SearchSpace:
         for r in self.ranges:
             if r.name not in hyperparameters:
                 return None
-            try:
-                v = r.sampled(hyperparameters[r.name])
-            except ValueError:
-                return None
-            if not r.distribution()._contains(r.distribution().to_internal_repr(v)):
-                return None
-            out[r.name] = v
+            text = hyperparameters[r.name]
+            if r.kind == "Categorical":
+                if text not in r.values:
+                    return None
+            else:
+                try:
+                    if not r.low <= float(text) <= r.high:
+                        return None
+                except ValueError:
+                    return None
+            out[r.name] = r.sampled(text)
         return out
 
     def grid(self, seed: int | None) -> list[dict[str, str]]:
@@ -218,8 +224,7 @@ def _check_schema(r: Range, static: Mapping[str, str], field: str) -> None:
         raise RangeError(
             f"{r.name} takes integers: give it an IntegerParameterRanges entry, not a continuous range", field
         )
-    tried = r.values if r.kind == "Categorical" else (r.value(r.distribution_low()), r.value(r.distribution_high()))
-    for value in tried:
+    for value in r.extremes:
         try:
             parse_hyperparameters({**static, r.name: value})
         except HyperparameterError as err:

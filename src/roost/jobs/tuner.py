@@ -39,6 +39,7 @@ from roost.jobs.tuning import (
     ACTIVE,
     TuningPlan,
     best_trial,
+    objective_progress,
     retryable,
     training_job_name,
     trial_rows,
@@ -83,7 +84,7 @@ class Tuner:
         self.training = training
         self.storage = storage  # Optuna's RDB storage (roost.storage.database.optuna_storage)
         self.poll = poll
-        self._studies: dict[str, optuna.Study] = {}
+        self._studies: dict[str, tuple[TuningPlan, optuna.Study]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -128,13 +129,13 @@ class Tuner:
         with self.sessions() as s:
             row = fetch(s, TuningJob, name)
             request, stopping = row.request, row.stop_requested
-        plan = TuningPlan.from_request(request)
-        study = self._study(plan)
+        plan, study = self._loaded(name, request)
         with self.sessions() as s:
             rows = trial_rows(s, name)
-        trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-        for t, j in rows:
-            if not t.settled:
+        unsettled = [(t, j) for t, j in rows if not t.settled]
+        if unsettled:
+            trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+            for t, j in unsettled:
                 self._follow(plan, study, trials[t.trial_number], t, j, stopping)
         with self.sessions() as s:
             rows = trial_rows(s, name)
@@ -144,7 +145,8 @@ class Tuner:
         if stopping or finishing:
             for j in running if stopping or finishing != BUDGET_SPENT else ():  # a spent budget lets jobs finish
                 if j.status == TrainingJobStatus.IN_PROGRESS and not j.stop_requested:
-                    self._stop_job(j.name, "tuning-job")
+                    message = f"Stopping the training job: its tuning job {plan.name} is ending"
+                    self._stop_job(j.name, "tuning-job", message)
             if not running and all(t.settled for t, _ in rows):
                 if stopping:
                     self._end(name, TuningJobStatus.STOPPED)
@@ -159,10 +161,14 @@ class Tuner:
             with self.sessions() as s:
                 rows = trial_rows(s, name)
 
+    def _loaded(self, name: str, request: dict) -> tuple[TuningPlan, optuna.Study]:
+        """The tuning job's plan and study, made once per server run (its request never changes)."""
+        if name not in self._studies:
+            plan = TuningPlan.from_request(request)
+            self._studies[name] = (plan, self._study(plan))
+        return self._studies[name]
+
     def _study(self, plan: TuningPlan) -> optuna.Study:
-        study = self._studies.get(plan.name)
-        if study is not None:
-            return study
         study = optuna.create_study(
             study_name=plan.name,
             storage=self.storage,
@@ -178,7 +184,6 @@ class Tuner:
             self._warm_start(plan, study)
             study.set_user_attr("warm_started", True)
         self._adopt_orphans(plan, study)
-        self._studies[plan.name] = study
         return study
 
     def _warm_start(self, plan: TuningPlan, study: optuna.Study) -> None:
@@ -280,27 +285,15 @@ class Tuner:
             row.reported = len(values)
             row.objective, row.objective_status, row.settled = objective, status, True
             row.stopped_by = row.stopped_by or stopped_by
+            fetch(s, TuningJob, plan.name).last_modified_time = time.time()  # its counters changed
 
     def _progress(self, plan: TuningPlan, rows: Rows) -> str | None:
         """Update the completion details; why the tuning job should launch no more jobs, if it should not."""
-        ended = sorted(
-            (tj for tj in rows if tj[0].objective_status == ObjectiveStatus.SUCCEEDED and tj[0].objective is not None),
-            key=lambda tj: tj[1].training_end_time or 0,
-        )
-        best: float | None = None
-        not_improving = 0
-        for t, _ in ended:
-            assert t.objective is not None
-            not_improving = 0 if plan.improves(t.objective, best) else not_improving + 1
-            if plan.better(t.objective, best):
-                best = t.objective
+        best, not_improving, evaluated = objective_progress(rows, plan.maximize)
         window = max(5, plan.max_jobs // 4)
-        converged = len(ended) >= CONVERGENCE_MIN_JOBS and not_improving >= window
+        converged = evaluated >= CONVERGENCE_MIN_JOBS and not_improving >= window
         with self.sessions.begin() as s:
             row = fetch(s, TuningJob, plan.name)
-            if row.not_improving != not_improving:
-                row.not_improving = not_improving
-                row.last_modified_time = time.time()
             if converged and row.convergence_time is None:
                 row.convergence_time = time.time()
             reason = row.finishing
@@ -385,10 +378,9 @@ class Tuner:
         log.info("tuning job %s launched %s with %s", plan.name, job_name, tuned)
         return True
 
-    def _stop_job(self, name: str, why: str, message: str | None = None) -> None:
-        tuning_job = name.rsplit("-", 2)[0]
+    def _stop_job(self, name: str, why: str, message: str) -> None:
         try:
-            self.training.stop(name, message or f"Stopping the training job: its tuning job {tuning_job} is ending")
+            self.training.stop(name, message)
         except ServiceError:  # it ended meanwhile
             return
         with self.sessions.begin() as s:

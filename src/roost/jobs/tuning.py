@@ -9,6 +9,7 @@ training jobs through :class:`~roost.jobs.service.TrainingJobService`.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -177,20 +178,9 @@ class TuningPlan:
             ),
             complete_on_convergence=(criteria.get("ConvergenceDetected") or {}).get("CompleteOnConvergence")
             == "Enabled",
-            parents=tuple(p["HyperParameterTuningJobName"] for p in warm.get("ParentHyperParameterTuningJobs") or []),
+            parents=parent_names(req),
             warm_start_type=warm.get("WarmStartType"),
         )
-
-    def better(self, a: float, b: float | None) -> bool:
-        """``a`` beats ``b`` in the objective's direction (anything beats nothing)."""
-        return b is None or (a > b if self.maximize else a < b)
-
-    def improves(self, value: float, best: float | None) -> bool:
-        """``value`` betters ``best`` by at least 1 %, SageMaker's threshold for "improving"."""
-        if best is None:
-            return True
-        margin = IMPROVEMENT * max(abs(best), 1e-12)
-        return value > best + margin if self.maximize else value < best - margin
 
     def reached(self, value: float) -> bool:
         return self.target is not None and (value >= self.target if self.maximize else value <= self.target)
@@ -240,7 +230,7 @@ class TuningPlan:
 
     def first_point(self) -> dict[str, str]:
         """Hyperparameters of a job the plan could launch (each range's lower end), to check the definition."""
-        return {r.name: r.values[0] if r.values else r.value(r.distribution_low()) for r in self.space.ranges}
+        return {r.name: r.extremes[0] for r in self.space.ranges}
 
 
 def _definition(req: Mapping[str, Any]) -> dict[str, Any]:
@@ -256,6 +246,12 @@ def _definition(req: Mapping[str, Any]) -> dict[str, Any]:
         return dict(several[0])
     assert single is not None
     return dict(single)
+
+
+def parent_names(request: Mapping[str, Any]) -> tuple[str, ...]:
+    """The tuning jobs a request warm-starts from."""
+    warm = request.get("WarmStartConfig") or {}
+    return tuple(p["HyperParameterTuningJobName"] for p in warm.get("ParentHyperParameterTuningJobs") or [])
 
 
 def training_job_name(tuning_job: str, number: int, suffix: str) -> str:
@@ -320,7 +316,6 @@ class TuningJobService(Service):
                     creation_time=now,
                     last_modified_time=now,
                     stop_requested=False,
-                    not_improving=0,
                 )
             )
             s.flush()
@@ -362,7 +357,7 @@ class TuningJobService(Service):
             trials = trial_rows(s, row.name)
             parents = [
                 (p, trial_rows(s, p.name))
-                for p in (s.get(TuningJob, n) for n in TuningPlan.from_request(row.request).parents)
+                for p in (s.get(TuningJob, n) for n in parent_names(row.request))
                 if p is not None
             ]
             return describe(row, trials, parents)
@@ -521,6 +516,29 @@ def job_summary(tuning_job: str, metric: str, maximize: bool, t: TuningTrial, j:
     return out
 
 
+def objective_progress(
+    trials: Sequence[tuple[TuningTrial, TrainingJob]], maximize: bool
+) -> tuple[float | None, int, int]:
+    """``(best objective, jobs in a row without a 1 % improvement of the best, jobs evaluated)``, over the jobs
+    whose objective succeeded in the order they ended: what the completion criteria and
+    ``TuningJobCompletionDetails`` read."""
+    ended = sorted(
+        (tj for tj in trials if tj[0].objective_status == ObjectiveStatus.SUCCEEDED and tj[0].objective is not None),
+        key=lambda tj: tj[1].training_end_time or 0,
+    )
+    best: float | None = None
+    not_improving = 0
+    for t, _ in ended:
+        value = t.objective
+        assert value is not None
+        margin = IMPROVEMENT * max(abs(best), 1e-12) if best is not None else 0.0
+        improved = best is None or (value > best + margin if maximize else value < best - margin)
+        not_improving = 0 if improved else not_improving + 1
+        if best is None or (value > best if maximize else value < best):
+            best = value
+    return best, not_improving, len(ended)
+
+
 def best_trial(
     trials: Sequence[tuple[TuningTrial, TrainingJob]], maximize: bool
 ) -> tuple[TuningTrial, TrainingJob] | None:
@@ -536,7 +554,10 @@ def _config(row: TuningJob) -> dict[str, Any]:
     config = dict(row.request["HyperParameterTuningJobConfig"])
     if config["Strategy"] == "Grid":  # the service fills in the combination count it inferred
         limits = dict(config["ResourceLimits"])
-        limits["MaxNumberOfTrainingJobs"] = TuningPlan.from_request(row.request).max_jobs
+        categorical = (config.get("ParameterRanges") or _definition(row.request).get("HyperParameterRanges") or {}).get(
+            "CategoricalParameterRanges"
+        ) or []
+        limits["MaxNumberOfTrainingJobs"] = math.prod(len(r["Values"]) for r in categorical)
         config["ResourceLimits"] = limits
     return config
 
@@ -577,7 +598,9 @@ def describe(
         "LastModifiedTime": row.last_modified_time,
         "TrainingJobStatusCounters": status,
         "ObjectiveStatusCounters": objective,
-        "TuningJobCompletionDetails": {"NumberOfTrainingJobsObjectiveNotImproving": row.not_improving},
+        "TuningJobCompletionDetails": {
+            "NumberOfTrainingJobsObjectiveNotImproving": objective_progress(trials, maximize)[1]
+        },
         "ConsumedResources": {"RuntimeInSeconds": int((row.end_time or time.time()) - row.creation_time)},
     }
     if row.convergence_time:

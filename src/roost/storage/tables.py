@@ -108,7 +108,6 @@ class TuningJob(Base):
     stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     #: why it stops launching jobs (a completion criterion met); it then ends Completed once its jobs have ended
     finishing: Mapped[str | None] = mapped_column(Text, nullable=True)
-    not_improving: Mapped[int] = mapped_column(Integer, default=0)
     convergence_time: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 

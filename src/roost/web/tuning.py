@@ -330,8 +330,7 @@ def parallel_coordinates(jobs: list[dict], space: SearchSpace | None, maximize: 
             if kind == "cat":
                 t = (scale.index(raw) + 0.5) / len(scale) if raw in scale else 0.5
             else:
-                value = float(raw) if not isinstance(raw, float) else raw
-                t = _position(value, *scale)
+                t = _position(float(raw), *scale)
             points.append(f"{axis['x']:.1f},{top + (1 - t) * (height - top - bottom):.1f}")
         objective = _objective(j)
         quality = 0.5 if objective is None or hi == lo else (objective - lo) / (hi - lo)
@@ -345,7 +344,7 @@ def parallel_coordinates(jobs: list[dict], space: SearchSpace | None, maximize: 
                 "title": f"{j['TrainingJobName']}: {_fmt(objective) if objective is not None else 'no objective'}",
             }
         )
-    return {"width": width, "height": height, "axes": axes, "lines": lines}
+    return {"width": width, "height": height, "top": top, "bottom": height - bottom, "axes": axes, "lines": lines}
 
 
 def _num(v: Any) -> float | None:

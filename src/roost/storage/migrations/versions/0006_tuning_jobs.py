@@ -26,7 +26,6 @@ def upgrade() -> None:
         sa.Column("end_time", sa.Float(), nullable=True),
         sa.Column("stop_requested", sa.Boolean(), nullable=False),
         sa.Column("finishing", sa.Text(), nullable=True),
-        sa.Column("not_improving", sa.Integer(), nullable=False),
         sa.Column("convergence_time", sa.Float(), nullable=True),
     )
     op.create_index("ix_tuning_jobs_status", "tuning_jobs", ["status"])
