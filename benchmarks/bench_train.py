@@ -10,11 +10,12 @@ For ResNet-18 at 3,224,224 (batch 32) and ResNet-20 at 3,28,28 (batch 128):
   no training, to show it outruns what training consumes;
 * whole pipeline - loader + step together, as ``roost train`` runs.
 
-All in one process, so the ratios compare like with like. MXNet 1.9.1's figures
-for this 2-core machine (the bar Roost must clear by 1.2x) are printed for
-reference; they cannot be measured here.
+All in one process, so the ratios compare like with like. Where MXNet 1.9.1's
+interpreter is at hand (``--mxnet PATH`` or ``$MXNET_PYTHON``; ``../shared/peers/mxnet/setup.sh
+WORK`` makes one), its bare training step on SageMaker's network is measured in
+the same run and every row gets a ratio against it too.
 
-    .venv/bin/python benchmarks/bench_train.py [--quick]
+    .venv/bin/python benchmarks/bench_train.py [--quick] [--mxnet WORK/venv/bin/python]
 """
 
 from __future__ import annotations
@@ -40,8 +41,7 @@ from roost.data.dataset import make_loader  # noqa: E402
 from roost.formats import recordio  # noqa: E402
 from roost.models.resnet import ResNet  # noqa: E402
 from roost.system import available_cores  # noqa: E402
-
-MXNET = {18: 11.7, 20: 413.0}  # images/s, MXNet 1.9.1 on this machine (ResNet-20 measured at 3,32,32)
+from step_speed import mxnet_python, mxnet_step  # noqa: E402
 
 
 def make_rec(path: Path, n: int, size: tuple[int, int]) -> None:
@@ -136,7 +136,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps (noisier)")
     ap.add_argument("--workers", type=int, default=available_cores(), help="loader workers")
+    ap.add_argument("--mxnet", help="MXNet 1.9.1's python, to measure it in this run (default: $MXNET_PYTHON)")
     args = ap.parse_args()
+    python = mxnet_python(args.mxnet)
     configs = [(20, 28, 128, 8 if args.quick else 30), (18, 224, 32, 2 if args.quick else 6)]
     print(
         f"torch {torch.__version__}, {available_cores()} threads, {args.workers} loader workers, "
@@ -144,6 +146,13 @@ def main() -> None:
     )
     # every baseline first: Roost's process settings (pick_device) must not help them
     base = {layers: baseline(layers, hw, batch, steps) for layers, hw, batch, steps in configs}
+    mxnet = {
+        layers: mxnet_step(python, layers, (3, hw, hw), batch, steps, available_cores())
+        for layers, hw, batch, steps in configs
+        if python
+    }
+    if not python:
+        print("MXNet: not measured (no --mxnet and no $MXNET_PYTHON)")
     with tempfile.TemporaryDirectory() as tmp:
         for layers, hw, batch, steps in configs:
             rec = Path(tmp) / f"bench{hw}.rec"
@@ -151,11 +160,11 @@ def main() -> None:
             make_rec(rec, max(batch * 4, 256), (src, hw + hw // 7))
             res = {"baseline (eager, NCHW)": base[layers], **roost(layers, hw, batch, steps, rec, args.workers)}
             print(f"\nResNet-{layers} at 3,{hw},{hw}, batch {batch}:")
+            if layers in mxnet:
+                print(f"  {'MXNet 1.9.1 step (this run)':<30} {mxnet[layers]:8.1f} img/s")
             for name, rate in res.items():
-                print(
-                    f"  {name:<30} {rate:8.1f} img/s   {rate / base[layers]:5.2f}x baseline   "
-                    f"{rate / MXNET[layers]:5.2f}x MXNet ({MXNET[layers]:g} img/s)"
-                )
+                against = f"   {rate / mxnet[layers]:5.2f}x MXNet" if layers in mxnet else ""
+                print(f"  {name:<30} {rate:8.1f} img/s   {rate / base[layers]:5.2f}x baseline{against}")
 
 
 if __name__ == "__main__":

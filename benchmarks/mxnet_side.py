@@ -7,16 +7,22 @@ heights <= 28), reads the ``.rec`` files with ``ImageRecordIter`` (SageMaker's `
 ``rand_crop`` and ``rand_mirror``) and trains with ``Module.fit``: ``Xavier(gaussian, in, 2)``, ``sgd`` with
 ``wd`` and ``momentum``, ``multi_precision``, and MXNet's default ``wd_mult`` (``_weight`` and ``_gamma``
 decayed). It logs MXNet's own ``Epoch[N] Train-accuracy=`` / ``Time cost=`` / ``Validation-accuracy=`` lines.
+``step`` times the bare training step instead (``forward_backward`` + ``update`` on one random batch) and prints
+``{"images_per_s": ...}``.
 
-    WORK/venv/bin/python benchmarks/mxnet_side.py --train t.rec --val v.rec --classes 10 --examples 4000 \\
+    WORK/venv/bin/python benchmarks/mxnet_side.py fit --train t.rec --val v.rec --classes 10 --examples 4000 \\
         --shape 1,28,28 --layers 20 --batch 128 --lr 0.1 --momentum 0.9 --wd 0.0001 --epochs 5 --seed 0
+    WORK/venv/bin/python benchmarks/mxnet_side.py step --classes 10 --shape 3,224,224 --layers 18 --batch 32 \\
+        --steps 4
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import random
+import time
 
 import mxnet as mx
 import numpy as np
@@ -100,19 +106,53 @@ def resnet(classes: int, layers: int, shape: tuple[int, int, int]):
     return mx.sym.SoftmaxOutput(fc1, name="softmax")
 
 
+SGD = dict(optimizer="sgd", initializer=mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
+
+
+def step(args: argparse.Namespace, shape: tuple[int, ...]) -> None:
+    mod = mx.mod.Module(resnet(args.classes, args.layers, shape), context=mx.cpu())
+    mod.bind(data_shapes=[("data", (args.batch, *shape))], label_shapes=[("softmax_label", (args.batch,))])
+    mod.init_params(SGD["initializer"])
+    params = {"learning_rate": 0.01, "momentum": 0.9, "wd": 1e-4, "multi_precision": True}
+    mod.init_optimizer(optimizer=SGD["optimizer"], optimizer_params=params)
+    rng = np.random.default_rng(0)
+    data = mx.nd.array(rng.integers(0, 256, (args.batch, *shape)).astype(np.float32))
+    batch = mx.io.DataBatch([data], [mx.nd.array(rng.integers(0, args.classes, args.batch))])
+
+    def one() -> None:
+        mod.forward_backward(batch)
+        mod.update()
+        mx.nd.waitall()  # MXNet is asynchronous: the step ends when its results exist
+
+    for _ in range(2):
+        one()
+    t = time.perf_counter()
+    for _ in range(args.steps):
+        one()
+    print(json.dumps({"images_per_s": args.batch * args.steps / (time.perf_counter() - t)}))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, kind in (("train", str), ("val", str), ("classes", int), ("examples", int), ("shape", str),
-                       ("layers", int), ("batch", int), ("lr", float), ("momentum", float), ("wd", float),
-                       ("epochs", int), ("seed", int)):  # fmt: skip
-        p.add_argument(f"--{name}", type=kind, required=True)
-    p.add_argument("--threads", type=int, default=2, help="ImageRecordIter's decoding threads")
+    sub = p.add_subparsers(dest="command", required=True)
+    fit, timing = sub.add_parser("fit", help="Module.fit on .rec files"), sub.add_parser("step", help="time a step")
+    for parser in (fit, timing):
+        for name, kind in (("classes", int), ("shape", str), ("layers", int), ("batch", int)):
+            parser.add_argument(f"--{name}", type=kind, required=True)
+    for name, kind in (("train", str), ("val", str), ("examples", int), ("lr", float), ("momentum", float),
+                       ("wd", float), ("epochs", int), ("seed", int)):  # fmt: skip
+        fit.add_argument(f"--{name}", type=kind, required=True)
+    fit.add_argument("--threads", type=int, default=2, help="ImageRecordIter's decoding threads")
+    timing.add_argument("--steps", type=int, required=True)
     args = p.parse_args()
+    shape = tuple(int(x) for x in args.shape.split(","))
+    if args.command == "step":
+        step(args, shape)
+        return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     random.seed(args.seed)
     np.random.seed(args.seed)
     mx.random.seed(args.seed)
-    shape = tuple(int(x) for x in args.shape.split(","))
     common = dict(data_shape=shape, batch_size=args.batch, preprocess_threads=args.threads, label_width=1)
     train = mx.io.ImageRecordIter(
         path_imgrec=args.train, shuffle=True, rand_crop=True, rand_mirror=True, seed=args.seed, **common
@@ -124,14 +164,13 @@ def main() -> None:
         eval_data=val,
         eval_metric=["accuracy"],
         kvstore="local",
-        optimizer="sgd",
         optimizer_params={
             "learning_rate": args.lr,
             "wd": args.wd,
             "momentum": args.momentum,
             "multi_precision": True,
         },
-        initializer=mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2),
+        **SGD,
         batch_end_callback=mx.callback.Speedometer(args.batch, 50),
         num_epoch=args.epochs,
     )

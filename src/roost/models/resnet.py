@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from roost.errors import UserError
@@ -197,9 +198,34 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bias)
                 m.reset_running_stats()
 
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """``conv0(bn_data(x))``; in training, with bn_data folded into conv0.
+
+        The pixels need no gradient, so the only use of conv0's input gradient (the whole image's, the slowest
+        convolution pass of a ResNet-18 step at 224) is bn_data's shift. bn_data is per channel ``scale * x +
+        shift`` and conv0 is linear, so ``conv0(scale * x + shift) = conv0 with its weights scaled (x) + conv0(the
+        shift at every pixel)``; the second term is a small map, constant but for the zero-padded border, and
+        carries the shift's gradient by itself. The batch statistics and running averages are bn_data's own.
+        """
+        bn = self.bn_data
+        running_mean, running_var, momentum = bn.running_mean, bn.running_var, bn.momentum
+        plain = not (self.training and torch.is_grad_enabled()) or bn.weight.requires_grad or momentum is None
+        if plain or momentum is None or running_mean is None or running_var is None:
+            return self.conv0(bn(x))
+        with torch.no_grad():
+            var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)
+            n = x.numel() // x.shape[1]
+            running_mean.lerp_(mean, momentum)
+            running_var.lerp_(var * (n / max(n - 1, 1)), momentum)  # unbiased, as F.batch_norm keeps it
+            if bn.num_batches_tracked is not None:
+                bn.num_batches_tracked.add_(1)
+            scale = bn.weight * torch.rsqrt(var + bn.eps)
+        conv = self.conv0
+        scaled = F.conv2d(x, conv.weight * scale[None, :, None, None], None, conv.stride, conv.padding)
+        return _AddToEveryImage.apply(scaled, shift_through_conv(bn.bias - mean * scale, conv, x.shape[-2:]))
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.bn_data(x)
-        x = self.conv0(x)
+        x = self.stem(x)
         if not self.spec.small_stem:
             x = self.pooling0(self.relu(self.bn0(x)))
         for name in self.unit_names:
@@ -209,6 +235,42 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class _AddToEveryImage(torch.autograd.Function):
+    """``batch + per_image`` for a (C, H, W) map, its gradient summed over the batch in the batch's memory order
+    (autograd's own sum over dim 0 of a channels-last batch is 20x slower)."""
+
+    @staticmethod
+    def forward(ctx, batch: torch.Tensor, per_image: torch.Tensor) -> torch.Tensor:
+        return batch + per_image.unsqueeze(0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if grad.is_contiguous(memory_format=torch.channels_last):
+            return grad, grad.permute(0, 2, 3, 1).sum(0).permute(2, 0, 1)
+        return grad, grad.sum(0)
+
+
+def shift_through_conv(shift: torch.Tensor, conv: nn.Conv2d, size: Sequence[int]) -> torch.Tensor:
+    """``conv`` applied to an image of ``size`` holding ``shift[c]`` at every pixel of channel c: (out, H', W'),
+    laid out channels-last in memory, as the batch it is added to.
+
+    With zero padding an output pixel sees the shift only through the kernel taps that land inside the image,
+    so per axis a (taps x outputs) mask of those taps is enough.
+    """
+
+    def inside(axis: int) -> torch.Tensor:
+        padding = conv.padding
+        assert not isinstance(padding, str), "conv0 pads by a number"
+        k, s, p, n = conv.kernel_size[axis], conv.stride[axis], int(padding[axis]), int(size[axis])
+        outputs = (n + 2 * p - k) // s + 1
+        pos = torch.arange(outputs, device=shift.device) * s - p
+        taps = torch.arange(k, device=shift.device)[:, None] + pos[None, :]
+        return ((taps >= 0) & (taps < n)).to(conv.weight.dtype)
+
+    per_tap = torch.einsum("ockl,c->okl", conv.weight, shift.to(conv.weight.dtype))
+    return torch.einsum("okl,ki,lj->ijo", per_tap, inside(0), inside(1)).permute(2, 0, 1)
 
 
 #: the classifier's names: ``fc1`` as MXNet's resnet.py builds it, ``fc`` after transfer learning (fine-tune.py)
