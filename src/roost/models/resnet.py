@@ -209,8 +209,8 @@ class ResNet(nn.Module):
         """
         bn = self.bn_data
         running_mean, running_var, momentum = bn.running_mean, bn.running_var, bn.momentum
-        plain = not (self.training and torch.is_grad_enabled()) or bn.weight.requires_grad or momentum is None
-        if plain or momentum is None or running_mean is None or running_var is None:
+        folded = self.training and torch.is_grad_enabled() and not bn.weight.requires_grad
+        if not folded or momentum is None or running_mean is None or running_var is None:
             return self.conv0(bn(x))
         with torch.no_grad():
             var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)
