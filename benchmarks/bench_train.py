@@ -41,7 +41,7 @@ from roost.data.dataset import make_loader  # noqa: E402
 from roost.formats import recordio  # noqa: E402
 from roost.models.resnet import ResNet  # noqa: E402
 from roost.system import available_cores  # noqa: E402
-from step_speed import mxnet_python, mxnet_step  # noqa: E402
+from step_speed import WARMUP_STEPS, mxnet_python, mxnet_step  # noqa: E402
 
 
 def make_rec(path: Path, n: int, size: tuple[int, int]) -> None:
@@ -93,7 +93,7 @@ def baseline(layers: int, hw: int, batch: int, steps: int) -> float:
         loss.backward()
         opt.step()
 
-    return batch * steps / timed(plain, steps, 2)
+    return batch * steps / timed(plain, steps, WARMUP_STEPS)
 
 
 def roost(layers: int, hw: int, batch: int, steps: int, rec: Path, workers: int) -> dict[str, float]:
@@ -104,7 +104,7 @@ def roost(layers: int, hw: int, batch: int, steps: int, rec: Path, workers: int)
     step = TrainStep(model, make_optimizer(model, hp), device)
     labels = torch.randint(0, 10, (batch,))
     images_u8 = torch.randint(0, 256, (batch, 3, hw, hw), dtype=torch.uint8)
-    results = {"roost step": batch * steps / timed(lambda: step(images_u8, labels), steps, 2)}
+    results = {"roost step": batch * steps / timed(lambda: step(images_u8, labels), steps, WARMUP_STEPS)}
 
     dataset = load_channel([rec], hp, train=True)
     loader = make_loader(dataset, batch, train=True, workers=workers)
@@ -127,7 +127,7 @@ def roost(layers: int, hw: int, batch: int, steps: int, rec: Path, workers: int)
         images, y = next(stream)
         step(images, y)
 
-    results["whole pipeline (roost train)"] = batch * steps / timed(whole, steps, 2)
+    results["whole pipeline (roost train)"] = batch * steps / timed(whole, steps, WARMUP_STEPS)
     stream.close()  # ends the loader iteration and lets its workers go
     return results
 

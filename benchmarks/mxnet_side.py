@@ -124,7 +124,7 @@ def step(args: argparse.Namespace, shape: tuple[int, ...]) -> None:
         mod.update()
         mx.nd.waitall()  # MXNet is asynchronous: the step ends when its results exist
 
-    for _ in range(2):
+    for _ in range(args.warmup):
         one()
     t = time.perf_counter()
     for _ in range(args.steps):
@@ -144,6 +144,7 @@ def main() -> None:
         fit.add_argument(f"--{name}", type=kind, required=True)
     fit.add_argument("--threads", type=int, default=2, help="ImageRecordIter's decoding threads")
     timing.add_argument("--steps", type=int, required=True)
+    timing.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     args = p.parse_args()
     shape = tuple(int(x) for x in args.shape.split(","))
     if args.command == "step":

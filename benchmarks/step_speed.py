@@ -23,6 +23,12 @@ from roost.models.resnet import ResNet
 HERE = Path(__file__).resolve().parent
 MXNET_ENV = "MXNET_PYTHON"
 
+#: untimed steps first, on both sides. PyTorch allocates every step afresh, and glibc's heap keeps growing for the
+#: first few steps (fragmentation) into pages the VM has never backed: 25,000-75,000 page faults at ~15 us each
+#: in a step of ResNet-18 at 224. After ~5 steps the heap has settled and a long run sees almost none; MXNet plans
+#: its memory once at bind. Two warm-up steps measured Roost's early steps, not its steady state.
+WARMUP_STEPS = 5
+
 
 def mxnet_python(given: str | None) -> str | None:
     """MXNet's interpreter, if there is one: ``given`` or ``$MXNET_PYTHON``."""
@@ -34,7 +40,7 @@ def mxnet_python(given: str | None) -> str | None:
 
 def roost_step(layers: int, shape: tuple[int, int, int], batch: int, steps: int, dtype: str = "float32") -> float:
     """Images/s of Roost's training step with ``precision_dtype=dtype`` (SageMaker's sgd, momentum and weight
-    decay), after 2 warm-up steps."""
+    decay), after ``WARMUP_STEPS`` untimed steps."""
     device = pick_device()  # Roost's process settings, as ``roost train`` has them
     precision = precision_plan(dtype, device)
     if dtype == "float16" and precision.autocast_dtype is None:
@@ -53,7 +59,7 @@ def roost_step(layers: int, shape: tuple[int, int, int], batch: int, steps: int,
     step = TrainStep(model, make_optimizer(model, hp), device, precision=precision)
     images = torch.randint(0, 256, (batch, *shape), dtype=torch.uint8)
     labels = torch.randint(0, 10, (batch,))
-    for _ in range(2):
+    for _ in range(WARMUP_STEPS):
         step(images, labels)
     t = time.perf_counter()
     for _ in range(steps):
@@ -64,7 +70,7 @@ def roost_step(layers: int, shape: tuple[int, int, int], batch: int, steps: int,
 def mxnet_step(python: str, layers: int, shape: tuple[int, int, int], batch: int, steps: int, threads: int) -> float:
     """Images/s of MXNet 1.9.1's ``Module.forward_backward`` + ``update`` on SageMaker's network, float32."""
     args = [python, str(HERE / "mxnet_side.py"), "step", "--layers", str(layers), "--shape", ",".join(map(str, shape))]
-    args += ["--batch", str(batch), "--steps", str(steps), "--classes", "10"]
+    args += ["--batch", str(batch), "--steps", str(steps), "--classes", "10", "--warmup", str(WARMUP_STEPS)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
     r = subprocess.run(args, capture_output=True, text=True, env=env)
     if r.returncode != 0:
