@@ -41,7 +41,7 @@ from roost.data.dataset import make_loader  # noqa: E402
 from roost.formats import recordio  # noqa: E402
 from roost.models.resnet import ResNet  # noqa: E402
 from roost.system import available_cores  # noqa: E402
-from step_speed import WARMUP_STEPS, mxnet_python, mxnet_step  # noqa: E402
+from step_speed import mxnet_python, mxnet_step, timed  # noqa: E402
 
 
 def make_rec(path: Path, n: int, size: tuple[int, int]) -> None:
@@ -52,15 +52,6 @@ def make_rec(path: Path, n: int, size: tuple[int, int]) -> None:
             img = cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), (0, 0), 3)
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
             out.write(recordio.pack(recordio.IRHeader(0, float(i % 10), i, 0), buf.tobytes()))
-
-
-def timed(fn, steps: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    t = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return time.perf_counter() - t
 
 
 def _hp(layers: int, hw: int, batch: int):
@@ -93,7 +84,7 @@ def baseline(layers: int, hw: int, batch: int, steps: int) -> float:
         loss.backward()
         opt.step()
 
-    return batch * steps / timed(plain, steps, WARMUP_STEPS)
+    return batch * steps / timed(plain, steps)
 
 
 def roost(layers: int, hw: int, batch: int, steps: int, rec: Path, workers: int) -> dict[str, float]:
@@ -104,7 +95,7 @@ def roost(layers: int, hw: int, batch: int, steps: int, rec: Path, workers: int)
     step = TrainStep(model, make_optimizer(model, hp), device)
     labels = torch.randint(0, 10, (batch,))
     images_u8 = torch.randint(0, 256, (batch, 3, hw, hw), dtype=torch.uint8)
-    results = {"roost step": batch * steps / timed(lambda: step(images_u8, labels), steps, WARMUP_STEPS)}
+    results = {"roost step": batch * steps / timed(lambda: step(images_u8, labels), steps)}
 
     dataset = load_channel([rec], hp, train=True)
     loader = make_loader(dataset, batch, train=True, workers=workers)
@@ -127,7 +118,7 @@ def roost(layers: int, hw: int, batch: int, steps: int, rec: Path, workers: int)
         images, y = next(stream)
         step(images, y)
 
-    results["whole pipeline (roost train)"] = batch * steps / timed(whole, steps, WARMUP_STEPS)
+    results["whole pipeline (roost train)"] = batch * steps / timed(whole, steps)
     stream.close()  # ends the loader iteration and lets its workers go
     return results
 

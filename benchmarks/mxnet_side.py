@@ -144,7 +144,7 @@ def main() -> None:
         fit.add_argument(f"--{name}", type=kind, required=True)
     fit.add_argument("--threads", type=int, default=2, help="ImageRecordIter's decoding threads")
     timing.add_argument("--steps", type=int, required=True)
-    timing.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    timing.add_argument("--warmup", type=int, default=5, help="untimed steps first (step_speed.WARMUP_STEPS)")
     args = p.parse_args()
     shape = tuple(int(x) for x in args.shape.split(","))
     if args.command == "step":

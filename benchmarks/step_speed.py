@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -28,6 +29,16 @@ MXNET_ENV = "MXNET_PYTHON"
 #: in a step of ResNet-18 at 224. After ~5 steps the heap has settled and a long run sees almost none; MXNet plans
 #: its memory once at bind. Two warm-up steps measured Roost's early steps, not its steady state.
 WARMUP_STEPS = 5
+
+
+def timed(fn: Callable[[], object], steps: int, warmup: int = WARMUP_STEPS) -> float:
+    """Seconds for ``steps`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    t = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return time.perf_counter() - t
 
 
 def mxnet_python(given: str | None) -> str | None:
@@ -59,12 +70,7 @@ def roost_step(layers: int, shape: tuple[int, int, int], batch: int, steps: int,
     step = TrainStep(model, make_optimizer(model, hp), device, precision=precision)
     images = torch.randint(0, 256, (batch, *shape), dtype=torch.uint8)
     labels = torch.randint(0, 10, (batch,))
-    for _ in range(WARMUP_STEPS):
-        step(images, labels)
-    t = time.perf_counter()
-    for _ in range(steps):
-        step(images, labels)
-    return batch * steps / (time.perf_counter() - t)
+    return batch * steps / timed(lambda: step(images, labels), steps)
 
 
 def mxnet_step(python: str, layers: int, shape: tuple[int, int, int], batch: int, steps: int, threads: int) -> float:

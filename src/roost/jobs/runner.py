@@ -447,8 +447,11 @@ class JobRunner:
                 now = int(time.time() * 1000)
                 f.write(line + "\n")
                 pending.append(LogEvent(stream_id=stream_id, timestamp=now, ingestion_time=now, message=line))
-                pending += extractor.datapoints(name, now / 1000, line)
-                if len(pending) >= 200 or time.time() - last_flush > 0.3:
+                points = extractor.datapoints(name, now / 1000, line)
+                pending += points
+                # a metric is stored the moment it is printed: the pipe's end can come late (a child may
+                # still hold it), and the job's status must never be ahead of its metrics (the tuner reads both)
+                if points or len(pending) >= 200 or time.time() - last_flush > 0.3:
                     self._flush(pending)
                     f.flush()
                     pending, last_flush = [], time.time()

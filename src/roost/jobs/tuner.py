@@ -58,9 +58,6 @@ from roost.storage.tables import (
 
 log = logging.getLogger(__name__)
 
-#: how long a completed job's objective may lag its status before the objective counts as Failed
-METRIC_GRACE_S = 10.0
-
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 #: the first jobs of a tuning job that, all failing for their own reasons, fail the tuning job (the definition
@@ -266,9 +263,6 @@ class Tuner:
         final = next((m["Value"] for m in j.final_metrics or [] if m["MetricName"] == plan.metric), None)
         if final is None and values:
             final = values[-1]
-        ended = j.training_end_time or j.last_modified_time
-        if j.status == TrainingJobStatus.COMPLETED and final is None and time.time() - ended < METRIC_GRACE_S:
-            return  # its last epoch's datapoint can land just after the status: look again next tick
         objective: float | None = None
         status = ObjectiveStatus.FAILED
         if j.status == TrainingJobStatus.COMPLETED and final is not None:
