@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from roost.models.resnet import LARGE_IMAGE_DEPTHS, SMALL_IMAGE_DEPTHS, ResNet, mxnet_param_shapes, resnet_spec
+from roost.models.recipes import LARGE_IMAGE_DEPTHS, SMALL_IMAGE_DEPTHS, resnet_spec
+from roost.models.resnet import ResNet, mxnet_param_shapes
 
 FIXTURE_MODELS = [
     ("resnet20_3x28x28", 20, (3, 28, 28), "fc1"),

@@ -10,8 +10,8 @@ import pytest
 from helpers import png_declaring
 from roost.models.artifact import load
 from roost.serving.batching import DynamicBatcher
-from roost.serving.invocations import decode_request
-from roost.serving.predictor import InputError, Predictor
+from roost.serving.invocations import InputError, decode_request
+from roost.serving.predictor import Predictor
 
 FIXTURE_MODELS = ["resnet20_3x28x28", "resnet20_3x28x28_fc_head", "resnet164_3x28x28_bottleneck", "resnet18_3x64x64"]
 

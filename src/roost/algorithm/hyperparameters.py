@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import PydanticCustomError
 
 from roost.errors import UserError
-from roost.models.resnet import resnet_spec
+from roost.models.recipes import resnet_spec
 
 
 class HyperparameterError(UserError):

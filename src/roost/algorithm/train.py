@@ -40,7 +40,8 @@ from roost.formats.artifact import (
     write_model_shapes,
 )
 from roost.models.artifact import save_checkpoint
-from roost.models.resnet import ResNet, resnet_spec
+from roost.models.recipes import resnet_spec
+from roost.models.resnet import ResNet
 from roost.models.weights import load_incremental, load_pretrained
 from roost.system import STOP_REQUESTED, cpu_budget, keep_freed_memory
 

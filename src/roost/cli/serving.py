@@ -57,7 +57,7 @@ def _artifact_of_job(name: str) -> str:
 def predict_cmd(model: str, images: tuple[Path, ...], top_k: int, as_json: bool) -> None:
     """Classify images with MODEL: a model.tar.gz (Roost's or SageMaker's), a model or job folder, or the name
     of a training job on a Roost server (ROOST_ENDPOINT_URL, default http://127.0.0.1:8080)."""
-    from roost.serving.predictor import InputError
+    from roost.serving.invocations import InputError
 
     predictor = _load(model)
     names = predictor.class_names

@@ -27,7 +27,8 @@ from roost.formats.artifact import (
     serving_preprocessing,
 )
 from roost.formats.mxnet_params import load_params
-from roost.models.resnet import ResNet, find_head, load_mxnet_params, resnet_spec
+from roost.models.recipes import resnet_spec
+from roost.models.resnet import ResNet, find_head, load_mxnet_params
 
 SYMBOL = "image-classification-symbol.json"
 PARAMS_RE = re.compile(r"image-classification-(\d{4})\.params$")

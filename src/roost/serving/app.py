@@ -14,8 +14,8 @@ from starlette.concurrency import run_in_threadpool
 
 from roost.serving.batching import DynamicBatcher
 from roost.serving.http import BodyLimit
-from roost.serving.invocations import MAX_BODY, answer, too_large_message
-from roost.serving.predictor import InputError, Predictor
+from roost.serving.invocations import MAX_BODY, InputError, answer, too_large_message
+from roost.serving.predictor import Predictor
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,14 @@ from __future__ import annotations
 import queue
 import threading
 from concurrent.futures import Future
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from roost.serving.predictor import Prediction, Predictor
+from roost.serving.invocations import Prediction
+
+if TYPE_CHECKING:  # the server imports this before any model is loaded, so without PyTorch
+    from roost.serving.predictor import Predictor
 
 _Request = tuple[list[np.ndarray], Future]
 

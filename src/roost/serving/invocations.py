@@ -17,9 +17,40 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from roost.serving.predictor import InputError, Prediction, RequestTooLarge, UnsupportedContent
+import numpy as np
+
+from roost.errors import PayloadTooLarge, UnsupportedMediaType, UserError
+
+
+class InputError(UserError):
+    """A request the model cannot take (HTTP 4xx): undecodable image, wrong content type, too large."""
+
+
+class RequestTooLarge(InputError, PayloadTooLarge):
+    pass
+
+
+class UnsupportedContent(InputError, UnsupportedMediaType):
+    pass
+
+
+@dataclass
+class Prediction:
+    probabilities: list[float]
+
+    def top(self, k: int, names: list[str] | None) -> list[dict]:
+        order = np.argsort(self.probabilities)[::-1][:k]
+        return [
+            {
+                "class": int(i),
+                "label": names[i] if names and i < len(names) else str(int(i)),
+                "probability": float(self.probabilities[i]),
+            }
+            for i in order
+        ]
 
 
 class Model(Protocol):

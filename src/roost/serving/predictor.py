@@ -11,44 +11,15 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from roost.data.images import ImageTooLarge, decode_rgb, resize_exact
-from roost.errors import PayloadTooLarge, UnsupportedMediaType, UserError
 from roost.formats.artifact import ModelMeta
 from roost.models.artifact import load
+from roost.serving.invocations import InputError, Prediction
 from roost.system import available_cores, keep_freed_memory
-
-
-class InputError(UserError):
-    """A request the model cannot take (HTTP 4xx): undecodable image, wrong content type, too large."""
-
-
-class RequestTooLarge(InputError, PayloadTooLarge):
-    pass
-
-
-class UnsupportedContent(InputError, UnsupportedMediaType):
-    pass
-
-
-@dataclass
-class Prediction:
-    probabilities: list[float]
-
-    def top(self, k: int, names: list[str] | None) -> list[dict]:
-        order = np.argsort(self.probabilities)[::-1][:k]
-        return [
-            {
-                "class": int(i),
-                "label": names[i] if names and i < len(names) else str(int(i)),
-                "probability": float(self.probabilities[i]),
-            }
-            for i in order
-        ]
 
 
 class Predictor:
