@@ -13,6 +13,7 @@ from helpers import FAST, KEY, SECRET, Server, free_port
 
 pytestmark = pytest.mark.slow  # trains and serves through real clients
 
+_sleep, _time = time.sleep, time.time  # the real ones, before a test shortens the waits
 ROLE = "arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-ExecutionRole"
 
 
@@ -72,15 +73,42 @@ def stack(tmp_path_factory):
     moto.stop()
 
 
-def test_seed_002_with_the_sagemaker_sdk(stack, capsys, monkeypatch):
+class _ShortWaits:
+    """``time`` as the clients see it, with their polls cut to 0.5 s: each sleep moves a virtual clock on by
+    what the client asked for, so a client that acts "every 30 s" (the SDK describes a job every 30 s while it
+    tails its logs) acts after the same number of polls as in AWS, not after 30 real seconds."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def sleep(self, seconds: float) -> None:
+        _sleep(min(seconds, 0.5))
+        self.skipped += max(seconds - 0.5, 0.0)
+
+    def time(self) -> float:
+        return _time() + self.skipped
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+@pytest.fixture
+def short_waits(monkeypatch):
+    """The flows are the seeds'; only their waits are shortened (botocore's waiters sleep through ``time``)."""
+    import sagemaker.session
+
+    clock = _ShortWaits()
+    monkeypatch.setattr(time, "sleep", clock.sleep)
+    monkeypatch.setattr(sagemaker.session, "time", clock)
+    return clock
+
+
+def test_seed_002_with_the_sagemaker_sdk(stack, capsys, short_waits):
     import sagemaker
     from sagemaker.analytics import TrainingJobAnalytics
     from sagemaker.inputs import TrainingInput
     from sagemaker.serializers import IdentitySerializer
 
-    # the SDK polls every 10 s (logs) and 30 s (endpoints): the flow is the seed's, its waits are shortened
-    sleep = time.sleep
-    monkeypatch.setattr(time, "sleep", lambda seconds: sleep(min(seconds, 0.5)))
     sess = sagemaker.Session(default_bucket="bucket")
     prefix = "ic-fulltraining"
     training_image = sagemaker.image_uris.retrieve("image-classification", sess.boto_region_name, version="latest")
@@ -158,7 +186,7 @@ def test_seed_002_with_the_sagemaker_sdk(stack, capsys, monkeypatch):
     assert sorted(o["Key"].rsplit("/", 1)[1] for o in outputs) == [p.name + ".out" for p in birds]
 
 
-def test_tuning_with_the_sdks_hyperparameter_tuner(stack, monkeypatch):
+def test_tuning_with_the_sdks_hyperparameter_tuner(stack, short_waits):
     """Seed 001's "if you had more time": HyperparameterTuner over the workshop's estimator, then the best job
     deployed and the analytics dataframe, exactly as the SDK's tuning notebooks do it."""
     import sagemaker
@@ -167,8 +195,6 @@ def test_tuning_with_the_sdks_hyperparameter_tuner(stack, monkeypatch):
     from sagemaker.serializers import IdentitySerializer
     from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner, IntegerParameter
 
-    sleep = time.sleep
-    monkeypatch.setattr(time, "sleep", lambda seconds: sleep(min(seconds, 0.5)))  # tuner.wait polls every 5 s
     sess = sagemaker.Session(default_bucket="bucket")
     image = sagemaker.image_uris.retrieve("image-classification", sess.boto_region_name, version="latest")
     ic = sagemaker.estimator.Estimator(
@@ -245,13 +271,11 @@ def test_tuning_with_the_sdks_hyperparameter_tuner(stack, monkeypatch):
         predictor.delete_endpoint()
 
 
-def test_seed_003_with_boto3_as_written(stack, monkeypatch):
+def test_seed_003_with_boto3_as_written(stack, short_waits):
     """Seed 003's cells in order; the client finds Roost through AWS_ENDPOINT_URL alone, no code changes but
     the v1 helpers (get_image_uri, get_execution_role) that only work inside AWS."""
     import sagemaker
 
-    sleep = time.sleep
-    monkeypatch.setattr(time, "sleep", lambda seconds: sleep(min(seconds, 0.5)))  # the waiter polls every 120 s
     role = ROLE
     bucket = "bucket"
     training_image = sagemaker.image_uris.retrieve("image-classification", boto3.Session().region_name)
