@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Sequence
+from multiprocessing import forkserver
 from multiprocessing.context import BaseContext
 from multiprocessing.pool import Pool
 from typing import Any
@@ -28,6 +29,9 @@ def worker_context(preload: Sequence[str] = ()) -> BaseContext:
         os.environ["ROOST_FORKSERVER_PARENT"] = str(os.getpid())
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(["roost._forkserver", *preload])
+        # started now, not with the first worker: its imports (PyTorch, ~2.5 s) then run on the other core
+        # while this process builds its model and optimizer, instead of after them
+        forkserver.ensure_running()
         return ctx
     return mp.get_context("spawn")
 
