@@ -194,7 +194,7 @@ def test_server_restart_fails_or_resumes_running_jobs(recs, tmp_path, database_u
         sm = srv.client()
         plain = training_request(recs, tmp_path, epochs=200)
         resumable = training_request(
-            recs, tmp_path, epochs=12, CheckpointConfig={"S3Uri": (tmp_path / "ckpt").as_uri()}
+            recs, tmp_path, epochs=40, CheckpointConfig={"S3Uri": (tmp_path / "ckpt").as_uri()}
         )
         sm.create_training_job(**plain)
         _wait_for(sm, plain["TrainingJobName"], "Training")
@@ -224,7 +224,7 @@ def test_server_restart_fails_or_resumes_running_jobs(recs, tmp_path, database_u
         assert "Restarting" in [t["Status"] for t in d["SecondaryStatusTransitions"]]
         text = _log_text(srv, resumable["TrainingJobName"])
         done = int(re.search(r"Resuming from .*: (\d+) epoch\(s\) done", text).group(1))
-        assert 3 <= done < 12 and "Epoch[11] Validation-accuracy" in text
+        assert 3 <= done < 40 and "Epoch[39] Validation-accuracy" in text
     finally:
         srv.stop()
 

@@ -124,7 +124,9 @@ def test_a_server_killed_mid_tuning_carries_on_after_a_restart(recs, tmp_path):
     try:
         sm = srv.client()
         sm.create_hyper_parameter_tuning_job(
-            **tuning_request(recs, tmp_path, "survivor", "Bayesian", lr, max_jobs=2, parallel=1, epochs=8, RandomSeed=5)
+            **tuning_request(
+                recs, tmp_path, "survivor", "Bayesian", lr, max_jobs=2, parallel=1, epochs=30, RandomSeed=5
+            )
         )
         deadline = time.time() + 120
         while not (

@@ -82,7 +82,7 @@ def _lose_the_node_of(cluster, nodes, host) -> None:
 def test_a_lost_node_restarts_the_job_from_its_checkpoint_on_the_nodes_left(env, recs, tmp_path):
     runner, service, cluster, nodes = env
     checkpoints = {"CheckpointConfig": {"S3Uri": (tmp_path / "checkpoints").as_uri()}}
-    service.create_training_job(_request(recs, tmp_path, "resilient", epochs=12, **checkpoints))
+    service.create_training_job(_request(recs, tmp_path, "resilient", epochs=30, **checkpoints))
     hosts = _hosts(runner, "resilient")
     deadline = time.time() + 120
     while not any(hosts[0].layout.checkpoints.glob("*.pt")) and time.time() < deadline:
