@@ -96,11 +96,19 @@ def _manifest(path, root, label_key="class", fmt=lambda label: label, uri=False)
 def test_augmented_manifests(folders, tmp_path):
     tmp, train, val = folders
     train_m = _manifest(tmp / "train.manifest", train)  # relative paths
-    val_m = _manifest(tmp_path / "val.jsonl", val, uri=True)  # file:// URIs
+    val_m = _manifest(tmp / "val.jsonl", val, uri=True)  # file:// URIs
     status, job = run_job(
         tmp_path / "job", {"train": train_m, "validation": val_m}, _hp(30), attribute_names=["source-ref", "class"]
     )
     assert status == 0, failure(job)
+    # a manifest elsewhere may not reach into the images' folder: roost train skips those lines, saying so
+    status, job = run_job(
+        tmp_path / "job2",
+        {"train": train_m, "validation": _manifest(tmp_path / "val.jsonl", val, uri=True)},
+        _hp(30),
+        attribute_names=["source-ref", "class"],
+    )
+    assert status == 1 and "val.jsonl: the manifest has no lines inside its folder" in failure(job)
     cfg = json.loads((job / "input" / "config" / "inputdataconfig.json").read_text())
     assert (
         cfg["train"]["S3DataType"] == "AugmentedManifestFile"
@@ -110,17 +118,17 @@ def test_augmented_manifests(folders, tmp_path):
 
 def test_manifest_errors(folders, tmp_path):
     tmp, train, val = folders
-    m = _manifest(tmp_path / "t.manifest", train, fmt=lambda k: k + 5)
+    m = _manifest(tmp / "t.manifest", train, fmt=lambda k: k + 5)
     status, job = run_job(
         tmp_path / "job",
-        {"train": m, "validation": _manifest(tmp_path / "v.jsonl", val)},
+        {"train": m, "validation": _manifest(tmp / "v.jsonl", val)},
         _hp(30),
         attribute_names=["source-ref", "class"],
     )
     assert status == 1 and "label 5 is outside 0..2" in failure(job)
     status, job = run_job(
         tmp_path / "job",
-        {"train": _manifest(tmp_path / "t.manifest", train), "validation": _manifest(tmp_path / "v.jsonl", val)},
+        {"train": _manifest(tmp / "t.manifest", train), "validation": _manifest(tmp / "v.jsonl", val)},
         _hp(30),
         attribute_names=["source-ref", "label"],
     )
@@ -223,10 +231,12 @@ def test_a_list_cannot_lead_a_job_out_of_its_channel(folders, tmp_path, path, ca
     channels = _lst_job(folders, tmp_path, f"99\t1.000000\t{path}\n".encode())
     status, job = run_job(tmp_path / "job", channels, _hp(30), confine=True)
     assert status == 1
-    assert f"line 31: {path} is not inside the image channel" in failure(job)
-    # roost train on the user's own files: a warning, then the file is looked for where it says
+    reason = failure(job)
+    assert "train.lst: line 31: " in reason and f"{path} is outside the image channel" in reason
+    # roost train on the user's own files: the entry is skipped, with a warning that names it
     status, job = run_job(tmp_path / "own", channels, _hp(30))
-    assert "entry is outside the channel folder" in caplog.text
+    assert status == 0, failure(job)
+    assert "train.lst: skipped 1 entry outside the image channel" in caplog.text and path in caplog.text
 
 
 def test_a_manifest_cannot_name_files_outside_its_channel(folders, tmp_path):
@@ -235,7 +245,23 @@ def test_a_manifest_cannot_name_files_outside_its_channel(folders, tmp_path):
     manifest.parent.mkdir()
     manifest.write_text(json.dumps({"source-ref": "file:///etc/passwd", "class": 0}) + "\n")
     status, job = run_job(tmp_path / "job", {"train": manifest, "validation": val}, _hp(30), confine=True)
-    assert status == 1 and "image 'file:///etc/passwd' is not inside the channel" in failure(job)
+    assert status == 1 and "train.manifest: line 1: /etc/passwd is outside the channel" in failure(job)
+
+
+@pytest.mark.parametrize("ref", ["file:///etc/passwd", "../../../../../../../etc/passwd"])
+def test_roost_train_skips_manifest_lines_that_leave_the_manifests_folder(folders, tmp_path, ref, caplog):
+    tmp, train, val = folders
+    manifest = _manifest(tmp / "escaping.manifest", train)
+    manifest.write_text(manifest.read_text() + json.dumps({"source-ref": ref, "class": 0}) + "\n")
+    status, job = run_job(
+        tmp_path / "job",
+        {"train": manifest, "validation": _manifest(tmp / "v.jsonl", val)},
+        _hp(30),
+        attribute_names=["source-ref", "class"],
+    )
+    assert status == 0, failure(job)
+    assert "escaping.manifest: skipped 1 entry outside the manifest's folder" in caplog.text
+    assert "/etc/passwd" in caplog.text and "cannot be decoded" not in caplog.text
 
 
 def test_a_non_utf8_list_names_its_file_and_line(folders, tmp_path):

@@ -85,3 +85,29 @@ def test_pictures_and_json(birds, tmp_path):
     assert cv2.imread(str(plot)) is not None
     d = json.loads(report.to_json())
     assert d["classes"][2]["name"] == "northern_cardinal" and d["unreadable"][0]["image"].endswith("corrupt.jpg")
+
+
+def test_entries_outside_the_root_are_skipped_and_reported_or_refused(birds, tmp_path):
+    import os
+
+    from roost.formats.lst import ListEntry, write_list
+    from roost.paths import OutsideRoot
+
+    secret = tmp_path / "outside" / "secret.jpg"
+    secret.parent.mkdir()
+    shutil.copy(next(birds.glob("blue_jay/*.jpg")), secret)
+    inside = next(birds.glob("american_goldfinch/*.jpg")).relative_to(birds).as_posix()
+    lst = birds / "esc.lst"
+    write_list(lst, [ListEntry(0, inside, (0.0,)), ListEntry(1, "../outside/secret.jpg", (1.0,))])
+    write_list(lst.with_name("abs.lst"), [ListEntry(0, inside, (0.0,)), ListEntry(1, str(secret), (1.0,))])
+    for name in ("esc.lst", "abs.lst"):
+        report, _ = ex.explore(birds / name, root=birds)
+        assert report.images == 1
+        assert any("1 entry outside the image root" in w and "secret.jpg" in w for w in report.warnings)
+        with pytest.raises(OutsideRoot, match=f"{name}: .*secret.jpg is outside the image root"):
+            ex.explore(birds / name, root=birds, refuse_outside=True)
+    os.symlink(secret, birds / "blue_jay" / "link.jpg")  # a link in a class folder that leads out
+    report, _ = ex.explore(birds)
+    assert report.images == 24 and any("outside the folder" in w and "link.jpg" in w for w in report.warnings)
+    with pytest.raises(OutsideRoot, match="link.jpg leads outside the folder"):
+        ex.explore(birds, refuse_outside=True)

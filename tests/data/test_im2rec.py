@@ -1,6 +1,7 @@
 """roost im2rec against the files MXNet 1.9.1's im2rec.py wrote for the same images."""
 
 import json
+import os
 import shutil
 
 import cv2
@@ -179,7 +180,7 @@ def test_split_class_folders_errors(tmp_path):
         core.split_class_folders(root)
 
 
-def test_repeated_indices_are_refused_and_lists_leaving_their_root_warn(tmp_path, caplog):
+def test_repeated_indices_are_refused_and_entries_leaving_their_root_are_skipped(tmp_path):
     root = make_class_tree(tmp_path / "img", {"bird": 2})
     write_list(tmp_path / "dup.lst", [ListEntry(0, "bird/000.png", (0.0,)), ListEntry(0, "bird/001.png", (0.0,))])
     with pytest.raises(core.DuplicateIndex, match="index 0 is given to both bird/000.png and bird/001.png"):
@@ -187,6 +188,11 @@ def test_repeated_indices_are_refused_and_lists_leaving_their_root_warn(tmp_path
     outside = tmp_path / "outside.png"
     outside.write_bytes((root / "bird" / "000.png").read_bytes())
     write_list(tmp_path / "out.lst", [ListEntry(0, "bird/000.png", (0.0,)), ListEntry(1, "../outside.png", (0.0,))])
-    summary = core.pack_list(tmp_path / "out.lst", root)
-    assert summary.written == 2
-    assert "1 entry is outside the image root" in caplog.text and "../outside.png" in caplog.text
+    os.symlink(outside, root / "bird" / "link.png")  # a link inside that leads out is the same case
+    write_list(tmp_path / "link.lst", [ListEntry(0, "bird/000.png", (0.0,)), ListEntry(1, "bird/link.png", (0.0,))])
+    for lst, name in (("out.lst", "../outside.png"), ("link.lst", "bird/link.png")):
+        summary = core.pack_list(tmp_path / lst, root)
+        assert summary.written == 1 and summary.total == 2
+        assert summary.skipped == [
+            (name, f"{name}: outside the image root {root} (give a root that holds every listed image)")
+        ]

@@ -246,3 +246,28 @@ def test_a_channel_outside_the_data_folders_is_refused_at_its_field(server, recs
     field = "inputDataConfig.1.member.dataSource.s3DataSource.s3Uri"
     assert r.status_code == 400 and "outside the folders this server reads" in _field_error(r.text, field)
     assert 'value="/etc"' in r.text  # the form comes back as it was sent
+
+
+def test_the_data_explorer_reads_only_what_a_job_could(server, tmp_path):
+    """A list's entries and a folder's links are held to the training container's rule: inside the image root."""
+    import os
+    import shutil
+
+    from helpers import make_class_tree
+    from roost.formats.lst import ListEntry, write_list
+
+    s, _ = signed_in(server)
+    imgs = make_class_tree(tmp_path / "imgs", {"bird": 2, "cat": 2})
+    secret = tmp_path / "outside" / "secret.png"
+    secret.parent.mkdir()
+    shutil.copy(imgs / "bird" / "000.png", secret)
+    write_list(imgs / "esc.lst", [ListEntry(0, "../outside/secret.png", (0.0,)), ListEntry(1, str(secret), (1.0,))])
+    r = s.get(server.url + "/console/data", params={"location": str(imgs / "esc.lst")})
+    assert r.status_code == 400 and "secret.png is outside the image root" in html_text.unescape(r.text)
+    assert "2 images" not in r.text and "Traceback" not in r.text
+    os.symlink(secret, imgs / "cat" / "link.png")
+    r = s.get(server.url + "/console/data", params={"location": str(imgs)})
+    assert r.status_code == 400 and "link.png leads outside the folder" in html_text.unescape(r.text)
+    (imgs / "cat" / "link.png").unlink()
+    r = s.get(server.url + "/console/data", params={"location": str(imgs)})
+    assert r.status_code == 200 and "4 images" in r.text

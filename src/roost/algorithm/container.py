@@ -167,7 +167,7 @@ def resolve_channel(
             raise ChannelError(
                 f"multi_label=1 with image files needs a {name}_lst channel with one 0/1 label per class"
             )
-        samples, names = folder_samples(folder)
+        samples, names = folder_samples(folder, confine=confine)
         if len(names) != hp.num_classes:
             raise ChannelError(
                 f"{folder} has {len(names)} class folders ({', '.join(names[:8])}) but num_classes={hp.num_classes}"

@@ -18,12 +18,14 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
-from roost.data.images import DEFAULT_EXTS
+from roost.data.im2rec import DatasetLayoutError, class_folders
+from roost.data.images import DEFAULT_EXTS, is_image_name
 from roost.errors import UserError
 from roost.formats import recordio
 from roost.formats.lst import LstError, iter_list, parse_line
 from roost.formats.manifest import iter_objects
 from roost.formats.text import numbered_lines
+from roost.paths import Confinement
 
 log = logging.getLogger(__name__)
 
@@ -190,28 +192,15 @@ def find_lst(channel: str | os.PathLike) -> Path:
     return found[0]
 
 
-def inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
-    """Whether ``path``, with links resolved, lies below ``folder``."""
-    real, base = os.path.realpath(path), os.path.realpath(folder)
-    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
-
-
-def warn_outside(source: str | os.PathLike, outside: list[str], where: str) -> None:
-    """One warning for the entries of a list that lead out of ``where`` (allowed on the user's own files)."""
-    if outside:
-        count = f"{len(outside)} entr{'y is' if len(outside) == 1 else 'ies are'}"
-        log.warning("%s: %s outside %s, e.g. %s", source, count, where, outside[0])
-
-
 def lst_samples(lst: Path, root: Path, num_classes: int, multi_label: bool, confine: bool = True) -> list[Sample]:
     """Image mode: ``index<TAB>label(s)<TAB>path`` with paths relative to the channel root.
 
-    ``confine``: an entry that leads out of the channel (``../``, an absolute path, a link) is an error, as a
-    job on a shared server must read only its own data; without it (the user's own files) it is a warning.
+    An entry that leads out of the channel (``../``, an absolute path, a link) is refused when ``confine`` (a job
+    on a shared server reads only its own data) and skipped with a warning without it (the user's own files).
     """
     root = _image_root(root)
     want_fields = num_classes + 2 if multi_label else 3
-    samples, missing, outside = [], [], []
+    entries = []
     lines = [(n, line) for n, line in numbered_lines(lst, lambda n, m: LstError(lst, n, m)) if line.strip()]
     for lineno, line in lines:
         where = f"{lst}: line {lineno}"
@@ -227,19 +216,19 @@ def lst_samples(lst: Path, root: Path, num_classes: int, multi_label: bool, conf
         except LstError as err:
             raise ChannelError(str(err)) from None
         check_labels(entry.labels, num_classes, multi_label, where)
-        path = root / entry.path
-        if not inside(path, root):
-            if confine:
-                raise ChannelError(
-                    f"{where}: {entry.path} is not inside the image channel; .lst paths must be relative paths "
-                    "below the channel's folder"
-                )
-            outside.append(entry.path)
+        entries.append((lineno, entry, root / entry.path))
+    confinement = Confinement(
+        [root],
+        refuse=confine,
+        where=f"the image channel {root}",
+        fix=".lst paths must be relative paths below the channel's folder",
+    )
+    samples, missing = [], []
+    for lineno, entry, path in confinement.keep(entries, lambda e: e[2], lst, lambda e: e[0]):
         if not path.is_file():
             missing.append((lineno, entry.path))
             continue
         samples.append(Sample(-1, str(path), entry.labels))
-    warn_outside(lst, outside, f"the channel folder {root}")
     if missing:
         lineno, rel = missing[0]
         raise ChannelError(
@@ -249,13 +238,15 @@ def lst_samples(lst: Path, root: Path, num_classes: int, multi_label: bool, conf
     return samples
 
 
-def folder_samples(root: Path, exts=DEFAULT_EXTS) -> tuple[list[Sample], list[str]]:
-    """A folder of class folders, no ``.lst`` needed: classes in sorted order, their names kept."""
-    from roost.data.im2rec import DatasetLayoutError, class_folders
-
+def folder_samples(root: Path, exts=DEFAULT_EXTS, confine: bool = True) -> tuple[list[Sample], list[str]]:
+    """A folder of class folders, no ``.lst`` needed: classes in sorted order, their names kept. A link that leads
+    out of the folder is refused when ``confine``, skipped with a warning without it."""
     root = _image_root(root)
+    confinement = Confinement(
+        [root], refuse=confine, where=f"the image channel {root}", fix="links must stay inside it"
+    )
     try:
-        found = class_folders(root, exts)
+        found = class_folders(root, exts, confinement)
     except DatasetLayoutError as err:
         raise ChannelError(str(err)) from None
     if not found:
@@ -266,7 +257,7 @@ def folder_samples(root: Path, exts=DEFAULT_EXTS) -> tuple[list[Sample], list[st
         1
         for p in root.rglob("*")
         if p.is_file()
-        and (p.suffix.lower() not in exts or any(part.startswith(".") for part in p.relative_to(root).parts))
+        and (not is_image_name(p.name, exts) or any(part.startswith(".") for part in p.relative_to(root).parts))
     )
     if ignored:
         log.info("%s: ignored %d hidden or non-image file(s)", root, ignored)
@@ -323,7 +314,8 @@ def manifest_samples(
 ) -> list[Sample]:
     """JSON Lines, one object per image: the first attribute the image reference, the second its label.
 
-    ``confine_to``: every image must lie below this folder (a job's channel on a shared server).
+    ``confine_to``: every image must lie below this folder (a job's channel on a shared server); without it (the
+    user's own files) an image outside the manifest's folder is skipped with a warning.
     """
     if len(attribute_names) != 2:
         raise ChannelError(
@@ -333,25 +325,30 @@ def manifest_samples(
     if label_format not in ("multi-hot", "class-id"):
         raise ChannelError(f"label-format {label_format!r} is not supported: use multi-hot or class-id")
     ref_key, label_key = attribute_names
-    samples = []
+    base = manifest.resolve().parent
+    confinement = Confinement(
+        [confine_to or base],
+        refuse=confine_to is not None,
+        where=f"the channel {confine_to}" if confine_to else f"the manifest's folder {base}",
+        fix="a manifest may reference only images of its own channel",
+    )
+    entries = []
     for lineno, obj in iter_objects(manifest):
         where = f"{manifest}: line {lineno}"
         for key in (ref_key, label_key):
             if key not in obj:
                 raise ChannelError(f"{where}: no {key!r} attribute (AttributeNames are {attribute_names})")
-        path = _ref_to_path(str(obj[ref_key]), manifest.resolve().parent)
-        if confine_to is not None and not inside(path, confine_to):
-            raise ChannelError(
-                f"{where}: image {obj[ref_key]!r} is not inside the channel; a job's manifest may reference only "
-                "images of its own channel"
-            )
+        entries.append((lineno, obj, _ref_to_path(str(obj[ref_key]), base)))
+    samples = []
+    for lineno, obj, path in confinement.keep(entries, lambda e: e[2], manifest, lambda e: e[0]):
+        where = f"{manifest}: line {lineno}"
         if not path.is_file():
             raise ChannelError(f"{where}: image {obj[ref_key]!r} not found")
         labels = _manifest_labels(obj[label_key], label_format, num_classes, multi_label, where)
         check_labels(labels, num_classes, multi_label, where)
         samples.append(Sample(-1, str(path), labels))
     if not samples:
-        raise ChannelError(f"{manifest}: the manifest has no lines")
+        raise ChannelError(f"{manifest}: the manifest has no lines" + (" inside its folder" if entries else ""))
     return samples
 
 

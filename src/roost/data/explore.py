@@ -25,6 +25,7 @@ from roost.data.images import DEFAULT_EXTS, ImageDecodeError, imdecode, imread
 from roost.data.parallel import process_pool
 from roost.formats import recordio
 from roost.formats.lst import iter_list
+from roost.paths import Confinement
 
 
 @dataclass
@@ -84,18 +85,39 @@ def _class_names_near(path: Path) -> list[str] | None:
     return None
 
 
-def _folder_items(root: Path, exts) -> tuple[list[_Item], list[str]]:
-    found = im2rec.class_folders(root, exts)
+def _outside_note(confinement: Confinement) -> list[str]:
+    n = len(confinement.skipped)
+    if not n:
+        return []
+    return [
+        f"{n} entr{'y' if n == 1 else 'ies'} outside {confinement.where} skipped (training refuses them), "
+        f"e.g. {confinement.skipped[0]}"
+    ]
+
+
+def _folder_items(root: Path, exts, refuse: bool) -> tuple[list[_Item], list[str], list[str]]:
+    confinement = Confinement(
+        [root], refuse=refuse, where=f"the folder {root}", fix="links must stay inside it", quiet=True
+    )
+    found = im2rec.class_folders(root, exts, confinement)
     items = [_Item(str(root / p), (float(label),)) for label, (_, paths) in enumerate(found) for p in paths]
-    return items, [name for name, _ in found]
+    return items, [name for name, _ in found], _outside_note(confinement)
 
 
-def _lst_items(lst: Path, root: Path) -> tuple[list[_Item], list[str] | None, list[str]]:
+def _lst_items(lst: Path, root: Path, refuse: bool) -> tuple[list[_Item], list[str] | None, list[str]]:
     errors: list = []
     entries = list(iter_list(lst, errors=errors))
+    confinement = Confinement(
+        [root],
+        refuse=refuse,
+        where=f"the image root {root}",
+        fix=".lst paths must be relative paths below it",
+        quiet=True,
+    )
+    entries = confinement.keep(entries, lambda e: root / e.path, lst)
     items = [_Item(str(root / e.path), e.labels) for e in entries]
     names = _class_names_near(lst) or class_names_from_list(entries)
-    return items, names, [f"ignored malformed line: {e}" for e in errors]
+    return items, names, [f"ignored malformed line: {e}" for e in errors] + _outside_note(confinement)
 
 
 def _rec_items(rec: Path) -> tuple[Iterator[_Item], int | None, recordio.RecordReader]:
@@ -147,8 +169,13 @@ def explore(
     exts=DEFAULT_EXTS,
     num_workers: int = 1,
     on_progress: Callable[[int, int | None], None] | None = None,
+    refuse_outside: bool = False,
 ) -> tuple[Report, dict[int, list[_Item]]]:
-    """Scan ``source``; returns the report and, per class, a few items to show as samples."""
+    """Scan ``source``; returns the report and, per class, a few items to show as samples.
+
+    Images a list or a link places outside the image root (or the folder) are skipped with a warning, or refused
+    with ``refuse_outside`` (the console of a shared server, which reads only what a job could).
+    """
     source = Path(source)
     notes: list[str] = []
     reader = None
@@ -156,7 +183,7 @@ def explore(
     total: int | None
     if source.is_dir():
         kind = "folder"
-        items_list, names = _folder_items(source, exts)
+        items_list, names, notes = _folder_items(source, exts, refuse_outside)
         if not items_list:
             raise im2rec.DatasetLayoutError(
                 f"{source}: no images found in class sub-folders (looked for {', '.join(exts)})"
@@ -164,7 +191,7 @@ def explore(
         items, total = iter(items_list), len(items_list)
     elif source.suffix == ".lst":
         kind = "lst"
-        items_list, names, notes = _lst_items(source, Path(root) if root else source.parent)
+        items_list, names, notes = _lst_items(source, Path(root) if root else source.parent, refuse_outside)
         items, total = iter(items_list), len(items_list)
     elif source.suffix == ".rec":
         kind = "rec"

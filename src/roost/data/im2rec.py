@@ -27,12 +27,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from roost.data.channels import inside, warn_outside
-from roost.data.images import DEFAULT_EXTS, ImageDecodeError, encode, imread
+from roost.data.images import DEFAULT_EXTS, ImageDecodeError, encode, imread, is_image_name
 from roost.data.parallel import process_pool
 from roost.errors import UserError
 from roost.formats import recordio
 from roost.formats.lst import ListEntry, LstError, iter_list, write_list
+from roost.paths import Confinement, walk_files
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,12 @@ def list_images(
     entries: list[ListEntry] = []
     if recursive:
         cat: dict[str, int] = {}
+        walked: set[str] = set()
         for path, dirs, files in os.walk(root, followlinks=True):
+            if os.path.realpath(path) in walked:  # a link back up the tree: MXNet would walk it forever
+                dirs.clear()
+                continue
+            walked.add(os.path.realpath(path))
             dirs.sort()
             files.sort()
             for fname in files:
@@ -226,9 +231,10 @@ class DuplicateIndex(UserError):
     """Two entries of a list share an index: the .idx could name only one of their records."""
 
 
-def _check_list(lst_path: str, root: str, entries: list[ListEntry]) -> None:
-    """Refuse repeated indices (MXNet packs them and one record becomes unreachable by key); warn about entries
-    that leave the image root (a list may name any file this user can read: fine for one's own files, worth a word)."""
+def _check_list(lst_path: str, root: str, entries: list[ListEntry]) -> list[ListEntry]:
+    """The entries to pack: repeated indices refused (MXNet packs them and one record becomes unreachable by key),
+    entries that leave the image root left out (``roost.paths``' rule for the command-line tools; the caller
+    reports them as skipped)."""
     seen: dict[int, str] = {}
     for e in entries:
         if e.index in seen:
@@ -237,8 +243,8 @@ def _check_list(lst_path: str, root: str, entries: list[ListEntry]) -> None:
                 "index (im2rec --list numbers them for you)"
             )
         seen[e.index] = e.path
-    outside = [e.path for e in entries if not inside(os.path.join(root, e.path), root)]
-    warn_outside(lst_path, outside, f"the image root {root}")
+    confinement = Confinement([root], refuse=False, where=f"the image root {root}", quiet=True)
+    return confinement.keep(entries, lambda e: os.path.join(root, e.path), lst_path)
 
 
 def pack_list(
@@ -266,7 +272,7 @@ def pack_list(
     for e in bad:
         log.warning("ignored %s", e)
     summary.total = len(entries)
-    _check_list(lst_path, root, entries)
+    inside = _check_list(lst_path, root, entries)
     start = time.perf_counter()
 
     def skip(entry: ListEntry, reason: str) -> None:
@@ -275,6 +281,12 @@ def pack_list(
             on_skip(entry.path, reason)
         else:
             log.warning("skipped %s", reason)
+
+    kept = {id(e) for e in inside}
+    for entry in entries:
+        if id(entry) not in kept:
+            skip(entry, f"{entry.path}: outside the image root {root} (give a root that holds every listed image)")
+    entries = inside
 
     workers = max(1, min(num_workers, len(entries) or 1))
     pool = None
@@ -332,24 +344,25 @@ class DatasetLayoutError(UserError):
     pass
 
 
-def class_folders(root: str | os.PathLike, exts: Sequence[str] = DEFAULT_EXTS) -> list[tuple[str, list[str]]]:
+def class_folders(
+    root: str | os.PathLike, exts: Sequence[str] = DEFAULT_EXTS, confinement: Confinement | None = None
+) -> list[tuple[str, list[str]]]:
     """``[(class name, [relative image paths])]`` for a folder of class folders, sorted by name.
 
-    Hidden files and folders are ignored; images are found at any depth below
-    a class folder.
+    Hidden files and folders are ignored; images are found at any depth below a class folder. Links are followed
+    while they stay inside ``confinement`` (``root`` itself when None, skipping the rest with a warning).
     """
     root = Path(root)
     if not root.is_dir():
         raise DatasetLayoutError(f"{root}: no such folder")
-    exts = tuple(e.lower() for e in exts)
+    confinement = confinement or Confinement([root], refuse=False, where=f"the image folder {root}")
     classes = []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = []
-        for path, dirs, files in os.walk(sub, followlinks=True):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for fname in sorted(files):
-                if not fname.startswith(".") and os.path.splitext(fname)[1].lower() in exts:
-                    images.append(os.path.relpath(os.path.join(path, fname), root))
+    for sub in confinement.keep(
+        sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), lambda p: p, root
+    ):
+        images = [
+            os.path.relpath(path, root) for path in walk_files(sub, confinement) if is_image_name(path.name, exts)
+        ]
         if images:
             classes.append((sub.name, images))
     return classes

@@ -149,4 +149,4 @@ def encode(img: np.ndarray, encoding: str = ".jpg", quality: int = 95) -> bytes:
 
 
 def is_image_name(name: str, exts=DEFAULT_EXTS) -> bool:
-    return os.path.splitext(name)[1].lower() in exts
+    return os.path.splitext(name)[1].lower() in (e.lower() for e in exts)

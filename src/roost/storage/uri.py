@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from roost.errors import UserError
+from roost.paths import Confinement, OutsideRoot
 
 
 class StorageError(UserError):
@@ -54,24 +55,26 @@ class Location:
         return str(Path(self.key, *parts))
 
 
-class DataRoots:
-    """The local folders a server may read and write; every local location is checked against them."""
+class OutsideDataRoots(StorageError, OutsideRoot):
+    """A local location outside the server's data roots."""
+
+
+class DataRoots(Confinement):
+    """The local folders a server may read and write; every local location is checked against them
+    (:mod:`roost.paths`' rule, refusing)."""
+
+    error = OutsideDataRoots
 
     def __init__(self, roots: list[str | os.PathLike]) -> None:
-        self.roots = [Path(os.path.realpath(r)) for r in roots]
+        super().__init__(
+            roots,
+            refuse=True,
+            where="the folders this server reads and writes ({})".format(", ".join(os.path.realpath(r) for r in roots)),
+            fix="put the data below one of them, or have the server started with --data-root for its folder",
+        )
 
     def __str__(self) -> str:
-        return ", ".join(map(str, self.roots))
-
-    def check(self, path: str | os.PathLike, what: str) -> Path:
-        """``path`` with symbolic links resolved, if it lies below a root; else :class:`StorageError`."""
-        real = Path(os.path.realpath(path))
-        if not any(real == root or root in real.parents for root in self.roots):
-            raise StorageError(
-                f"{what} {path} is outside the folders this server reads and writes ({self}); put the data below "
-                "one of them, or have the server started with --data-root for its folder"
-            )
-        return real
+        return ", ".join(map(str, self.folders))
 
     def check_uri(self, uri: str, what: str) -> None:
         loc = Location.parse(uri)

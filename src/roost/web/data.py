@@ -18,7 +18,7 @@ router = APIRouter()
 
 
 def _explore(location: Path, root: Path | None) -> tuple[Report, str]:
-    report, picks = explore(location, root=root)
+    report, picks = explore(location, root=root, refuse_outside=True)
     with tempfile.TemporaryDirectory() as tmp:
         grid = save_sample_grid(report, picks, Path(tmp) / "samples.png")
         png = base64.b64encode(grid.read_bytes()).decode()
