@@ -32,7 +32,7 @@ def test_a_server_refuses_and_a_tool_skips(tmp_path, caplog):
     root, outside = _tree(tmp_path)
     entries = ["a/x.png", "../outside/secret.png", str(outside / "secret.png")]
     server = Confinement([root], refuse=True, where=f"the channel {root}", fix="keep lists inside it")
-    with pytest.raises(OutsideRoot, match=r"list.lst: line 2: .*outside/secret.png is outside the channel .*keep lists"):
+    with pytest.raises(OutsideRoot, match=r"list.lst: line 2: .*secret.png is outside the channel .*keep lists"):
         server.keep(enumerate(entries, 1), lambda e: root / e[1], "list.lst", lambda e: e[0])
     tool = Confinement([root], refuse=False, where="the root")
     assert tool.keep(entries, lambda e: root / e, "list.lst") == ["a/x.png"]
