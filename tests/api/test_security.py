@@ -176,3 +176,54 @@ def test_data_outside_the_roots_is_refused_by_the_api(server, recs, tmp_path):
         sm.create_training_job(**p)
     with pytest.raises(ClientError, match="Environment variable PYTHONWARNINGS not allowed"):
         sm.create_training_job(**training_request(recs, tmp_path, Environment={"PYTHONWARNINGS": "ignore"}))
+
+
+def _without(request: dict, path: str, value=...) -> dict:
+    """``request`` with the member at ``path`` (``A.B.0.C``) set to ``value``, or removed when no value is given."""
+    import copy
+
+    out = copy.deepcopy(request)
+    *parents, last = path.split(".")
+    node = out
+    for key in parents:
+        node = node[int(key)] if key.isdigit() else node[key]
+    key = int(last) if last.isdigit() else last
+    if value is ...:
+        del node[key]
+    else:
+        node[key] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    "path,value,member",
+    [
+        ("AlgorithmSpecification", None, "algorithmSpecification"),
+        ("AlgorithmSpecification", ..., "algorithmSpecification"),
+        ("ResourceConfig", None, "resourceConfig"),
+        ("ResourceConfig.InstanceCount", ..., "resourceConfig.instanceCount"),
+        ("InputDataConfig.0.DataSource", {}, "inputDataConfig.1.member.dataSource.s3DataSource"),
+        ("InputDataConfig.0.DataSource.S3DataSource", None, "inputDataConfig.1.member.dataSource.s3DataSource"),
+        ("InputDataConfig.0", None, "inputDataConfig.1.member"),
+        ("HyperParameters.epochs", None, "hyperParameters.epochs"),
+    ],
+)
+def test_null_and_missing_members_are_refused_naming_the_member(server, recs, tmp_path, path, value, member):
+    """A member sent as null is a missing member (AWS's JSON protocols read it so); SageMaker's own required
+    members are then refused by name, never stored to break a Describe or a page later."""
+    request = _without(training_request(recs, tmp_path), path, value)
+    with pytest.raises(ClientError) as err:
+        _raw(server, "SageMaker.CreateTrainingJob", request)
+    error = err.value.response["Error"]
+    assert error["Code"] == "ValidationException" and f"'{member}'" in error["Message"], error
+    assert _raw(server, "SageMaker.ListTrainingJobs", {"NameContains": request["TrainingJobName"]}) == {
+        "TrainingJobSummaries": []
+    }
+
+
+def test_a_null_optional_member_is_left_out(server, recs, tmp_path):
+    request = training_request(recs, tmp_path, CheckpointConfig=None, StoppingCondition=None, Tags=None)
+    _raw(server, "SageMaker.CreateTrainingJob", request)
+    job = server.client().describe_training_job(TrainingJobName=request["TrainingJobName"])
+    assert "CheckpointConfig" not in job and job["StoppingCondition"] == {"MaxRuntimeInSeconds": 86400}
+    server.client().stop_training_job(TrainingJobName=request["TrainingJobName"])

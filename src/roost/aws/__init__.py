@@ -150,8 +150,7 @@ def _validated(model_name: str, operation_name: str, handler: Handler) -> Handle
     strict = bool(os.environ.get(CHECK_RESPONSES_ENV))
 
     def handle(req: dict) -> dict:
-        check_request(model_name, operation_name, req)
-        response = handler(req)
+        response = handler(check_request(model_name, operation_name, req))
         if strict and (problems := response_problems(model_name, operation_name, response)):
             raise ServiceError(
                 "InternalFailure",

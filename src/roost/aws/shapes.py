@@ -51,18 +51,59 @@ def _compiled(pattern: str) -> re.Pattern | None:
         return None
 
 
-def check_request(service: str, operation: str, params: dict[str, Any]) -> None:
-    """Raise the error AWS would answer for ``params``, or return when they fit the operation's input shape."""
+Problems = list[tuple[str, str]]
+
+
+def check_request(service: str, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The request as handlers see it: structure members sent as JSON ``null`` left out, as AWS's JSON protocols
+    read them (so a required one is then missing, named as AWS names it). Raises the error AWS would answer when
+    ``params`` do not fit the operation's input shape, or when a list item or map value is ``null``."""
     model = service_model(service)
     if operation not in model.operation_names:  # an operation of Roost's own: its handler checks everything
-        return
+        return params
     shape = model.operation_model(operation).input_shape
     if shape is None:
-        return
+        return params
     problems: list[tuple[str, str]] = []
+    params = _without_nulls(shape, params, "", problems)
     _check(shape, params, "", problems)
     if problems:
         raise validation_errors(problems)
+    return params
+
+
+def _null(where: str) -> tuple[str, str]:
+    return (where, f"Value null at '{where}' failed to satisfy constraint: Member must not be null")
+
+
+def _without_nulls(shape: Shape, value: Any, path: str, problems: Problems) -> Any:
+    """``value`` with null structure members dropped; null list items and map values are problems (nothing in a
+    handler, a stored request or a page has to expect ``None`` where the model has a shape)."""
+    if isinstance(shape, StructureShape) and isinstance(value, dict):
+        return {
+            name: _without_nulls(shape.members[name], item, _member_path(path, name), problems)
+            if name in shape.members
+            else item
+            for name, item in value.items()
+            if item is not None
+        }
+    if isinstance(shape, ListShape) and isinstance(value, list):
+        out = []
+        for i, item in enumerate(value, 1):
+            if item is None:
+                problems.append(_null(f"{path}.{i}.member"))
+            else:
+                out.append(_without_nulls(shape.member, item, f"{path}.{i}.member", problems))
+        return out
+    if isinstance(shape, MapShape) and isinstance(value, dict):
+        out_map = {}
+        for key, item in value.items():
+            if item is None:
+                problems.append(_null(f"{path}.{key}"))
+            else:
+                out_map[key] = _without_nulls(shape.value, item, f"{path}.{key}", problems)
+        return out_map
+    return value
 
 
 def _member_path(path: str, name: str) -> str:
@@ -81,9 +122,6 @@ def _show(value: Any) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-Problems = list[tuple[str, str]]
-
-
 def _check(shape: Shape, value: Any, path: str, problems: Problems) -> None:
     kind = shape.type_name
     meta = shape.metadata
@@ -92,10 +130,7 @@ def _check(shape: Shape, value: Any, path: str, problems: Problems) -> None:
             raise _wrong_type(value, "a structure", path or "the request")
         for name in shape.required_members:
             if value.get(name) is None:
-                where = _member_path(path, name)
-                problems.append(
-                    (where, f"Value null at '{where}' failed to satisfy constraint: Member must not be null")
-                )
+                problems.append(_null(_member_path(path, name)))
         for name, member in shape.members.items():
             if value.get(name) is not None:
                 _check(member, value[name], _member_path(path, name), problems)
@@ -170,15 +205,43 @@ def _check_range(n: float, meta: dict, path: str, problems: Problems) -> None:
 def echoed(service: str, create: str, describe: str, request: dict[str, Any]) -> dict[str, Any]:
     """The members of a ``create`` request that its ``describe`` answers as they were sent: those the two
     operations share with the same shape (``Environment``, ``VpcConfig``, ``BatchStrategy``, ...), so every
-    ``Describe*`` returns all it was given without a list kept by hand."""
+    ``Describe*`` returns all it was given without a list kept by hand. A stored member that no longer fits its
+    shape (a row from an older Roost, or a past bug) is left out rather than answered broken."""
     model = service_model(service)
     given = model.operation_model(create).input_shape.members
     answered = model.operation_model(describe).output_shape.members
-    return {
-        name: value
-        for name, value in request.items()
-        if value is not None and name in given and name in answered and given[name].name == answered[name].name
-    }
+    out = {}
+    for name, value in request.items():
+        if value is None or name not in given or name not in answered or given[name].name != answered[name].name:
+            continue
+        if _fits(answered[name], value):
+            out[name] = value
+    return out
+
+
+def conforming(service: str, operation: str, request: Any) -> dict[str, Any]:
+    """What of a stored ``operation`` request still fits its input shape: each top-level member that does, and of a
+    list member the items that do. A row an older Roost or a past bug left is read through this, so no reader
+    meets ``None`` or a value of the wrong kind where the model promises a shape."""
+    if not isinstance(request, dict):
+        return {}
+    shape = service_model(service).operation_model(operation).input_shape
+    out: dict[str, Any] = {}
+    for name, value in request.items():
+        member = shape.members.get(name)
+        if member is None or value is None:
+            continue
+        if isinstance(member, ListShape) and isinstance(value, list):
+            value = [item for item in value if _fits(member.member, item)]
+        if _fits(member, value):
+            out[name] = value
+    return out
+
+
+def _fits(shape: Shape, value: Any) -> bool:
+    problems: list[str] = []
+    _conforms(shape, value, shape.name, problems)
+    return not problems
 
 
 def response_problems(service: str, operation: str, response: dict[str, Any]) -> list[str]:

@@ -26,7 +26,7 @@ from roost.formats.artifact import pack_model_dir
 from roost.jobs.launcher import NODE_LOST, JobProcess, Launcher, LocalProcesses
 from roost.jobs.logs import TRAINING_GROUP, open_stream
 from roost.jobs.metrics import MetricExtractor, final_metrics
-from roost.jobs.service import artifact_location, metric_definitions, set_status
+from roost.jobs.service import artifact_location, metric_definitions, set_status, stored_request
 from roost.storage.database import fetch
 from roost.storage.tables import LogEvent, MetricDatum, SecondaryStatus, TrainingJob, TrainingJobStatus
 from roost.storage.uri import DataRoots, StorageError, download, exists, sync_folder, upload
@@ -169,7 +169,7 @@ class JobRunner:
             for job in s.scalars(
                 select(TrainingJob).where(TrainingJob.status.in_((Status.IN_PROGRESS, Status.STOPPING)))
             ).all():
-                for host in job_hosts(self.jobs_dir / job.name, job.request, job.log_stream):
+                for host in job_hosts(self.jobs_dir / job.name, stored_request(job.request), job.log_stream):
                     self.launcher.reap(host.folder)
                 if job.status == Status.STOPPING:
                     set_status(
@@ -180,7 +180,7 @@ class JobRunner:
                         "Training job stopped (the Roost server restarted while it was stopping)",
                     )
                     job.training_end_time = job.training_end_time or time.time()
-                elif job.request.get("CheckpointConfig") and job.training_start_time:
+                elif stored_request(job.request).get("CheckpointConfig") and job.training_start_time:
                     set_status(
                         s,
                         job,
@@ -257,7 +257,7 @@ class JobRunner:
             job = fetch(s, TrainingJob, name)
             if job.status != Status.IN_PROGRESS:  # stopped while it waited
                 return
-            req, arn = job.request, job.arn
+            req, arn = stored_request(job.request), job.arn
             hosts = job_hosts(job_dir, req, job.log_stream)
             resuming = job.secondary_status == Secondary.RESTARTING
             set_status(s, job, None, Secondary.STARTING, "Preparing the instances for training")
@@ -474,7 +474,10 @@ class JobRunner:
                     s, fetch(s, TrainingJob, name), None, Secondary.UPLOADING, "Uploading generated training model"
                 )
             tar = pack_model_dir(layout.model, packed_model(layout))
-            artifact = upload(tar, artifact_location(req, name), self.roots)
+            location = artifact_location(req, name)
+            if location is None:
+                raise StorageError("the job has no OutputDataConfig.S3OutputPath to upload its model.tar.gz to")
+            artifact = upload(tar, location, self.roots)
         if stopped_by == "max_runtime":
             self._finish(
                 name,
@@ -521,7 +524,7 @@ class JobRunner:
     ) -> None:
         with self.sessions.begin() as s:
             job = fetch(s, TrainingJob, name)
-            job.final_metrics = final_metrics(s, name, metric_definitions(job.request)) or None
+            job.final_metrics = final_metrics(s, name, metric_definitions(stored_request(job.request))) or None
             if failure:
                 job.failure_reason = failure[:FAILURE_LIMIT]
             if artifact:

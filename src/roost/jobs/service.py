@@ -23,7 +23,7 @@ from roost.aws import (
     operation,
     validation,
 )
-from roost.aws.shapes import echoed
+from roost.aws.shapes import conforming, echoed
 from roost.jobs.tags import set_tags
 from roost.storage.database import inserting
 from roost.storage.listing import list_page, with_token
@@ -42,31 +42,105 @@ BUILTIN_METRICS = [
 
 def metric_definitions(request: dict) -> list[dict]:
     """The built-in definitions, then the job's own (``AlgorithmSpecification.MetricDefinitions``)."""
-    own = (request.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or []
+    own = _list(_dict(request.get("AlgorithmSpecification")).get("MetricDefinitions"))
     names = {d["Name"] for d in BUILTIN_METRICS}
-    return BUILTIN_METRICS + [d for d in own if d.get("Name") not in names]
+    return BUILTIN_METRICS + [d for d in own if isinstance(d, dict) and d.get("Name") not in names]
 
 
-def artifact_location(request: dict, name: str) -> str:
-    """Where the job's model.tar.gz is (or will be) uploaded: ``<S3OutputPath>/<job>/output/model.tar.gz``."""
-    return Location.parse(request["OutputDataConfig"]["S3OutputPath"]).join(name, "output", "model.tar.gz")
+def artifact_location(request: dict, name: str) -> str | None:
+    """Where the job's model.tar.gz is (or will be) uploaded: ``<S3OutputPath>/<job>/output/model.tar.gz``; None
+    for a stored request without an output path (no request accepted today lacks one)."""
+    path = _dict(request.get("OutputDataConfig")).get("S3OutputPath")
+    if not isinstance(path, str):
+        return None
+    try:
+        return Location.parse(path).join(name, "output", "model.tar.gz")
+    except StorageError:
+        return None
+
+
+#: what SageMaker fills in when a CreateTrainingJob leaves it out (its API reference: one day of training)
+DEFAULT_STOPPING_CONDITION = {"MaxRuntimeInSeconds": 86400}
+
+
+def _required(explanation: str, field: str) -> ServiceError:
+    """A member SageMaker requires and the request leaves out (or sends as null), named as AWS names it."""
+    message = (
+        f"1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be "
+        f"null. {explanation}"
+    )
+    return validation(message, {field: explanation})
 
 
 def _check_request(req: dict) -> None:
     """The request rules botocore's model does not state (it checks names, types, patterns and lengths before a
-    handler runs): the algorithm has nothing to train on without channels, and nothing to train on without an
-    instance (the model lets InstanceCount be 0 for heterogeneous clusters, which this algorithm does not use)."""
+    handler runs, and leaves these optional for kinds of job this algorithm is not): the algorithm and the
+    instances must be named, and there is nothing to train on without channels of S3 data (local paths and
+    ``file://`` too, on a Roost server). Each missing member is named as AWS names it."""
+    if not req.get("AlgorithmSpecification"):
+        raise _required(
+            "AlgorithmSpecification is required: give the algorithm's TrainingImage (image-classification) and a "
+            "TrainingInputMode (File or Pipe)",
+            "algorithmSpecification",
+        )
+    resources = req.get("ResourceConfig")
+    if not resources:
+        raise _required(
+            "ResourceConfig is required: give InstanceType, InstanceCount and VolumeSizeInGB", "resourceConfig"
+        )
+    if not resources.get("InstanceGroups"):
+        for member in ("InstanceType", "InstanceCount"):
+            if member not in resources:
+                raise _required(
+                    f"ResourceConfig.{member} is required (or InstanceGroups)", f"resourceConfig.{_camel(member)}"
+                )
+        if resources["InstanceCount"] < 1:
+            message = (
+                f"ResourceConfig.InstanceCount is {resources['InstanceCount']}; a training job needs at least 1 "
+                "instance"
+            )
+            raise validation(message, {"resourceConfig.instanceCount": message})
     if not req.get("InputDataConfig"):
         raise validation(
             "InputDataConfig is required: the image-classification algorithm reads its data from a 'train' "
             "channel (and 'validation', or the _lst and model channels of image mode)"
         )
-    resources = req["ResourceConfig"]
-    if not resources.get("InstanceGroups") and resources.get("InstanceCount", 1) < 1:
-        message = (
-            f"ResourceConfig.InstanceCount is {resources['InstanceCount']}; a training job needs at least 1 instance"
-        )
-        raise validation(message, {"resourceConfig.instanceCount": message})
+    for i, channel in enumerate(req["InputDataConfig"], 1):
+        source = channel["DataSource"]
+        if not source.get("S3DataSource"):
+            other = next(iter(source), None)
+            raise _required(
+                f"InputDataConfig channel {channel['ChannelName']!r} has no DataSource.S3DataSource"
+                + (f" ({other} is not supported by Roost)" if other else "")
+                + ": give its S3Uri (s3://, file:// or a local path) and S3DataType",
+                f"inputDataConfig.{i}.member.dataSource.s3DataSource",
+            )
+
+
+def _camel(member: str) -> str:
+    return member[:1].lower() + member[1:]
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def stored_request(raw: Any) -> dict:
+    """A stored CreateTrainingJob request as every reader may use it: what no longer fits its shape (a row an older
+    Roost or a past bug left: nulls, a missing member, a member of the wrong kind) read as SageMaker's defaults, so
+    that one odd row never breaks a Describe, a list or a console page."""
+    req = conforming("sagemaker", "CreateTrainingJob", raw)
+    req["AlgorithmSpecification"] = req.get("AlgorithmSpecification") or {"TrainingInputMode": "File"}
+    req.setdefault("ResourceConfig", {})
+    req.setdefault("OutputDataConfig", {"S3OutputPath": ""})
+    req.setdefault("HyperParameters", {})
+    req.setdefault("StoppingCondition", dict(DEFAULT_STOPPING_CONDITION))
+    req.setdefault("InputDataConfig", [])
+    return req
 
 
 #: ``Environment`` names a job may set (exact, or a prefix ending in ``*``). Jobs are processes of the server's
@@ -126,9 +200,10 @@ class TrainingJobService(Service):
     def create_training_job(self, req: dict) -> dict:
         return self.create(req)
 
-    def check(self, req: dict) -> None:
-        """Every rule a CreateTrainingJob request must meet beyond its botocore shape; ValidationException if not.
-        A tuning job checks its training definition with this before it launches anything."""
+    def check(self, req: dict) -> dict:
+        """Every rule a CreateTrainingJob request must meet beyond its botocore shape (ValidationException if not),
+        then the request made whole, as it is stored: SageMaker's defaults filled in. A tuning job checks its
+        training definition with this before it launches anything."""
         _check_request(req)
         try:
             parse_hyperparameters(req.get("HyperParameters") or {})
@@ -164,10 +239,11 @@ class TrainingJobService(Service):
                     "and that the credentials can list them."
                 )
                 raise validation(message, {where: message})
+        return {**req, "StoppingCondition": req.get("StoppingCondition") or dict(DEFAULT_STOPPING_CONDITION)}
 
     def create(self, req: dict, *, tuning_job_arn: str | None = None) -> dict:
         """A new training job, queued for the runner; ``tuning_job_arn`` when a tuning job launched it."""
-        self.check(req)
+        req = self.check(req)
         name = req["TrainingJobName"]
         now = time.time()
 
@@ -302,25 +378,22 @@ def summary(job: TrainingJob) -> dict:
 
 
 def describe(job: TrainingJob, transitions: Sequence[StatusTransition]) -> dict:
-    req = job.request
+    req = stored_request(job.request)
     out: dict[str, Any] = {
         **echoed("sagemaker", "CreateTrainingJob", "DescribeTrainingJob", req),
         "TrainingJobName": job.name,
         "TrainingJobArn": job.arn,
         # the model requires it; SageMaker names the location before anything is there
-        "ModelArtifacts": {"S3ModelArtifacts": job.model_artifacts or artifact_location(req, job.name)},
+        "ModelArtifacts": {"S3ModelArtifacts": job.model_artifacts or artifact_location(req, job.name) or ""},
         "TrainingJobStatus": job.status,
         "SecondaryStatus": job.secondary_status,
-        "AlgorithmSpecification": {
-            **req.get("AlgorithmSpecification", {}),
-            "MetricDefinitions": metric_definitions(req),
-        },
+        "AlgorithmSpecification": {**req["AlgorithmSpecification"], "MetricDefinitions": metric_definitions(req)},
         "RoleArn": req.get("RoleArn"),
-        "HyperParameters": req.get("HyperParameters", {}),
-        "InputDataConfig": req.get("InputDataConfig", []),
-        "OutputDataConfig": {"KmsKeyId": "", **req.get("OutputDataConfig", {})},
-        "ResourceConfig": req.get("ResourceConfig", {}),
-        "StoppingCondition": req.get("StoppingCondition", {}),
+        "HyperParameters": req["HyperParameters"],
+        "InputDataConfig": req["InputDataConfig"],
+        "OutputDataConfig": {"KmsKeyId": "", **req["OutputDataConfig"]},
+        "ResourceConfig": req["ResourceConfig"],
+        "StoppingCondition": req["StoppingCondition"],
         "CreationTime": job.creation_time,
         "LastModifiedTime": job.last_modified_time,
         "SecondaryStatusTransitions": [
@@ -349,8 +422,12 @@ def describe(job: TrainingJob, transitions: Sequence[StatusTransition]) -> dict:
         seconds = max(1, int(round(job.training_end_time - (job.training_start_time or job.creation_time))))
         out["TrainingTimeInSeconds"] = seconds
         out["BillableTimeInSeconds"] = seconds
-    if job.final_metrics:
-        out["FinalMetricDataList"] = job.final_metrics
+    if metrics := [
+        m
+        for m in _list(job.final_metrics)
+        if isinstance(m, dict) and isinstance(m.get("MetricName"), str) and isinstance(m.get("Value"), (int, float))
+    ]:
+        out["FinalMetricDataList"] = metrics
     if job.tuning_job_arn:
         out["TuningJobArn"] = job.tuning_job_arn
     return {k: v for k, v in out.items() if v is not None}

@@ -357,8 +357,7 @@ class Tuner:
             tags = [{"Key": t.key, "Value": t.value} for t in s.scalars(select(Tag).where(Tag.resource_arn == arn))]
         req = plan.training_request(job_name, tuned, tags)
         try:
-            check_request("sagemaker", "CreateTrainingJob", req)
-            self.training.create(req, tuning_job_arn=arn)
+            self.training.create(check_request("sagemaker", "CreateTrainingJob", req), tuning_job_arn=arn)
         except ServiceError as err:
             study.tell(trial, state=TrialState.FAIL)
             self._end(plan.name, TuningJobStatus.FAILED, f"Training job {job_name} could not be created: {err}")

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from roost.aws import Account, Service, ServiceError, decode_page_token, encode_page_token, operation, validation
-from roost.aws.shapes import check_request, echoed
+from roost.aws.shapes import check_request, conforming, echoed
 from roost.jobs.search import RangeError, SearchSpace, hyperband_resources
 from roost.jobs.service import TrainingJobService, metric_definitions
 from roost.jobs.tags import drop_tags, set_tags
@@ -357,7 +357,7 @@ class TuningJobService(Service):
             trials = trial_rows(s, row.name)
             parents = [
                 (p, trial_rows(s, p.name))
-                for p in (s.get(TuningJob, n) for n in parent_names(row.request))
+                for p in (s.get(TuningJob, n) for n in parent_names(stored_request(row.request)))
                 if p is not None
             ]
             return describe(row, trials, parents)
@@ -381,7 +381,7 @@ class TuningJobService(Service):
     def list_training_jobs_for_tuning_job(self, req: dict) -> dict:
         with self.sessions() as s:
             row = self._row(s, req.get("HyperParameterTuningJobName"))
-            plan_metric, maximize = _objective(row.request)
+            plan_metric, maximize = _objective(stored_request(row.request))
             items = [
                 (t, j)
                 for t, j in trial_rows(s, row.name)
@@ -550,11 +550,26 @@ def best_trial(
     return pick(scored, key=lambda tj: tj[0].objective)  # type: ignore[arg-type, return-value]
 
 
+def stored_request(raw: Any) -> dict[str, Any]:
+    """A stored CreateHyperParameterTuningJob request as every reader may use it: what no longer fits its shape (a
+    row an older Roost or a past bug left) read as the defaults, so that one odd row never breaks a Describe, a
+    list or a console page."""
+    req = conforming("sagemaker", "CreateHyperParameterTuningJob", raw)
+    req.setdefault(
+        "HyperParameterTuningJobConfig", {"Strategy": "Bayesian", "ResourceLimits": {"MaxParallelTrainingJobs": 1}}
+    )
+    if "TrainingJobDefinition" not in req and len(req.get("TrainingJobDefinitions") or []) != 1:
+        req.pop("TrainingJobDefinitions", None)
+        req["TrainingJobDefinition"] = {}
+    return req
+
+
 def _config(row: TuningJob) -> dict[str, Any]:
-    config = dict(row.request["HyperParameterTuningJobConfig"])
+    request = stored_request(row.request)
+    config = dict(request["HyperParameterTuningJobConfig"])
     if config["Strategy"] == "Grid":  # the service fills in the combination count it inferred
         limits = dict(config["ResourceLimits"])
-        categorical = (config.get("ParameterRanges") or _definition(row.request).get("HyperParameterRanges") or {}).get(
+        categorical = (config.get("ParameterRanges") or _definition(request).get("HyperParameterRanges") or {}).get(
             "CategoricalParameterRanges"
         ) or []
         limits["MaxNumberOfTrainingJobs"] = math.prod(len(r["Values"]) for r in categorical)
@@ -586,10 +601,11 @@ def describe(
     trials: Sequence[tuple[TuningTrial, TrainingJob]],
     parents: Sequence[tuple[TuningJob, Sequence[tuple[TuningTrial, TrainingJob]]]] = (),
 ) -> dict[str, Any]:
-    metric, maximize = _objective(row.request)
+    request = stored_request(row.request)
+    metric, maximize = _objective(request)
     status, objective = counters(trials)
     out: dict[str, Any] = {
-        **echoed("sagemaker", "CreateHyperParameterTuningJob", "DescribeHyperParameterTuningJob", row.request),
+        **echoed("sagemaker", "CreateHyperParameterTuningJob", "DescribeHyperParameterTuningJob", request),
         "HyperParameterTuningJobName": row.name,
         "HyperParameterTuningJobArn": row.arn,
         "HyperParameterTuningJobConfig": _config(row),
@@ -612,7 +628,7 @@ def describe(
     best = best_trial(trials, maximize)
     if best is not None:
         out["BestTrainingJob"] = job_summary(row.name, metric, maximize, *best)
-    if parents and (row.request.get("WarmStartConfig") or {}).get("WarmStartType") == "IdenticalDataAndAlgorithm":
+    if parents and (request.get("WarmStartConfig") or {}).get("WarmStartType") == "IdenticalDataAndAlgorithm":
         everything = [(row.name, tj) for tj in trials] + [(p.name, tj) for p, ts in parents for tj in ts]
         pick = best_trial([tj for _, tj in everything], maximize)
         if pick is not None:

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from jinja2 import ChainableUndefined
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
@@ -114,16 +115,18 @@ def job_duration(job: dict) -> float | None:
 
 
 def number(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
 
 
 def final_metric(job: dict, name: str) -> float | None:
-    return next((m["Value"] for m in job.get("FinalMetricDataList", []) if m["MetricName"] == name), None)
+    return next((m.get("Value") for m in job.get("FinalMetricDataList", []) if m.get("MetricName") == name), None)
 
 
 def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     env = templates.env
+    # a member an odd stored row lacks renders as nothing instead of failing the whole page for everyone
+    env.undefined = ChainableUndefined
     env.filters["when"] = when
     env.filters["duration"] = duration
     env.filters["num"] = number

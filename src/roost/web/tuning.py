@@ -119,7 +119,7 @@ def _blank() -> dict[str, Any]:
 
 def _clone_of(d: dict) -> dict[str, Any]:
     req = {k: d[k] for k in ("HyperParameterTuningJobConfig", "TrainingJobDefinition", "WarmStartConfig") if k in d}
-    definition = dict(req["TrainingJobDefinition"])
+    definition = dict(req.get("TrainingJobDefinition") or {})
     if "ResourceConfig" in definition and "HyperParameterTuningResourceConfig" not in definition:
         definition["HyperParameterTuningResourceConfig"] = definition.pop("ResourceConfig")
     req["TrainingJobDefinition"] = definition
@@ -391,11 +391,12 @@ async def _detail(console: Console, name: str, sort: str, order: str) -> dict[st
         if not token:
             break
     service = console.tuning
-    notes = service.trial_notes(name) if service else {}
+    notes = await run_in_threadpool(service.trial_notes, name) if service else {}
     for i, j in enumerate(jobs, 1):
         j["number"] = i
         j["stopped_early"] = notes.get(j["TrainingJobName"], {}).get("stopped_by") == "early-stopping"
-    maximize = d["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]["Type"] == "Maximize"
+    objective = d["HyperParameterTuningJobConfig"].get("HyperParameterTuningJobObjective") or {}
+    maximize = objective.get("Type", "Maximize") == "Maximize"
     history, best = [], None
     for j in jobs:
         value = _objective(j)
