@@ -227,3 +227,20 @@ def test_a_null_optional_member_is_left_out(server, recs, tmp_path):
     job = server.client().describe_training_job(TrainingJobName=request["TrainingJobName"])
     assert "CheckpointConfig" not in job and job["StoppingCondition"] == {"MaxRuntimeInSeconds": 86400}
     server.client().stop_training_job(TrainingJobName=request["TrainingJobName"])
+
+
+def test_a_grid_too_large_to_run_is_counted_not_built(server, recs, tmp_path):
+    """Five categorical ranges of 30 values: 24 million combinations in a 3 KB request. The count is refused
+    before a single combination is made; the server's memory does not grow."""
+    from .test_tuning_server import tuning_request
+
+    names = ("learning_rate", "momentum", "weight_decay", "beta_1", "beta_2")
+    ranges = {"CategoricalParameterRanges": [{"Name": n, "Values": [f"0.{i}" for i in range(10, 40)]} for n in names]}
+    request = tuning_request(recs, tmp_path, "huge-grid", "Grid", ranges)
+    before = _rss_mb(server.proc.pid)
+    with pytest.raises(ClientError) as err:
+        server.client().create_hyper_parameter_tuning_job(**request)
+    error = err.value.response["Error"]
+    assert error["Code"] == "ResourceLimitExceeded" and "24300000 jobs" in error["Message"], error
+    assert _rss_mb(server.proc.pid) - before < 20
+    assert requests.get(server.url + "/ping").ok

@@ -101,9 +101,9 @@ def test_the_grid_is_every_combination_shuffled_by_the_seed():
             {"Name": "learning_rate", "Values": ["0.1", "0.01"]},
         ]
     )
-    a, b = s.grid(1), s.grid(1)
+    a, b = s.grid(1, 750), s.grid(1, 750)
     assert a == b and len(a) == 6 and len({tuple(p.items()) for p in a}) == 6
-    assert any(s.grid(seed) != a for seed in range(2, 10))
+    assert any(s.grid(seed, 750) != a for seed in range(2, 10))
 
 
 def test_hyperband_takes_max_resource_from_the_config_or_the_epochs():

@@ -229,7 +229,7 @@ def test_auto_early_stopping_stops_a_hopeless_job(env):
     seed = next(
         s
         for s in range(100)
-        if SearchSpace.parse(categorical(learning_rate=values), {}).grid(s)[-1] == {"learning_rate": "0.5"}
+        if SearchSpace.parse(categorical(learning_rate=values), {}).grid(s, 750)[-1] == {"learning_rate": "0.5"}
     )
     req = request(
         env.tmp,
@@ -560,7 +560,7 @@ def test_grid_points_left_waiting_by_a_crash_still_run_once(env):
     req = request(env.tmp, "leftover", "Grid", max_jobs=None, parallel=1, ranges=categorical(learning_rate=values))
     env.api("CreateHyperParameterTuningJob", req)
     study = optuna.create_study(study_name="leftover", storage=env.storage, direction="maximize", load_if_exists=True)
-    first = SearchSpace.parse(categorical(learning_rate=values), {}).grid(None)[0]
+    first = SearchSpace.parse(categorical(learning_rate=values), {}).grid(None, 750)[0]
     for _ in range(2):
         study.enqueue_trial(first, skip_if_exists=False)
     deadline = time.time() + 60

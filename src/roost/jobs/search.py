@@ -167,8 +167,17 @@ class SearchSpace:
             out[r.name] = r.sampled(text)
         return out
 
-    def grid(self, seed: int | None) -> list[dict[str, str]]:
-        """Every combination of a categorical-only space, in an order shuffled by ``seed``."""
+    @property
+    def grid_size(self) -> int:
+        """How many combinations a categorical-only space has, counted without making them (30 ranges of 30
+        values are 30**30 points: every cap is checked against this number first)."""
+        return math.prod(len(r.values) for r in self.ranges)
+
+    def grid(self, seed: int | None, limit: int) -> list[dict[str, str]]:
+        """Every combination of a categorical-only space, in an order shuffled by ``seed``; a space of more than
+        ``limit`` combinations is refused before any is made."""
+        if self.grid_size > limit:
+            raise RangeError(f"The grid has {self.grid_size} combinations; at most {limit} can be searched")
         names = [r.name for r in self.ranges]
         points = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(r.values for r in self.ranges))]
         random.Random(seed).shuffle(points)

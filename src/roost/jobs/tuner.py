@@ -37,6 +37,7 @@ from roost.jobs.search import pruner_for, sampler_for
 from roost.jobs.service import TrainingJobService
 from roost.jobs.tuning import (
     ACTIVE,
+    MAX_JOBS,
     TuningPlan,
     best_trial,
     objective_progress,
@@ -339,7 +340,9 @@ class Tuner:
         """One new training job from Optuna's next ask; False when there is nothing (more) to launch."""
         taken = {tuple(sorted(t.tuned.items())) for t, j in rows if not retryable(j)}
         if plan.strategy == "Grid":
-            point = next((p for p in plan.space.grid(plan.seed) if tuple(sorted(p.items())) not in taken), None)
+            point = next(
+                (p for p in plan.space.grid(plan.seed, MAX_JOBS) if tuple(sorted(p.items())) not in taken), None
+            )
             if point is None:
                 return False
             study.enqueue_trial(plan.space.params(point) or {}, skip_if_exists=False)

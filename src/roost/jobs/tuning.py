@@ -103,7 +103,18 @@ class TuningPlan:
                     "CategoricalParameterRanges values",
                     {"hyperParameterTuningJobConfig.strategy": "Grid takes categorical ranges only"},
                 )
-            combinations = len(space.grid(None))
+            combinations = space.grid_size
+            if combinations > MAX_JOBS:
+                message = (
+                    f"The Grid strategy would train {combinations} jobs, one for each combination of the categorical "
+                    f"values; a tuning job runs at most {MAX_JOBS}. Give fewer values, or use the Bayesian or "
+                    "Random strategy."
+                )
+                raise ServiceError(
+                    "ResourceLimitExceeded",
+                    message,
+                    fields={"hyperParameterTuningJobConfig.parameterRanges.categoricalParameterRanges": message},
+                )
             if max_jobs is not None and max_jobs != combinations:
                 message = (
                     f"For the Grid strategy MaxNumberOfTrainingJobs must be left out or equal the number of "
