@@ -52,7 +52,8 @@ class FakeProcess:
 
 
 class FakeLauncher:
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = 16) -> None:
+        self.hosts = capacity
         self.scripts: dict[str, Script] = {}
         self.launched: dict[str, tuple[Path, dict[str, str]]] = {}
         self.reaped: list[str] = []
@@ -71,3 +72,6 @@ class FakeLauncher:
 
     def reap(self, job_dir: Path) -> None:
         self.reaped.append(job_dir.name)
+
+    def capacity(self) -> int:
+        return self.hosts

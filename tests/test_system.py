@@ -63,3 +63,12 @@ def test_hosts_sharing_a_machine_get_its_gpus_each_their_own():
     assert gpus_for_hosts(["0", "1", "2", "3"], 2) == ["0,2", "1,3"]
     assert gpus_for_hosts(["0"], 2) == ["0", "0"]  # fewer GPUs than hosts: they share
     assert gpus_for_hosts([], 3) == [None, None, None]  # CPU machine: nothing to set
+
+
+def test_host_capacity_counts_memory_and_cores():
+    from roost.system import HOST_MEMORY, host_capacity, usable_memory
+
+    assert host_capacity(memory=4 * HOST_MEMORY, cores=1) == 3  # a 4 GiB, 1-CPU cgroup: the server keeps a GiB
+    assert host_capacity(memory=24 * HOST_MEMORY, cores=2) == 8  # 4 per core
+    assert host_capacity(memory=HOST_MEMORY // 2, cores=16) == 1  # always one
+    assert usable_memory() > HOST_MEMORY

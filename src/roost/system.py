@@ -96,6 +96,40 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def usable_memory() -> int:
+    """Bytes of memory this process's jobs may use: the machine's, or its cgroup's limit when that is lower (a
+    container, a systemd slice)."""
+    total = 0
+    try:
+        with open("/proc/meminfo") as f:
+            total = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemTotal:"))
+    except (OSError, StopIteration, ValueError):
+        pass
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(limit_file) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and (not total or int(text) < total):
+            total = int(text)
+    return total or 4 << 30
+
+
+#: what one training host takes with its data-loading workers (measured: about 1 GB for the algorithm's defaults)
+HOST_MEMORY = 1 << 30
+#: hosts per core beyond which more only share the same cores more thinly
+HOSTS_PER_CORE = 4
+
+
+def host_capacity(memory: int | None = None, cores: int | None = None) -> int:
+    """How many training hosts this machine can run at once: one per ``HOST_MEMORY`` of its memory, less one for
+    the server itself, and at most ``HOSTS_PER_CORE`` per core. The default of ``roost server``'s instance limits."""
+    memory = usable_memory() if memory is None else memory
+    cores = available_cores() if cores is None else cores
+    return max(1, min((memory - HOST_MEMORY) // HOST_MEMORY, HOSTS_PER_CORE * cores))
+
+
 def free_port() -> int:
     """A TCP port nothing listens on now, on loopback (for a rendezvous, a test server)."""
     import socket

@@ -3,6 +3,7 @@ one server per data folder, AWS-shaped answers to malformed requests, and no ser
 
 import http.client
 import json
+import os
 import stat
 
 import pytest
@@ -244,3 +245,34 @@ def test_a_grid_too_large_to_run_is_counted_not_built(server, recs, tmp_path):
     assert error["Code"] == "ResourceLimitExceeded" and "24300000 jobs" in error["Message"], error
     assert _rss_mb(server.proc.pid) - before < 20
     assert requests.get(server.url + "/ping").ok
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
+@pytest.mark.parametrize("count", [100, 100_000])
+def test_more_instances_than_the_server_runs_are_refused_up_front(server, recs, tmp_path, count):
+    before = _children(server.proc.pid)
+    request = training_request(recs, tmp_path)
+    request["ResourceConfig"]["InstanceCount"] = count
+    with pytest.raises(ClientError) as err:
+        server.client().create_training_job(**request)
+    error = err.value.response["Error"]
+    assert error["Code"] == "ResourceLimitExceeded" and f"InstanceCount is {count}" in error["Message"]
+    assert "--max-instances-per-job" in error["Message"]
+    assert _children(server.proc.pid) == before
+    with pytest.raises(ClientError, match="ResourceLimitExceeded"):
+        server.client().create_endpoint_config(
+            EndpointConfigName=f"many-{count}",
+            ProductionVariants=[{"VariantName": "v", "ModelName": "m", "InitialInstanceCount": count}],
+        )

@@ -93,7 +93,7 @@ def create(service, launcher, tmp_path, name, script, **extra) -> str:
                 "ContentType": "application/x-recordio",
                 "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": channel}},
             },
-            {"ChannelName": "validation", "DataSource": {"S3DataSource": {"S3Uri": channel}}},
+            {"ChannelName": "validation", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": channel}}},
         ],
     }
     req.update(extra)
@@ -205,6 +205,33 @@ def test_jobs_beyond_the_limit_wait_their_turn(env):
     assert "Waiting for a free slot (1 job(s) run at a time)" in d["SecondaryStatusTransitions"][-1]["StatusMessage"]
     service.stop_training_job({"TrainingJobName": "first"})
     assert wait_done(service, "second")["TrainingJobStatus"] == "Completed"
+
+
+def test_a_job_waits_for_its_instances_and_the_ones_behind_it_wait_too(database_url, tmp_path):
+    sessions = open_database(database_url)
+    launcher = FakeLauncher(capacity=3)
+    runner = JobRunner(sessions, tmp_path / "data", poll=0.02, max_concurrent=3, launcher=launcher)
+    service = TrainingJobService(sessions, max_instances=runner.max_instances)
+    (tmp_path / "channel").mkdir()
+    (tmp_path / "channel" / "train.rec").write_bytes(b"x")
+    two = {"ResourceConfig": {"InstanceCount": 2, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 5}}
+    try:
+        create(service, launcher, tmp_path, "big-1", runs_until_stopped(), **two)
+        create(service, launcher, tmp_path, "big-2", trains(), **two)
+        create(service, launcher, tmp_path, "small", trains())  # would fit, but comes after big-2
+        runner.start()
+        wait_secondary(service, "big-1", "Training")
+        time.sleep(0.2)
+        d = service.describe_training_job({"TrainingJobName": "big-2"})
+        assert d["SecondaryStatus"] == "Starting" and "big-2/algo-1" not in launcher.launched
+        message = d["SecondaryStatusTransitions"][-1]["StatusMessage"]
+        assert message == "Waiting for 2 instance(s): 2 of the 3 this server runs at once are in use"
+        assert "small" not in launcher.launched
+        service.stop_training_job({"TrainingJobName": "big-1"})
+        assert wait_done(service, "big-2")["TrainingJobStatus"] == "Completed"
+        assert wait_done(service, "small")["TrainingJobStatus"] == "Completed"
+    finally:
+        runner.shutdown()
 
 
 def test_restart_fails_running_jobs_or_resumes_them_from_checkpoints(env):
@@ -342,7 +369,10 @@ def test_sharded_by_key_channels_give_each_host_its_own_objects(env):
                 }
             },
         },
-        {"ChannelName": "validation", "DataSource": {"S3DataSource": {"S3Uri": str(tmp_path / "channel")}}},
+        {
+            "ChannelName": "validation",
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": str(tmp_path / "channel")}},
+        },
     ]
     resources = {"InstanceCount": 2, "InstanceType": "ml.p3.2xlarge", "VolumeSizeInGB": 5}
     create(service, launcher, tmp_path, "sharded", trains(), ResourceConfig=resources, InputDataConfig=channels)

@@ -212,7 +212,7 @@ def test_batch_transform_writes_one_output_per_image(hosting, model, tmp_path):
         {
             "TransformJobName": "birds-batch",
             "ModelName": "batch",
-            "TransformInput": {"DataSource": {"S3DataSource": {"S3Uri": images.as_uri()}}},
+            "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": images.as_uri()}}},
             "TransformOutput": {"S3OutputPath": (tmp_path / "out").as_uri()},
             "TransformResources": {"InstanceCount": 1, "InstanceType": "ml.m5.large"},
             "BatchStrategy": "SingleRecord",
@@ -255,7 +255,7 @@ def test_models_and_batch_data_only_from_below_the_data_roots(database_url, mode
             {
                 "TransformJobName": "t",
                 "ModelName": "m",
-                "TransformInput": {"DataSource": {"S3DataSource": {"S3Uri": source}}},
+                "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": source}}},
                 "TransformOutput": {"S3OutputPath": output},
             },
         )

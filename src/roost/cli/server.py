@@ -50,6 +50,19 @@ import click
     type=click.IntRange(min=1),
     help="Jobs in progress (running or waiting) beyond which CreateTrainingJob answers ResourceLimitExceeded.",
 )
+@click.option(
+    "--max-instances-per-job",
+    type=click.IntRange(min=1),
+    help="Instances (hosts) one training job, or endpoint, may ask for; more is refused with ResourceLimitExceeded "
+    "[default: what this machine, or the cluster, can run at once].",
+)
+@click.option(
+    "--max-running-instances",
+    type=click.IntRange(min=1),
+    help="Hosts of all training jobs together that run at once; a job that does not fit waits, saying so in its "
+    "status [default: what this machine, or the cluster, can run: one per GiB of memory beyond the first, at most "
+    "4 per core].",
+)
 @click.option("--region", default="us-east-1", show_default=True, help="Region written into ARNs.")
 @click.option(
     "--data-root",
@@ -88,6 +101,8 @@ def server_cmd(
     max_concurrent_jobs,
     stop_grace,
     max_active_jobs,
+    max_instances_per_job,
+    max_running_instances,
     region,
     data_roots,
     job_env_allow,
@@ -148,15 +163,23 @@ def server_cmd(
         stop_grace=stop_grace,
         roots=roots,
         launcher=launcher,
+        max_instances=max_running_instances,
     )
+    per_job = max_instances_per_job or runner.max_instances
+    if per_job > runner.max_instances:
+        raise click.ClickException(
+            f"--max-instances-per-job {per_job} is more than the {runner.max_instances} instances that run at once "
+            "(--max-running-instances): such a job would never start"
+        )
     account = Account(region=region)
-    hosting = HostingService(sessions, data_dir, account, roots)
+    hosting = HostingService(sessions, data_dir, account, roots, max_instances=per_job)
     jobs = TrainingJobService(
         sessions,
         account,
         max_active_jobs=max_active_jobs,
         roots=roots,
         environment=EnvironmentPolicy(DEFAULT_JOB_ENV_ALLOW + tuple(job_env_allow)),
+        max_instances=per_job,
     )
 
     tuner = Tuner(sessions, jobs, studies)
@@ -180,7 +203,8 @@ def server_cmd(
         click.echo(f"Created an access key pair in {created} (aws_access_key_id {keys.access_key_id}).", err=True)
     click.echo(
         f"Roost serves the SageMaker API at http://{host}:{port} and its console at "
-        f"http://{host}:{port}/console (data in {data_dir}; local data below {roots})",
+        f"http://{host}:{port}/console (data in {data_dir}; local data below {roots}; at most {per_job} instances a "
+        f"job, {runner.max_instances} at once)",
         err=True,
     )
     uvicorn.run(app, host=host, port=port, log_level="warning")

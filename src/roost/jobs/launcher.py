@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-from roost.system import PARENT_PID_ENV
+from roost.system import PARENT_PID_ENV, host_capacity
 
 #: the exit status of a host whose machine was lost (a cluster node gone): not the algorithm's doing
 NODE_LOST = -1001
@@ -45,6 +45,9 @@ class Launcher(Protocol):
 
     def reap(self, job_dir: Path) -> None:
         """End what a previous server left running for this job (called after a restart)."""
+
+    def capacity(self) -> int:
+        """How many hosts it can run at once: the default of the server's instance limits."""
 
 
 class LocalProcess:
@@ -74,6 +77,9 @@ class LocalProcesses:
     """Each job a process group of this machine, started by ``python -m roost container train``."""
 
     PID_FILE = "pid"
+
+    def capacity(self) -> int:
+        return host_capacity()
 
     def launch(self, job_dir: Path, root: Path, env: dict[str, str]) -> LocalProcess:
         env = {**env, "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())}

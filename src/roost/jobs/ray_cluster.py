@@ -200,6 +200,12 @@ class RayLauncher:
     def resources_for(self, instance_type: str) -> tuple[float, float]:
         return self.resources.get(instance_type, (1.0, 0.0))
 
+    def capacity(self) -> int:
+        """A host per CPU the cluster has now (the smallest a host asks for); placement waits for the rest."""
+        import ray
+
+        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
     def launch(self, job_dir: Path, root: Path, env: dict[str, str]) -> RayProcess:
         import ray
 

@@ -26,7 +26,7 @@ from roost.formats.artifact import pack_model_dir
 from roost.jobs.launcher import NODE_LOST, JobProcess, Launcher, LocalProcesses
 from roost.jobs.logs import TRAINING_GROUP, open_stream
 from roost.jobs.metrics import MetricExtractor, final_metrics
-from roost.jobs.service import artifact_location, metric_definitions, set_status, stored_request
+from roost.jobs.service import artifact_location, instance_count, metric_definitions, set_status, stored_request
 from roost.storage.database import fetch
 from roost.storage.tables import LogEvent, MetricDatum, SecondaryStatus, TrainingJob, TrainingJobStatus
 from roost.storage.uri import DataRoots, StorageError, download, exists, sync_folder, upload
@@ -92,12 +92,6 @@ class Host:
     proc: JobProcess | None = None
 
 
-def instance_count(req: dict) -> int:
-    resources = req.get("ResourceConfig") or {}
-    groups = resources.get("InstanceGroups") or []
-    return sum(g.get("InstanceCount", 1) for g in groups) if groups else max(1, resources.get("InstanceCount", 1))
-
-
 def job_hosts(job_dir: Path, req: dict, first_stream: str) -> list[Host]:
     """``algo-1`` ... ``algo-<InstanceCount>``; streams ``<job>/algo-<n>-<epoch seconds>`` as SageMaker names them."""
     hosts = []
@@ -132,6 +126,7 @@ class JobRunner:
         poll: float = 0.5,
         launcher: Launcher | None = None,
         roots: DataRoots | None = None,
+        max_instances: int | None = None,
     ) -> None:
         self.sessions = sessions
         self.jobs_dir = jobs_folder(data_dir)
@@ -139,6 +134,9 @@ class JobRunner:
         self.stop_grace = stop_grace
         self.poll = poll
         self.launcher: Launcher = launcher or LocalProcesses()
+        #: hosts that run at once, over all jobs (roost server --max-running-instances): a job waits for its own
+        self.max_instances = max_instances or self.launcher.capacity()
+        self.instances: dict[str, int] = {}  # the hosts of each running job
         self.roots = roots  # checked again when data move: a link may have changed since the job was created
         self.running: dict[str, threading.Thread] = {}
         self.processes: dict[str, HostProcesses] = {}
@@ -211,31 +209,50 @@ class JobRunner:
         with self._lock:
             for name in [n for n, t in self.running.items() if not t.is_alive()]:
                 del self.running[name]
+                self.instances.pop(name, None)
             free = self.max_concurrent - len(self.running)
+            in_use = sum(self.instances.values())
+        start: list[tuple[str, int]] = []
         with self.sessions.begin() as s:
             waiting = s.scalars(
                 select(TrainingJob).where(TrainingJob.status == Status.IN_PROGRESS).order_by(TrainingJob.creation_time)
             ).all()
-            waiting = [j for j in waiting if j.name not in self.running]
-            start, queued = waiting[: max(free, 0)], waiting[max(free, 0) :]
+            # first come, first served: a job waits for its hosts, and the jobs behind it wait behind it
+            blocked = False
+            for job in (j for j in waiting if j.name not in self.running):
+                hosts = instance_count(stored_request(job.request))
+                if hosts > self.max_instances:  # accepted under a higher limit, before a restart
+                    job.failure_reason = (
+                        f"ResourceLimitExceeded: the job needs {hosts} instances; this server runs at most "
+                        f"{self.max_instances} at once (roost server --max-running-instances)"
+                    )
+                    job.training_end_time = time.time()
+                    set_status(s, job, Status.FAILED, Secondary.FAILED, "Training job failed")
+                    continue
+                if not blocked and len(start) < free and in_use + hosts <= self.max_instances:
+                    start.append((job.name, hosts))
+                    in_use += hosts
+                    continue
+                if not blocked and len(start) < free:
+                    blocked = True
+                    message = (
+                        f"Waiting for {hosts} instance(s): {in_use} of the {self.max_instances} this server runs "
+                        "at once are in use"
+                    )
+                else:
+                    message = f"Waiting for a free slot ({self.max_concurrent} job(s) run at a time)"
+                if job.secondary_status == Secondary.STARTING:
+                    set_status(s, job, None, Secondary.STARTING, message)
             # a job stopped before it had a slot has nothing to stop: it ends at once and frees its place
             for job in s.scalars(select(TrainingJob).where(TrainingJob.status == Status.STOPPING)).all():
                 if job.name not in self.running:
                     job.training_end_time = time.time()
                     set_status(s, job, Status.STOPPED, Secondary.STOPPED, "Training job stopped")
-            for job in queued:
-                if job.secondary_status == Secondary.STARTING:
-                    set_status(
-                        s,
-                        job,
-                        None,
-                        Secondary.STARTING,
-                        f"Waiting for a free slot ({self.max_concurrent} job(s) run at a time)",
-                    )
-        for job in start:
-            t = threading.Thread(target=self._run_safely, args=(job.name,), name=f"job-{job.name}", daemon=True)
+        for name, hosts in start:
+            t = threading.Thread(target=self._run_safely, args=(name,), name=f"job-{name}", daemon=True)
             with self._lock:
-                self.running[job.name] = t
+                self.running[name] = t
+                self.instances[name] = hosts
             t.start()
 
     # ------------------------------------------------------------------ one job

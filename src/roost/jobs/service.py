@@ -117,6 +117,14 @@ def _check_request(req: dict) -> None:
             )
 
 
+def instance_count(req: dict) -> int:
+    """The hosts a training job runs on: ResourceConfig's InstanceCount, or its instance groups' together."""
+    resources = _dict(req.get("ResourceConfig"))
+    groups = _list(resources.get("InstanceGroups"))
+    count = sum(_dict(g).get("InstanceCount", 1) for g in groups) if groups else resources.get("InstanceCount", 1)
+    return max(1, count) if isinstance(count, int) else 1
+
+
 def _camel(member: str) -> str:
     return member[:1].lower() + member[1:]
 
@@ -184,10 +192,12 @@ class TrainingJobService(Service):
         max_active_jobs: int = 100,
         roots: DataRoots | None = None,
         environment: EnvironmentPolicy | None = None,
+        max_instances: int = 8,
     ) -> None:
         self.sessions = sessions
         self.account = account or Account()
         self.max_active_jobs = max_active_jobs  # beyond this CreateTrainingJob answers ResourceLimitExceeded
+        self.max_instances = max_instances  # a job's hosts; roost server --max-instances-per-job
         self.roots = roots  # the local folders jobs may read and write; None: any (tests of the service alone)
         self.environment = environment or EnvironmentPolicy()
 
@@ -205,6 +215,13 @@ class TrainingJobService(Service):
         then the request made whole, as it is stored: SageMaker's defaults filled in. A tuning job checks its
         training definition with this before it launches anything."""
         _check_request(req)
+        if (hosts := instance_count(req)) > self.max_instances:
+            message = (
+                f"ResourceConfig.InstanceCount is {hosts}; this server runs a training job on at most "
+                f"{self.max_instances} instances (what its machine, or cluster, can run at once). The operator "
+                "raises the limit with roost server --max-instances-per-job and --max-running-instances."
+            )
+            raise ServiceError("ResourceLimitExceeded", message, fields={"resourceConfig.instanceCount": message})
         try:
             parse_hyperparameters(req.get("HyperParameters") or {})
         except HyperparameterError as err:

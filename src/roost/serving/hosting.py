@@ -114,8 +114,10 @@ class HostingService(Service):
         data_dir: Path,
         account: Account | None = None,
         roots: DataRoots | None = None,
+        max_instances: int = 8,
     ) -> None:
         self.sessions = sessions
+        self.max_instances = max_instances  # an endpoint's serving workers (InitialInstanceCount)
         self.roots = roots  # the local folders models and batch data may come from and go to; None: any
         self.cache = Path(data_dir) / "models"
         self.account = account or Account()
@@ -222,6 +224,13 @@ class HostingService(Service):
             raise validation(
                 f"Roost serves one production variant per endpoint; this configuration has {len(variants)} "
                 f"({', '.join(v.get('VariantName', '?') for v in variants)}). Create an endpoint per variant."
+            )
+        count = variants[0].get("InitialInstanceCount", 1)
+        if count > self.max_instances:
+            raise ServiceError(
+                "ResourceLimitExceeded",
+                f"InitialInstanceCount is {count}; this server runs an endpoint on at most {self.max_instances} "
+                "instances (serving workers). The operator raises it with roost server --max-instances-per-job.",
             )
         with inserting(self.sessions, lambda: self._already("endpoint-config", "endpoint configuration", name)) as s:
             for v in variants:
