@@ -202,5 +202,7 @@ def main(argv: list[str]) -> int:
     return run_list_mode(args) if args.list else run_rec_mode(args)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":  # pragma: no cover - as `python -m roost.cli.im2rec`, with roost's error handling
+    from roost.cli.main import cli
+
+    cli(["im2rec", *sys.argv[1:]], prog_name="roost")

@@ -12,7 +12,24 @@ from roost import __version__
 from roost.cli import ui
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class RoostGroup(click.Group):
+    """The ``roost`` command: a user's mistake in any subcommand is one line that says what is wrong and what to
+    do (``Error: ...``, exit status 1), never a traceback. Roost's own bugs still show theirs."""
+
+    def invoke(self, ctx: click.Context):
+        from roost.errors import UserError
+
+        try:
+            return super().invoke(ctx)
+        except UserError as err:
+            raise click.ClickException(str(err)) from None
+        except OSError as err:
+            if err.filename is None:  # not about a file the user named
+                raise
+            raise click.ClickException(f"{err.filename}: {err.strerror or err}") from None
+
+
+@click.group(cls=RoostGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="roost")
 def cli() -> None:
     """Roost: SageMaker's built-in Image Classification workflow on your own machine.
@@ -409,10 +426,6 @@ cli.add_command(predict_cmd)
 cli.add_command(serve_cmd)
 cli.add_command(import_sagemaker_cmd)
 cli.add_command(export_cmd)
-
-
-def main() -> None:  # pragma: no cover - console-script shim
-    cli()
 
 
 if __name__ == "__main__":  # pragma: no cover
