@@ -75,8 +75,9 @@ def test_multilabel_class_id_manifest(multi, tmp_path):
     status, job = run_job(
         tmp_path / "job",
         {
-            "train": manifest(tmp_path / "t.manifest", train_root, train_lst),
-            "validation": manifest(tmp_path / "v.manifest", val_root, val_lst),
+            # beside its images: a manifest may name only images below its own folder
+            "train": manifest(train_root / "t.manifest", train_root, train_lst),
+            "validation": manifest(val_root / "v.manifest", val_root, val_lst),
         },
         _hp(40, multi_label=1),
         content_types={

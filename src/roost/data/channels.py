@@ -347,8 +347,13 @@ def manifest_samples(
         labels = _manifest_labels(obj[label_key], label_format, num_classes, multi_label, where)
         check_labels(labels, num_classes, multi_label, where)
         samples.append(Sample(-1, str(path), labels))
+    if not samples and confinement.skipped:
+        raise ChannelError(
+            f"{manifest}: the manifest has no lines inside its folder: its {len(confinement.skipped)} image(s) lie "
+            f"outside {base} (e.g. {confinement.skipped[0]}); put the manifest in a folder that holds its images"
+        )
     if not samples:
-        raise ChannelError(f"{manifest}: the manifest has no lines" + (" inside its folder" if entries else ""))
+        raise ChannelError(f"{manifest}: the manifest has no lines")
     return samples
 
 
