@@ -88,9 +88,9 @@ def _job_speed(launcher, tmp: Path, name: str, data, epochs: int) -> float:
     import json
 
     from helpers import training_request
-    from roost.jobs.runner import JobRunner
-    from roost.jobs.service import TrainingJobService
     from roost.storage.database import open_database
+    from roost.training.runner import JobRunner
+    from roost.training.service import TrainingJobService
 
     sessions = open_database(f"sqlite:///{tmp / (name + '.db')}")
     runner = JobRunner(sessions, tmp / name, poll=0.1, launcher=launcher)
@@ -126,7 +126,7 @@ def compare_backends(epochs: int) -> None:
         print("Ray is not installed (pip install 'roost[ray]'): no Ray figure")
         return
     from helpers import make_rec_split
-    from roost.jobs.ray_cluster import RayLauncher
+    from roost.training.ray_cluster import RayLauncher
 
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)

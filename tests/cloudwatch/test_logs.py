@@ -3,7 +3,7 @@
 import pytest
 
 from roost.aws import ServiceError
-from roost.jobs.logs import LogService, LogSink, matches
+from roost.cloudwatch.logs import LogService, LogSink, matches
 from roost.storage.database import open_database
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from roost.aws import ServiceError
-from roost.jobs.metrics import NAMESPACE, MetricExtractor, MetricsService, final_metrics
+from roost.cloudwatch.metrics import NAMESPACE, MetricExtractor, MetricsService, final_metrics
 from roost.storage.database import open_database
 
 DEFINITIONS = [

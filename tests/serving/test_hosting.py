@@ -12,7 +12,7 @@ import pytest
 
 from helpers import Api
 from roost.aws import ServiceError
-from roost.jobs.logs import LogService
+from roost.cloudwatch.logs import LogService
 from roost.serving.hosting import HostingService
 from roost.storage.database import open_database
 from roost.storage.uri import DataRoots

@@ -4,10 +4,10 @@ import pytest
 
 from helpers import Api
 from roost.aws import ServiceError
-from roost.jobs.service import TrainingJobService
-from roost.jobs.tags import TagService
 from roost.serving.hosting import HostingService
 from roost.storage.database import open_database
+from roost.storage.tags import TagService
+from roost.training.service import TrainingJobService
 
 
 @pytest.fixture()

@@ -9,10 +9,10 @@ import time
 import pytest
 
 from helpers import training_request, wait_until_ended
-from roost.jobs.ray_cluster import ClusterError, RayLauncher, parse_resources
-from roost.jobs.runner import JobRunner
-from roost.jobs.service import TrainingJobService
 from roost.storage.database import open_database
+from roost.training.ray_cluster import ClusterError, RayLauncher, parse_resources
+from roost.training.runner import JobRunner
+from roost.training.service import TrainingJobService
 
 pytestmark = pytest.mark.slow
 

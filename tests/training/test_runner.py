@@ -16,11 +16,11 @@ import pytest
 from fake_jobs import FakeLauncher, Script
 from helpers import wait_until_ended
 from roost.algorithm.layout import JobLayout
-from roost.jobs.logs import LogService
-from roost.jobs.runner import JobRunner
-from roost.jobs.service import TrainingJobService
+from roost.cloudwatch.logs import LogService
 from roost.storage.database import open_database
 from roost.storage.tables import TrainingJob
+from roost.training.runner import JobRunner
+from roost.training.service import TrainingJobService
 
 
 def trains(accuracy: float = 0.75) -> Script:

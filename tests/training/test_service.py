@@ -6,9 +6,9 @@ import pytest
 
 from helpers import Api, make_rec_split
 from roost.aws import ServiceError
-from roost.jobs.service import DEFAULT_JOB_ENV_ALLOW, EnvironmentPolicy, TrainingJobService
 from roost.storage.database import open_database
 from roost.storage.uri import DataRoots
+from roost.training.service import DEFAULT_JOB_ENV_ALLOW, EnvironmentPolicy, TrainingJobService
 
 
 @pytest.fixture()

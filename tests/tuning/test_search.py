@@ -7,7 +7,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from roost.jobs.search import MedianRunningAveragePruner, Range, RangeError, SearchSpace, hyperband_resources
+from roost.tuning.search import MedianRunningAveragePruner, Range, RangeError, SearchSpace, hyperband_resources
 
 STATIC = {"num_classes": "10", "num_training_samples": "1000"}
 

@@ -16,13 +16,13 @@ import pytest
 from fake_jobs import FakeLauncher
 from helpers import Api
 from roost.aws import ServiceError
-from roost.jobs.runner import JobRunner
-from roost.jobs.search import SearchSpace
-from roost.jobs.service import TrainingJobService
-from roost.jobs.tags import TagService
-from roost.jobs.tuner import Tuner
-from roost.jobs.tuning import TuningJobService
 from roost.storage.database import open_database, optuna_storage
+from roost.storage.tags import TagService
+from roost.training.runner import JobRunner
+from roost.training.service import TrainingJobService
+from roost.tuning.search import SearchSpace
+from roost.tuning.service import TuningJobService
+from roost.tuning.tuner import Tuner
 
 #: how long a fake epoch takes; the tests of pruning slow them so the tuner sees a job before it ends
 PACE = {"epoch": 0.03}

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from helpers import Server
-from roost.jobs.search import SearchSpace
+from roost.tuning.search import SearchSpace
 from roost.web.tuning import parallel_coordinates, request_from_tuning_form
 
 from .test_app import signed_in

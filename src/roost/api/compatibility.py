@@ -15,12 +15,12 @@ import re
 from roost.api.app import RUNTIME_OPERATIONS
 from roost.aws import Service
 from roost.aws.shapes import service_model
-from roost.jobs.logs import LogService
-from roost.jobs.metrics import MetricsService
-from roost.jobs.service import TrainingJobService
-from roost.jobs.tags import TagService
-from roost.jobs.tuning import TuningJobService
+from roost.cloudwatch.logs import LogService
+from roost.cloudwatch.metrics import MetricsService
 from roost.serving.hosting import HostingService
+from roost.storage.tags import TagService
+from roost.training.service import TrainingJobService
+from roost.tuning.service import TuningJobService
 
 #: every service class ``roost server`` answers with
 SERVICES: tuple[type[Service], ...] = (

@@ -206,8 +206,8 @@ def logs(ctx, name, follow, pattern) -> None:
     """Print a job's log (its CloudWatch-style stream)."""
     from botocore.exceptions import ClientError
 
-    from roost.jobs.logs import TRAINING_GROUP as GROUP
-    from roost.jobs.logs import matches
+    from roost.cloudwatch.logs import TRAINING_GROUP as GROUP
+    from roost.cloudwatch.logs import matches
 
     sm, cw = _clients(ctx)
     while True:

@@ -121,18 +121,18 @@ def server_cmd(
     from roost.api.app import create_app
     from roost.api.auth import load_or_create_keys
     from roost.aws import Account
-    from roost.jobs.logs import LogService
-    from roost.jobs.metrics import MetricsService
-    from roost.jobs.runner import JobRunner
-    from roost.jobs.service import DEFAULT_JOB_ENV_ALLOW, EnvironmentPolicy, TrainingJobService
-    from roost.jobs.tags import TagService
-    from roost.jobs.tuner import Tuner
-    from roost.jobs.tuning import TuningJobService
+    from roost.cloudwatch.logs import LogService
+    from roost.cloudwatch.metrics import MetricsService
     from roost.serving.hosting import HostingService
     from roost.storage.database import database_url as default_url
     from roost.storage.database import open_database, optuna_storage
     from roost.storage.folder import FolderInUse, claim, make_private
+    from roost.storage.tags import TagService
     from roost.storage.uri import DataRoots
+    from roost.training.runner import JobRunner
+    from roost.training.service import DEFAULT_JOB_ENV_ALLOW, EnvironmentPolicy, TrainingJobService
+    from roost.tuning.service import TuningJobService
+    from roost.tuning.tuner import Tuner
     from roost.web.app import create_console
 
     make_private(data_dir)
@@ -150,7 +150,7 @@ def server_cmd(
     roots = DataRoots([data_dir, *data_roots])
     launcher = None
     if cluster:
-        from roost.jobs.ray_cluster import ClusterError, RayLauncher, parse_resources
+        from roost.training.ray_cluster import ClusterError, RayLauncher, parse_resources
 
         try:
             launcher = RayLauncher(cluster, parse_resources(cluster_resources))

@@ -33,14 +33,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from roost.aws import Account, Service, ServiceError, operation, validation
 from roost.aws.shapes import conforming, echoed
+from roost.cloudwatch.logs import LogSink, endpoint_group
 from roost.errors import UserError
-from roost.jobs.logs import LogSink, endpoint_group
-from roost.jobs.tags import drop_tags, set_tags
 from roost.serving.batching import DynamicBatcher
 from roost.serving.invocations import InputError, RequestTooLarge, answer, render
 from roost.storage.database import fetch, inserting
 from roost.storage.listing import list_page, with_token
 from roost.storage.tables import Endpoint, EndpointConfig, EndpointStatus, Model, TransformJob, TransformJobStatus
+from roost.storage.tags import drop_tags, set_tags
 from roost.storage.uri import DataRoots, Location, StorageError, download, exists, upload
 
 if TYPE_CHECKING:

@@ -24,8 +24,8 @@ from typing import Any
 
 from roost.algorithm.layout import JobLayout
 from roost.errors import UserError
-from roost.jobs.launcher import NODE_LOST
 from roost.system import PARENT_PID_ENV, THREADS_ENV
+from roost.training.launcher import NODE_LOST
 
 #: how long a host may wait for a node with its instance type's CPUs and GPUs free
 PLACEMENT_SECONDS = 300.0
@@ -126,7 +126,7 @@ class _Host:
 
 
 class RayProcess:
-    """A host running as a Ray actor, seen by the runner as a :class:`roost.jobs.launcher.JobProcess`."""
+    """A host running as a Ray actor, seen by the runner as a :class:`roost.training.launcher.JobProcess`."""
 
     def __init__(self, actor: Any, node_id: str) -> None:
         self.actor, self.node_id = actor, node_id
@@ -177,7 +177,7 @@ class RayProcess:
 
 
 class RayLauncher:
-    """The :class:`roost.jobs.launcher.Launcher` for a Ray cluster."""
+    """The :class:`roost.training.launcher.Launcher` for a Ray cluster."""
 
     def __init__(
         self,

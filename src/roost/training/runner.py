@@ -22,15 +22,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from roost.algorithm.layout import ChannelConfig, JobLayout, ResourceConfig
+from roost.cloudwatch.logs import TRAINING_GROUP, open_stream
+from roost.cloudwatch.metrics import MetricExtractor, final_metrics
 from roost.formats.artifact import pack_model_dir
-from roost.jobs.launcher import NODE_LOST, JobProcess, Launcher, LocalProcesses
-from roost.jobs.logs import TRAINING_GROUP, open_stream
-from roost.jobs.metrics import MetricExtractor, final_metrics
-from roost.jobs.service import artifact_location, instance_count, metric_definitions, set_status, stored_request
 from roost.storage.database import fetch
 from roost.storage.tables import LogEvent, MetricDatum, SecondaryStatus, TrainingJob, TrainingJobStatus
 from roost.storage.uri import DataRoots, StorageError, download, exists, sync_folder, upload
 from roost.system import THREADS_ENV, available_cores, free_port, gpus_for_hosts, visible_gpus
+from roost.training.launcher import NODE_LOST, JobProcess, Launcher, LocalProcesses
+from roost.training.service import artifact_location, instance_count, metric_definitions, set_status, stored_request
 
 log = logging.getLogger(__name__)
 

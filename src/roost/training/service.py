@@ -3,7 +3,7 @@
 ``CreateTrainingJob``, ``DescribeTrainingJob``, ``ListTrainingJobs`` and
 ``StopTrainingJob`` take and return the same shapes as SageMaker (docs/sagemaker.md, "The API"),
 and fail with SageMaker's error codes and messages (:class:`ServiceError`). The
-runner (``roost.jobs.runner``) moves the jobs through their statuses.
+runner (``roost.training.runner``) moves the jobs through their statuses.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from roost.aws import (
     validation,
 )
 from roost.aws.shapes import conforming, echoed
-from roost.jobs.tags import set_tags
 from roost.storage.database import inserting
 from roost.storage.listing import list_page, with_token
 from roost.storage.tables import ACTIVE, TERMINAL, SecondaryStatus, StatusTransition, TrainingJob, TrainingJobStatus
+from roost.storage.tags import set_tags
 from roost.storage.uri import DataRoots, Location, StorageError, exists
 
 #: SageMaker's built-in metrics for this algorithm (their regexes are not published; these match its log lines).

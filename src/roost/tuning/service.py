@@ -3,8 +3,8 @@
 ``CreateHyperParameterTuningJob``, ``Describe…``, ``List…``,
 ``ListTrainingJobsForHyperParameterTuningJob``, ``Stop…`` and ``Delete…`` take
 and return SageMaker's shapes (docs/tuning.md). A :class:`TuningPlan` is what a
-request means; the tuner (``roost.jobs.tuner``) carries it out, launching
-training jobs through :class:`~roost.jobs.service.TrainingJobService`.
+request means; the tuner (``roost.tuning.tuner``) carries it out, launching
+training jobs through :class:`~roost.training.service.TrainingJobService`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from roost.aws import Account, Service, ServiceError, decode_page_token, encode_page_token, operation, validation
 from roost.aws.shapes import check_request, conforming, echoed
-from roost.jobs.search import RangeError, SearchSpace, hyperband_resources
-from roost.jobs.service import TrainingJobService, metric_definitions
-from roost.jobs.tags import drop_tags, set_tags
 from roost.storage.database import inserting
 from roost.storage.listing import list_page, with_token
 from roost.storage.tables import (
@@ -33,6 +30,9 @@ from roost.storage.tables import (
     TuningJobStatus,
     TuningTrial,
 )
+from roost.storage.tags import drop_tags, set_tags
+from roost.training.service import TrainingJobService, metric_definitions
+from roost.tuning.search import RangeError, SearchSpace, hyperband_resources
 
 #: the hyperparameter SageMaker adds to every training job of a tuning job: the objective's name
 OBJECTIVE_HYPERPARAMETER = "_tuning_objective_metric"

@@ -32,19 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from roost.aws import ServiceError
 from roost.aws.shapes import check_request
-from roost.jobs.metrics import NAMESPACE
-from roost.jobs.search import pruner_for, sampler_for
-from roost.jobs.service import TrainingJobService
-from roost.jobs.tuning import (
-    ACTIVE,
-    MAX_JOBS,
-    TuningPlan,
-    best_trial,
-    objective_progress,
-    retryable,
-    training_job_name,
-    trial_rows,
-)
+from roost.cloudwatch.metrics import NAMESPACE
 from roost.storage.database import fetch
 from roost.storage.tables import (
     MetricDatum,
@@ -55,6 +43,18 @@ from roost.storage.tables import (
     TuningJob,
     TuningJobStatus,
     TuningTrial,
+)
+from roost.training.service import TrainingJobService
+from roost.tuning.search import pruner_for, sampler_for
+from roost.tuning.service import (
+    ACTIVE,
+    MAX_JOBS,
+    TuningPlan,
+    best_trial,
+    objective_progress,
+    retryable,
+    training_job_name,
+    trial_rows,
 )
 
 log = logging.getLogger(__name__)

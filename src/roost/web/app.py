@@ -25,9 +25,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from roost.aws import Handler, Service, ServiceError, dispatch_table
-from roost.jobs.tuning import TuningJobService
 from roost.serving.hosting import HostingService
 from roost.storage.uri import DataRoots
+from roost.tuning.service import TuningJobService
 from roost.web.session import (
     COOKIE,
     SESSION_SECONDS,

@@ -16,8 +16,8 @@ from roost.algorithm.hyperparameters import HyperparameterError, HyperParameters
 from roost.algorithm.layout import JobLayout
 from roost.algorithm.metrics import validation_report
 from roost.aws import ServiceError, decode_page_token, encode_page_token
-from roost.jobs.logs import TRAINING_GROUP, matches
-from roost.jobs.runner import main_layout, packed_model
+from roost.cloudwatch.logs import TRAINING_GROUP, matches
+from roost.training.runner import main_layout, packed_model
 from roost.web.app import POLL_SECONDS, PREFIX, Console, console_of, require_change, require_user
 from roost.web.forms import enum, hyperparameter_rows, place_errors, request_from_form
 

@@ -18,8 +18,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from roost.aws import ServiceError
-from roost.jobs.search import RANGE_KINDS, RangeError, SearchSpace
-from roost.jobs.service import BUILTIN_METRICS
+from roost.training.service import BUILTIN_METRICS
+from roost.tuning.search import RANGE_KINDS, RangeError, SearchSpace
 from roost.web.app import PREFIX, Console, console_of, require_change, require_user
 from roost.web.forms import enum, hyperparameter_rows, place_errors, request_from_form
 from roost.web.jobs import DEFAULT_ROLE, TRAINING_IMAGE, _epochs, _form_context, _layout, _next_name
