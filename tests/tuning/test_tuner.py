@@ -16,13 +16,9 @@ import pytest
 from fake_jobs import FakeLauncher
 from helpers import Api
 from roost.aws import ServiceError
+from roost.server import Settings, build
 from roost.storage.database import open_database, optuna_storage
-from roost.storage.tags import TagService
-from roost.training.runner import JobRunner
-from roost.training.service import TrainingJobService
 from roost.tuning.search import SearchSpace
-from roost.tuning.service import TuningJobService
-from roost.tuning.tuner import Tuner
 
 #: how long a fake epoch takes; the tests of pruning slow them so the tuner sees a job before it ends
 PACE = {"epoch": 0.03}
@@ -49,6 +45,8 @@ def learner(layout, emit, terminated: threading.Event) -> int:
 
 
 class Env:
+    """The server as ``roost server`` builds it (``roost.server.build``), with a fake launcher and fast polling."""
+
     def __init__(self, url, tmp_path):
         self.url, self.tmp = url, tmp_path
         self.sessions = open_database(url)
@@ -58,19 +56,23 @@ class Env:
         self.start()
 
     def start(self):
-        self.runner = JobRunner(
-            self.sessions, self.tmp / "data", poll=0.02, stop_grace=0.5, launcher=self.launcher, max_concurrent=4
+        settings = Settings(
+            data_dir=self.tmp / "data",
+            database_url=self.url,
+            data_roots=[self.tmp],
+            poll=0.02,
+            stop_grace=0.5,
+            max_concurrent_jobs=4,
+            keys={"test": "test"},
         )
-        self.training = TrainingJobService(self.sessions)
-        self.tuner = Tuner(self.sessions, self.training, self.storage, poll=0.02)
-        self.tuning = TuningJobService(self.sessions, self.training, on_delete=self.tuner.forget)
-        self.api = Api(self.training, self.tuning, TagService(self.sessions))
-        self.runner.start()
-        self.tuner.start()
+        self.server = build(settings, launcher=self.launcher, console=False)
+        self.runner, self.tuner, self.training = self.server.runner, self.server.tuner, self.server.training
+        self.api = Api(*self.server.services)
+        self.server.start()
 
     def stop(self):
-        self.tuner.shutdown()
-        self.runner.shutdown()
+        self.server.stop()
+        self.server.release()
 
     def wait(self, name, timeout=60.0, statuses=("Completed", "Failed", "Stopped")) -> dict:
         deadline = time.time() + timeout
@@ -513,7 +515,7 @@ def test_warm_start_from_a_parent(env):
         (lambda r: r["TrainingJobDefinition"]["StaticHyperParameters"].pop("num_classes"), "num_classes is required"),
         (
             lambda r: r["TrainingJobDefinition"]["InputDataConfig"][0]["DataSource"]["S3DataSource"].update(
-                S3Uri="/nowhere/x"
+                S3Uri=r["TrainingJobDefinition"]["OutputDataConfig"]["S3OutputPath"] + "/nowhere"
             ),
             "No S3 objects found",
         ),

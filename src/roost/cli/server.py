@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -118,93 +117,32 @@ def server_cmd(
     """
     import uvicorn
 
-    from roost.api.app import create_app
-    from roost.api.auth import load_or_create_keys
-    from roost.aws import Account
-    from roost.cloudwatch.logs import LogService
-    from roost.cloudwatch.metrics import MetricsService
-    from roost.serving.hosting import HostingService
-    from roost.storage.database import database_url as default_url
-    from roost.storage.database import open_database, optuna_storage
-    from roost.storage.folder import FolderInUse, claim, make_private
-    from roost.storage.tags import TagService
-    from roost.storage.uri import DataRoots
-    from roost.training.runner import JobRunner
-    from roost.training.service import DEFAULT_JOB_ENV_ALLOW, EnvironmentPolicy, TrainingJobService
-    from roost.tuning.service import TuningJobService
-    from roost.tuning.tuner import Tuner
-    from roost.web.app import create_console
+    from roost.server import Settings, build
 
-    make_private(data_dir)
-    try:
-        lock = claim(data_dir)  # noqa: F841 - held until the process ends
-    except FolderInUse as err:
-        raise click.ClickException(str(err)) from None
-    keys, created = load_or_create_keys(data_dir, dict(os.environ))
-    url = default_url(data_dir, database_url)
-    sessions = open_database(url)
-    try:
-        studies = optuna_storage(url, tuning_database_url)
-    except ValueError as err:
-        raise click.ClickException(str(err)) from None
-    roots = DataRoots([data_dir, *data_roots])
-    launcher = None
-    if cluster:
-        from roost.training.ray_cluster import ClusterError, RayLauncher, parse_resources
-
-        try:
-            launcher = RayLauncher(cluster, parse_resources(cluster_resources))
-        except ClusterError as err:
-            raise click.ClickException(str(err)) from None
-    runner = JobRunner(
-        sessions,
-        data_dir,
-        max_concurrent=max_concurrent_jobs,
-        stop_grace=stop_grace,
-        roots=roots,
-        launcher=launcher,
-        max_instances=max_running_instances,
-    )
-    per_job = max_instances_per_job or runner.max_instances
-    if per_job > runner.max_instances:
-        raise click.ClickException(
-            f"--max-instances-per-job {per_job} is more than the {runner.max_instances} instances that run at once "
-            "(--max-running-instances): such a job would never start"
+    server = build(
+        Settings(
+            data_dir=data_dir,
+            database_url=database_url,
+            tuning_database_url=tuning_database_url,
+            data_roots=data_roots,
+            job_env_allow=job_env_allow,
+            max_concurrent_jobs=max_concurrent_jobs,
+            max_active_jobs=max_active_jobs,
+            max_instances_per_job=max_instances_per_job,
+            max_running_instances=max_running_instances,
+            stop_grace=stop_grace,
+            region=region,
+            cluster=cluster,
+            cluster_resources=cluster_resources,
         )
-    account = Account(region=region)
-    hosting = HostingService(sessions, data_dir, account, roots, max_instances=per_job)
-    jobs = TrainingJobService(
-        sessions,
-        account,
-        max_active_jobs=max_active_jobs,
-        roots=roots,
-        environment=EnvironmentPolicy(DEFAULT_JOB_ENV_ALLOW + tuple(job_env_allow)),
-        max_instances=per_job,
     )
-
-    tuner = Tuner(sessions, jobs, studies)
-    tuning = TuningJobService(sessions, jobs, account, on_delete=tuner.forget)
-
-    def startup() -> None:
-        runner.start()  # first: it settles the jobs a restart interrupted, which the tuner then reads
-        tuner.start()
-        hosting.restore()
-
-    def shutdown() -> None:
-        tuner.shutdown()
-        runner.shutdown()
-        hosting.close()
-
-    services = [jobs, tuning, LogService(sessions, account), hosting, TagService(sessions), MetricsService(sessions)]
-    secrets = {keys.access_key_id: keys.secret_access_key}
-    console = create_console(services, secrets, data_dir, roots)
-    app = create_app(services, secrets, on_startup=startup, on_shutdown=shutdown, console=console)
-    if created:
-        click.echo(f"Created an access key pair in {created} (aws_access_key_id {keys.access_key_id}).", err=True)
+    if server.created_keys:
+        key = next(iter(server.keys))
+        click.echo(f"Created an access key pair in {server.created_keys} (aws_access_key_id {key}).", err=True)
     click.echo(
         f"Roost serves the SageMaker API at http://{host}:{port} and its console at "
-        f"http://{host}:{port}/console (data in {data_dir}; local data below {roots}; at most {per_job} instances a "
-        f"job, {runner.max_instances} at once)",
+        f"http://{host}:{port}/console (data in {data_dir}; local data below {server.roots}; at most "
+        f"{server.max_instances_per_job} instances a job, {server.runner.max_instances} at once)",
         err=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(server.app, host=host, port=port, log_level="warning")
