@@ -13,8 +13,9 @@ import logging
 import uuid
 from collections.abc import Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -22,7 +23,7 @@ from starlette.types import ASGIApp
 
 from roost.api.auth import verify
 from roost.api.query import parse_form, request_params, xml_error, xml_response
-from roost.aws import Service, ServiceError, dispatch_table
+from roost.aws import Handler, Service, ServiceError, dispatch_table
 from roost.aws.shapes import service_model
 from roost.serving.hosting import TOO_LARGE_MESSAGE, HostingService
 from roost.serving.http import BodyLimit
@@ -74,6 +75,153 @@ def _error(err: ServiceError, request_id: str) -> Response:
     )
 
 
+@dataclass
+class Api:
+    """What the API's routes need, kept on ``app.state.api`` (as the console keeps its own on ``app.state``)."""
+
+    operations: dict[str, Handler]  # X-Amz-Target -> validated handler
+    keys: dict[str, str]  # access key id -> secret
+    hosting: HostingService | None  # answers InvokeEndpoint
+    metadata: dict[str, dict]  # a target prefix -> its service model's metadata (JSON version, query dialect)
+    by_version: dict[str, Service]  # the query protocol's API version -> its service
+
+
+def api_of(request: Request) -> Api:
+    return request.app.state.api
+
+
+router = APIRouter()
+
+
+@router.get("/ping")
+def ping() -> dict:
+    return {"status": "ok"}
+
+
+@router.post("/")
+async def dispatch(request: Request) -> Response:
+    """AWS JSON 1.0/1.1 on ``X-Amz-Target``; a form without it is the query protocol."""
+    api = api_of(request)
+    request_id = str(uuid.uuid4())
+    body = await request.body()
+    target = request.headers.get("x-amz-target", "")
+    try:
+        verify(request.method, str(request.url), dict(request.headers), body, api.keys)
+    except ServiceError as err:  # not signed, or not signed right
+        return _error(err, request_id)
+    if not target and request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return await _query(api, body, request_id)
+    handler = api.operations.get(target)
+    if handler is None:
+        return _error(
+            ServiceError("UnknownOperationException", f"Operation {target or '(none)'} is not supported by Roost."),
+            request_id,
+        )
+    try:
+        payload = json.loads(body or b"{}")
+        if not isinstance(payload, dict):
+            raise ValueError("the body must be a JSON object")
+    except (ValueError, RecursionError) as err:  # RecursionError: JSON nested thousands deep
+        return _error(ServiceError("SerializationException", f"Cannot parse the request body: {err}"), request_id)
+    meta = api.metadata.get(target.partition(".")[0], {})
+    media = f"application/x-amz-json-{meta.get('jsonVersion', '1.1')}"
+    try:
+        # the service talks to the database and the file system: keep it off the event loop
+        result = await run_in_threadpool(handler, payload)
+    except Exception as exc:  # noqa: BLE001 - an API client gets AWS's error shape, never a traceback
+        failure = _service_error(exc, target)
+        response = _error(failure, request_id)
+        response.headers["Content-Type"] = media
+        if "awsQueryCompatible" in meta:  # botocore reads the query dialect's error code from here
+            kind = "Sender" if failure.status < 500 else "Receiver"
+            response.headers["x-amzn-query-error"] = f"{failure.code};{kind}"
+        return response
+    return Response(json.dumps(result), media_type=media, headers={"x-amzn-RequestId": request_id})
+
+
+async def _query(api: Api, body: bytes, request_id: str) -> Response:
+    """The query protocol (form in, XML out), for the services whose model still lists it."""
+    try:
+        form = parse_form(body)
+        service = api.by_version.get(form.get("Version", ""))
+        handler = api.operations.get(f"{service.target_prefix}.{form.get('Action', '')}") if service else None
+        if service is None or handler is None:
+            raise ServiceError(
+                "InvalidAction",
+                f"Action {form.get('Action')!r} of API version {form.get('Version')!r} is not supported by Roost.",
+            )
+        operation_model = service_model(service.model_name).operation_model(form["Action"])
+        result = await run_in_threadpool(handler, request_params(operation_model, form))
+    except Exception as exc:  # noqa: BLE001
+        failure = _service_error(exc, "query request")
+        return Response(
+            xml_error(failure, request_id),
+            status_code=failure.status,
+            media_type="text/xml",
+            headers={"x-amzn-RequestId": request_id},
+        )
+    namespace = api.metadata[service.target_prefix]["xmlNamespace"]
+    return Response(
+        xml_response(operation_model, namespace, result, request_id),
+        media_type="text/xml",
+        headers={"x-amzn-RequestId": request_id},
+    )
+
+
+@router.post("/endpoints/{name}/invocations")
+async def invoke(name: str, request: Request) -> Response:
+    """The sagemaker-runtime API (rest-json): InvokeEndpoint."""
+    api = api_of(request)
+    request_id = str(uuid.uuid4())
+    body = await request.body()
+    try:
+        verify(request.method, str(request.url), dict(request.headers), body, api.keys)
+    except ServiceError as err:
+        return _runtime_error(err, request_id)
+    if api.hosting is None:
+        return _runtime_error(ServiceError("ValidationError", "This server hosts no endpoints."), request_id)
+    h = request.headers
+    try:
+        payload, media, variant = await run_in_threadpool(
+            api.hosting.invoke,
+            name,
+            body,
+            h.get("content-type", ""),
+            h.get("accept", ""),
+            h.get("x-amzn-sagemaker-custom-attributes"),
+        )
+    except ServiceError as err:
+        return _runtime_error(err, request_id)
+    except Exception:  # noqa: BLE001
+        log.exception("InvokeEndpoint failed")
+        return _runtime_error(ServiceError("InternalFailure", "An internal failure occurred.", 500), request_id)
+    return Response(
+        payload,
+        media_type=media,
+        headers={"x-amzn-RequestId": request_id, "x-Amzn-Invoked-Production-Variant": variant},
+    )
+
+
+async def _unknown_route(request: Request, exc: Exception) -> Response:
+    """A path or method no operation has (InvokeEndpointAsync's, say): AWS's shape, not FastAPI's {"detail"}."""
+    assert isinstance(exc, StarletteHTTPException)
+    request_id = str(uuid.uuid4())
+    if exc.status_code in (404, 405):
+        err = ServiceError(
+            "UnknownOperationException",
+            f"No operation is served at {request.method} {request.url.path} by Roost.",
+            exc.status_code,
+        )
+    else:
+        err = ServiceError("InternalFailure", str(exc.detail), exc.status_code)
+    return _runtime_error(err, request_id)
+
+
+def _to_console() -> RedirectResponse:
+    # a browser asks GET /; the AWS API stays at POST /
+    return RedirectResponse(CONSOLE_PATH + "/jobs", status_code=303)
+
+
 def create_app(
     services: list[Service],
     keys: dict[str, str],
@@ -96,141 +244,24 @@ def create_app(
     # no schema pages: everything here answers signed AWS requests only
     app = FastAPI(title="Roost", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.add_middleware(BodyLimit, limit_for=_body_limit, reject=_too_large)
-    operations = dispatch_table(*services)
-    hosting = next((svc for svc in services if isinstance(svc, HostingService)), None)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def unknown_route(request: Request, exc: StarletteHTTPException) -> Response:
-        # a path or method no operation has (InvokeEndpointAsync's, say): AWS's shape, not FastAPI's {"detail"}
-        request_id = str(uuid.uuid4())
-        if exc.status_code in (404, 405):
-            err = ServiceError(
-                "UnknownOperationException",
-                f"No operation is served at {request.method} {request.url.path} by Roost.",
-                exc.status_code,
-            )
-        else:
-            err = ServiceError("InternalFailure", str(exc.detail), exc.status_code)
-        return _runtime_error(err, request_id)
-
-    @app.get("/ping")
-    def ping() -> dict:
-        return {"status": "ok"}
-
-    if console is not None:
-        app.mount(CONSOLE_PATH, console)
-
-        @app.get("/")
-        def to_console() -> RedirectResponse:
-            # a browser asks GET /; the AWS API stays at POST /
-            return RedirectResponse(CONSOLE_PATH + "/jobs", status_code=303)
-
+    app.add_exception_handler(StarletteHTTPException, _unknown_route)
     # what each service speaks, from its model: JSON 1.0 or 1.1, and the API version of its query dialect
     metadata = {svc.target_prefix: service_model(svc.model_name).metadata for svc in services}
-    by_version = {
-        metadata[svc.target_prefix]["apiVersion"]: svc
-        for svc in services
-        if "query" in metadata[svc.target_prefix].get("protocols", ())
-    }
-
-    @app.post("/")
-    async def dispatch(request: Request) -> Response:
-        request_id = str(uuid.uuid4())
-        body = await request.body()
-        target = request.headers.get("x-amz-target", "")
-        try:
-            verify(request.method, str(request.url), dict(request.headers), body, keys)
-        except ServiceError as err:  # not signed, or not signed right
-            return _error(err, request_id)
-        if not target and request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            return await _query(body, request_id)
-        handler = operations.get(target)
-        if handler is None:
-            return _error(
-                ServiceError("UnknownOperationException", f"Operation {target or '(none)'} is not supported by Roost."),
-                request_id,
-            )
-        try:
-            payload = json.loads(body or b"{}")
-            if not isinstance(payload, dict):
-                raise ValueError("the body must be a JSON object")
-        except (ValueError, RecursionError) as err:  # RecursionError: JSON nested thousands deep
-            return _error(ServiceError("SerializationException", f"Cannot parse the request body: {err}"), request_id)
-        meta = metadata.get(target.partition(".")[0], {})
-        media = f"application/x-amz-json-{meta.get('jsonVersion', '1.1')}"
-        try:
-            # the service talks to the database and the file system: keep it off the event loop
-            result = await run_in_threadpool(handler, payload)
-        except Exception as exc:  # noqa: BLE001 - an API client gets AWS's error shape, never a traceback
-            failure = _service_error(exc, target)
-            response = _error(failure, request_id)
-            response.headers["Content-Type"] = media
-            if "awsQueryCompatible" in meta:  # botocore reads the query dialect's error code from here
-                kind = "Sender" if failure.status < 500 else "Receiver"
-                response.headers["x-amzn-query-error"] = f"{failure.code};{kind}"
-            return response
-        return Response(json.dumps(result), media_type=media, headers={"x-amzn-RequestId": request_id})
-
-    async def _query(body: bytes, request_id: str) -> Response:
-        """The query protocol (form in, XML out), for the services whose model still lists it."""
-        try:
-            form = parse_form(body)
-            service = by_version.get(form.get("Version", ""))
-            handler = operations.get(f"{service.target_prefix}.{form.get('Action', '')}") if service else None
-            if service is None or handler is None:
-                raise ServiceError(
-                    "InvalidAction",
-                    f"Action {form.get('Action')!r} of API version {form.get('Version')!r} is not supported by Roost.",
-                )
-            operation_model = service_model(service.model_name).operation_model(form["Action"])
-            result = await run_in_threadpool(handler, request_params(operation_model, form))
-        except Exception as exc:  # noqa: BLE001
-            failure = _service_error(exc, "query request")
-            return Response(
-                xml_error(failure, request_id),
-                status_code=failure.status,
-                media_type="text/xml",
-                headers={"x-amzn-RequestId": request_id},
-            )
-        namespace = metadata[service.target_prefix]["xmlNamespace"]
-        return Response(
-            xml_response(operation_model, namespace, result, request_id),
-            media_type="text/xml",
-            headers={"x-amzn-RequestId": request_id},
-        )
-
-    @app.post("/endpoints/{name}/invocations")
-    async def invoke(name: str, request: Request) -> Response:
-        """The sagemaker-runtime API (rest-json): InvokeEndpoint."""
-        request_id = str(uuid.uuid4())
-        body = await request.body()
-        try:
-            verify(request.method, str(request.url), dict(request.headers), body, keys)
-        except ServiceError as err:
-            return _runtime_error(err, request_id)
-        if hosting is None:
-            return _runtime_error(ServiceError("ValidationError", "This server hosts no endpoints."), request_id)
-        h = request.headers
-        try:
-            payload, media, variant = await run_in_threadpool(
-                hosting.invoke,
-                name,
-                body,
-                h.get("content-type", ""),
-                h.get("accept", ""),
-                h.get("x-amzn-sagemaker-custom-attributes"),
-            )
-        except ServiceError as err:
-            return _runtime_error(err, request_id)
-        except Exception:  # noqa: BLE001
-            log.exception("InvokeEndpoint failed")
-            return _runtime_error(ServiceError("InternalFailure", "An internal failure occurred.", 500), request_id)
-        return Response(
-            payload,
-            media_type=media,
-            headers={"x-amzn-RequestId": request_id, "x-Amzn-Invoked-Production-Variant": variant},
-        )
-
+    app.state.api = Api(
+        operations=dispatch_table(*services),
+        keys=keys,
+        hosting=next((svc for svc in services if isinstance(svc, HostingService)), None),
+        metadata=metadata,
+        by_version={
+            metadata[svc.target_prefix]["apiVersion"]: svc
+            for svc in services
+            if "query" in metadata[svc.target_prefix].get("protocols", ())
+        },
+    )
+    app.include_router(router)
+    if console is not None:
+        app.mount(CONSOLE_PATH, console)
+        app.add_api_route("/", _to_console, methods=["GET"])
     return app
 
 
