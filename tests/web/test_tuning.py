@@ -10,6 +10,7 @@ import time
 import pytest
 
 from helpers import Server
+from roost.tuning.objective import Objective
 from roost.tuning.search import SearchSpace
 from roost.web.tuning import parallel_coordinates, request_from_tuning_form
 
@@ -112,7 +113,7 @@ def test_parallel_coordinates_put_each_job_on_every_axis():
         },
         {"TrainingJobName": "c", "TunedHyperParameters": {"learning_rate": "0.01", "optimizer": "adam"}},
     ]
-    g = parallel_coordinates(jobs, space, maximize=True)
+    g = parallel_coordinates(jobs, space, Objective("validation:accuracy"))
     assert [a["name"] for a in g["axes"]] == ["learning_rate", "optimizer", "objective"]
     a, b, c = g["lines"]
     assert len(a["points"].split()) == 3 and len(c["points"].split()) == 2 and c["dashed"]

@@ -25,6 +25,7 @@ from optuna.pruners import BasePruner, HyperbandPruner, NopPruner
 from optuna.trial import FrozenTrial, TrialState
 
 from roost.algorithm.hyperparameters import HyperparameterError, HyperParameters, parse_hyperparameters
+from roost.tuning.objective import Objective
 
 #: StaticHyperParameters keys SageMaker reads Hyperband's MaxResource from when StrategyConfig leaves it out
 EPOCH_KEYS = ("epochs", "numepochs", "n-epochs", "n_epochs", "num_epochs")
@@ -321,5 +322,5 @@ class MedianRunningAveragePruner(BasePruner):
         if len(averages) < self.startup_jobs:
             return False
         median = statistics.median(averages)
-        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-        return current < median if maximize else current > median
+        objective = Objective("", maximize=study.direction == optuna.study.StudyDirection.MAXIMIZE)
+        return objective.better(median, than=current)

@@ -32,6 +32,7 @@ from roost.storage.tables import (
 )
 from roost.storage.tags import drop_tags, set_tags
 from roost.training.service import TrainingJobService, metric_definitions
+from roost.tuning.objective import Objective
 from roost.tuning.search import RangeError, SearchSpace, hyperband_resources
 
 #: the hyperparameter SageMaker adds to every training job of a tuning job: the objective's name
@@ -42,8 +43,6 @@ MAX_JOBS = 750
 MAX_RANDOM_JOBS = 10_000
 MAX_HYPERPARAMETERS = 100
 MAX_ACTIVE_TUNING_JOBS = 100
-#: a relative improvement of the best objective below this is "not improving" (SageMaker: 1 %)
-IMPROVEMENT = 0.01
 ACTIVE = (TuningJobStatus.IN_PROGRESS, TuningJobStatus.STOPPING)
 TERMINAL = (TuningJobStatus.COMPLETED, TuningJobStatus.FAILED, TuningJobStatus.STOPPED)
 
@@ -54,8 +53,7 @@ class TuningPlan:
 
     name: str
     strategy: str
-    metric: str
-    maximize: bool
+    objective: Objective
     space: SearchSpace
     static: dict[str, str]
     definition: dict[str, Any]
@@ -66,7 +64,6 @@ class TuningPlan:
     seed: int | None
     min_resource: int
     max_resource: int
-    target: float | None
     not_improving_limit: int | None
     complete_on_convergence: bool
     parents: tuple[str, ...]
@@ -171,8 +168,9 @@ class TuningPlan:
         return cls(
             name=req["HyperParameterTuningJobName"],
             strategy=strategy,
-            metric=objective["MetricName"],
-            maximize=objective["Type"] == "Maximize",
+            objective=Objective(
+                objective["MetricName"], objective["Type"] == "Maximize", criteria.get("TargetObjectiveMetricValue")
+            ),
             space=space,
             static=static,
             definition=definition,
@@ -183,7 +181,6 @@ class TuningPlan:
             seed=config.get("RandomSeed"),
             min_resource=min_resource,
             max_resource=max_resource,
-            target=criteria.get("TargetObjectiveMetricValue"),
             not_improving_limit=(criteria.get("BestObjectiveNotImproving") or {}).get(
                 "MaxNumberOfTrainingJobsNotImproving"
             ),
@@ -193,13 +190,10 @@ class TuningPlan:
             warm_start_type=warm.get("WarmStartType"),
         )
 
-    def reached(self, value: float) -> bool:
-        return self.target is not None and (value >= self.target if self.maximize else value <= self.target)
-
     def training_request(self, job_name: str, tuned: Mapping[str, str], tags: list | None) -> dict[str, Any]:
         """The CreateTrainingJob request of one training job of this tuning job."""
         d = self.definition
-        hyperparameters = {**self.static, **tuned, OBJECTIVE_HYPERPARAMETER: self.metric}
+        hyperparameters = {**self.static, **tuned, OBJECTIVE_HYPERPARAMETER: self.objective.metric}
         if self.strategy == "Hyperband":
             hyperparameters["epochs"] = str(self.max_resource)  # MaxResource: where Hyperband stops every job
         resources = d.get("ResourceConfig") or d.get("HyperParameterTuningResourceConfig") or {}
@@ -392,7 +386,7 @@ class TuningJobService(Service):
     def list_training_jobs_for_tuning_job(self, req: dict) -> dict:
         with self.sessions() as s:
             row = self._row(s, req.get("HyperParameterTuningJobName"))
-            plan_metric, maximize = _objective(stored_request(row.request))
+            objective = Objective.of(stored_request(row.request))
             items = [
                 (t, j)
                 for t, j in trial_rows(s, row.name)
@@ -414,9 +408,7 @@ class TuningJobService(Service):
         limit = req.get("MaxResults") or 10
         page = items[offset : offset + limit]
         token = encode_page_token(offset + limit) if offset + limit < len(items) else None
-        return with_token(
-            {"TrainingJobSummaries": [job_summary(row.name, plan_metric, maximize, t, j) for t, j in page]}, token
-        )
+        return with_token({"TrainingJobSummaries": [job_summary(row.name, objective, t, j) for t, j in page]}, token)
 
     def trial_notes(self, name: str) -> dict[str, dict[str, Any]]:
         """What the API does not say about each training job of a tuning job (for the console): its trial number
@@ -475,12 +467,6 @@ def trial_rows(s: Session, tuning_job: str) -> list[tuple[TuningTrial, TrainingJ
     ]
 
 
-def _objective(request: Mapping[str, Any]) -> tuple[str, bool]:
-    config = request["HyperParameterTuningJobConfig"]
-    objective = config.get("HyperParameterTuningJobObjective") or _definition(request).get("TuningObjective") or {}
-    return objective.get("MetricName", ""), objective.get("Type") == "Maximize"
-
-
 def retryable(job: TrainingJob) -> bool:
     """Failed for the server's reasons (it restarted, a node was lost), not the job's: SageMaker's RetryableError."""
     return job.status == TrainingJobStatus.FAILED and (job.failure_reason or "").startswith("InternalServerError")
@@ -501,7 +487,7 @@ def counters(trials: Sequence[tuple[TuningTrial, TrainingJob]]) -> tuple[dict[st
     return status, objective
 
 
-def job_summary(tuning_job: str, metric: str, maximize: bool, t: TuningTrial, j: TrainingJob) -> dict[str, Any]:
+def job_summary(tuning_job: str, objective: Objective, t: TuningTrial, j: TrainingJob) -> dict[str, Any]:
     """A ``HyperParameterTrainingJobSummary``."""
     out: dict[str, Any] = {
         "TrainingJobName": j.name,
@@ -520,15 +506,15 @@ def job_summary(tuning_job: str, metric: str, maximize: bool, t: TuningTrial, j:
         out["FailureReason"] = j.failure_reason
     if t.objective is not None:
         out["FinalHyperParameterTuningJobObjectiveMetric"] = {
-            "Type": "Maximize" if maximize else "Minimize",
-            "MetricName": metric,
+            "Type": objective.type,
+            "MetricName": objective.metric,
             "Value": t.objective,
         }
     return out
 
 
 def objective_progress(
-    trials: Sequence[tuple[TuningTrial, TrainingJob]], maximize: bool
+    trials: Sequence[tuple[TuningTrial, TrainingJob]], objective: Objective
 ) -> tuple[float | None, int, int]:
     """``(best objective, jobs in a row without a 1 % improvement of the best, jobs evaluated)``, over the jobs
     whose objective succeeded in the order they ended: what the completion criteria and
@@ -542,23 +528,18 @@ def objective_progress(
     for t, _ in ended:
         value = t.objective
         assert value is not None
-        margin = IMPROVEMENT * max(abs(best), 1e-12) if best is not None else 0.0
-        improved = best is None or (value > best + margin if maximize else value < best - margin)
-        not_improving = 0 if improved else not_improving + 1
-        if best is None or (value > best if maximize else value < best):
+        not_improving = 0 if objective.improves(value, best) else not_improving + 1
+        if objective.better(value, best):
             best = value
     return best, not_improving, len(ended)
 
 
 def best_trial(
-    trials: Sequence[tuple[TuningTrial, TrainingJob]], maximize: bool
+    trials: Sequence[tuple[TuningTrial, TrainingJob]], objective: Objective
 ) -> tuple[TuningTrial, TrainingJob] | None:
     """The job with the best objective among those whose objective was evaluated."""
-    scored = [(t, j) for t, j in trials if t.objective_status == ObjectiveStatus.SUCCEEDED and t.objective is not None]
-    if not scored:
-        return None
-    pick = max if maximize else min
-    return pick(scored, key=lambda tj: tj[0].objective)  # type: ignore[arg-type, return-value]
+    scored = [(t, j) for t, j in trials if t.objective_status == ObjectiveStatus.SUCCEEDED]
+    return objective.best_of(scored, lambda tj: tj[0].objective)
 
 
 def stored_request(raw: Any) -> dict[str, Any]:
@@ -613,8 +594,8 @@ def describe(
     parents: Sequence[tuple[TuningJob, Sequence[tuple[TuningTrial, TrainingJob]]]] = (),
 ) -> dict[str, Any]:
     request = stored_request(row.request)
-    metric, maximize = _objective(request)
-    status, objective = counters(trials)
+    objective = Objective.of(request)
+    status, objective_status = counters(trials)
     out: dict[str, Any] = {
         **echoed("sagemaker", "CreateHyperParameterTuningJob", "DescribeHyperParameterTuningJob", request),
         "HyperParameterTuningJobName": row.name,
@@ -624,9 +605,9 @@ def describe(
         "CreationTime": row.creation_time,
         "LastModifiedTime": row.last_modified_time,
         "TrainingJobStatusCounters": status,
-        "ObjectiveStatusCounters": objective,
+        "ObjectiveStatusCounters": objective_status,
         "TuningJobCompletionDetails": {
-            "NumberOfTrainingJobsObjectiveNotImproving": objective_progress(trials, maximize)[1]
+            "NumberOfTrainingJobsObjectiveNotImproving": objective_progress(trials, objective)[1]
         },
         "ConsumedResources": {"RuntimeInSeconds": int((row.end_time or time.time()) - row.creation_time)},
     }
@@ -636,13 +617,13 @@ def describe(
         out["HyperParameterTuningEndTime"] = row.end_time
     if row.failure_reason:
         out["FailureReason"] = row.failure_reason
-    best = best_trial(trials, maximize)
+    best = best_trial(trials, objective)
     if best is not None:
-        out["BestTrainingJob"] = job_summary(row.name, metric, maximize, *best)
+        out["BestTrainingJob"] = job_summary(row.name, objective, *best)
     if parents and (request.get("WarmStartConfig") or {}).get("WarmStartType") == "IdenticalDataAndAlgorithm":
         everything = [(row.name, tj) for tj in trials] + [(p.name, tj) for p, ts in parents for tj in ts]
-        pick = best_trial([tj for _, tj in everything], maximize)
+        pick = best_trial([tj for _, tj in everything], objective)
         if pick is not None:
             owner = next(n for n, tj in everything if tj[0] is pick[0])
-            out["OverallBestTrainingJob"] = job_summary(owner, metric, maximize, *pick)
+            out["OverallBestTrainingJob"] = job_summary(owner, objective, *pick)
     return out

@@ -173,7 +173,7 @@ class Tuner:
         study = optuna.create_study(
             study_name=plan.name,
             storage=self.storage,
-            direction="maximize" if plan.maximize else "minimize",
+            direction="maximize" if plan.objective.maximize else "minimize",
             load_if_exists=True,
         )
         existing = study.get_trials(deepcopy=False)
@@ -197,7 +197,7 @@ class Tuner:
                     params = plan.space.params(t.tuned)
                     if params is None or t.objective is None or t.objective_status != ObjectiveStatus.SUCCEEDED:
                         continue
-                    steps = objective_values(s, j.name, plan.metric)
+                    steps = objective_values(s, j.name, plan.objective.metric)
                     study.add_trial(
                         optuna.trial.create_trial(
                             params=params,
@@ -238,7 +238,7 @@ class Tuner:
     ) -> None:
         """Report a job's new objective values to its trial; stop it if pruned; settle it once it has ended."""
         with self.sessions() as s:
-            values = objective_values(s, j.name, plan.metric)
+            values = objective_values(s, j.name, plan.objective.metric)
         trial = Trial(study, ft._trial_id)
         new = values[t.reported :]
         if ft.state == TrialState.RUNNING:
@@ -251,7 +251,7 @@ class Tuner:
                 rule = "Hyperband" if plan.strategy == "Hyperband" else "Auto early stopping"
                 why = (
                     f"Stopping the training job: {rule} of tuning job {plan.name} stopped it after epoch "
-                    f"{len(values)} ({plan.metric} {values[-1]:g} is behind the other jobs at that epoch)"
+                    f"{len(values)} ({plan.objective.metric} {values[-1]:g} is behind the other jobs at that epoch)"
                 )
                 self._stop_job(j.name, "early-stopping", why)
                 stopped_by = "early-stopping"
@@ -261,7 +261,7 @@ class Tuner:
                 row.reported = len(values)
                 row.stopped_by = row.stopped_by or stopped_by
             return
-        final = next((m["Value"] for m in j.final_metrics or [] if m["MetricName"] == plan.metric), None)
+        final = next((m["Value"] for m in j.final_metrics or [] if m["MetricName"] == plan.objective.metric), None)
         if final is None and values:
             final = values[-1]
         objective: float | None = None
@@ -290,7 +290,7 @@ class Tuner:
 
     def _progress(self, plan: TuningPlan, rows: Rows) -> str | None:
         """Update the completion details; why the tuning job should launch no more jobs, if it should not."""
-        best, not_improving, evaluated = objective_progress(rows, plan.maximize)
+        best, not_improving, evaluated = objective_progress(rows, plan.objective)
         window = max(5, plan.max_jobs // 4)
         converged = evaluated >= CONVERGENCE_MIN_JOBS and not_improving >= window
         with self.sessions.begin() as s:
@@ -303,8 +303,8 @@ class Tuner:
                     j for t, j in rows if t.settled and j.status == TrainingJobStatus.FAILED and not retryable(j)
                 ]
                 first = rows[: min(FIRST_FAILURES, plan.max_jobs)]
-                if best is not None and plan.reached(best):
-                    reason = f"a training job reached the target objective value {plan.target}"
+                if best is not None and plan.objective.reached(best):
+                    reason = f"a training job reached the target objective value {plan.objective.target}"
                 elif plan.not_improving_limit and not_improving >= plan.not_improving_limit:
                     reason = f"the best objective did not improve in {not_improving} training jobs"
                 elif plan.complete_on_convergence and converged:
@@ -325,7 +325,7 @@ class Tuner:
         return reason
 
     def _conclude(self, plan: TuningPlan, rows: Rows) -> None:
-        if best_trial(rows, plan.maximize) is not None:
+        if best_trial(rows, plan.objective) is not None:
             self._end(plan.name, TuningJobStatus.COMPLETED)
             return
         failed = [j for _, j in rows if j.status == TrainingJobStatus.FAILED]
@@ -333,7 +333,7 @@ class Tuner:
         if len(failed) == len(rows):
             reason = f"All training jobs failed.{detail}"
         else:
-            reason = f"No training job reported the objective metric {plan.metric}.{detail}"
+            reason = f"No training job reported the objective metric {plan.objective.metric}.{detail}"
         self._end(plan.name, TuningJobStatus.FAILED, reason[:1024])
 
     def _launch(self, plan: TuningPlan, study: optuna.Study, rows: Rows) -> bool:

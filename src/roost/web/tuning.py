@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from roost.aws import ServiceError
 from roost.training.service import BUILTIN_METRICS
+from roost.tuning.objective import Objective
 from roost.tuning.search import RANGE_KINDS, RangeError, SearchSpace
 from roost.web.app import PREFIX, Console, console_of, require_change, require_user
 from roost.web.forms import enum, hyperparameter_rows, place_errors, request_from_form
@@ -278,11 +279,11 @@ def _space(d: dict) -> SearchSpace | None:
         return None
 
 
-def _objective(job: dict) -> float | None:
+def _objective_value(job: dict) -> float | None:
     return (job.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")
 
 
-def parallel_coordinates(jobs: list[dict], space: SearchSpace | None, maximize: bool) -> dict[str, Any]:
+def parallel_coordinates(jobs: list[dict], space: SearchSpace | None, objective: Objective) -> dict[str, Any]:
     """An SVG's geometry: one vertical axis per tuned hyperparameter and one for the objective, one line per job
     through its values, coloured by its objective (dark: better)."""
     names = [r.name for r in space.ranges] if space else sorted({k for j in jobs for k in j["TunedHyperParameters"]})
@@ -300,7 +301,7 @@ def parallel_coordinates(jobs: list[dict], space: SearchSpace | None, maximize: 
             found = [
                 float(v)
                 for j in jobs
-                if (v := (_objective(j) if name == "objective" else _num(j["TunedHyperParameters"].get(name))))
+                if (v := (_objective_value(j) if name == "objective" else _num(j["TunedHyperParameters"].get(name))))
                 is not None
             ]
             low = r.low if r is not None else (min(found) if found else 0.0)
@@ -318,13 +319,13 @@ def parallel_coordinates(jobs: list[dict], space: SearchSpace | None, maximize: 
                 "ticks": [{"label": label, "y": top + (1 - t) * (height - top - bottom)} for label, t in ticks],
             }
         )
-    scored = [o for j in jobs if (o := _objective(j)) is not None]
+    scored = [o for j in jobs if (o := _objective_value(j)) is not None]
     lo, hi = (min(scored), max(scored)) if scored else (0.0, 1.0)
     lines = []
     for j in jobs:
         points = []
         for (kind, scale), axis, name in zip(scales, axes, [*names, "objective"], strict=True):
-            raw = _objective(j) if name == "objective" else j["TunedHyperParameters"].get(name)
+            raw = _objective_value(j) if name == "objective" else j["TunedHyperParameters"].get(name)
             if raw is None:
                 continue
             if kind == "cat":
@@ -332,16 +333,16 @@ def parallel_coordinates(jobs: list[dict], space: SearchSpace | None, maximize: 
             else:
                 t = _position(float(raw), *scale)
             points.append(f"{axis['x']:.1f},{top + (1 - t) * (height - top - bottom):.1f}")
-        objective = _objective(j)
-        quality = 0.5 if objective is None or hi == lo else (objective - lo) / (hi - lo)
-        if not maximize:
+        value = _objective_value(j)
+        quality = 0.5 if value is None or hi == lo else (value - lo) / (hi - lo)
+        if not objective.maximize:
             quality = 1 - quality
         lines.append(
             {
                 "points": " ".join(points),
-                "colour": _colour(quality) if objective is not None else "#9ca3af",
-                "dashed": objective is None,
-                "title": f"{j['TrainingJobName']}: {_fmt(objective) if objective is not None else 'no objective'}",
+                "colour": _colour(quality) if value is not None else "#9ca3af",
+                "dashed": value is None,
+                "title": f"{j['TrainingJobName']}: {_fmt(value) if value is not None else 'no objective'}",
             }
         )
     return {"width": width, "height": height, "top": top, "bottom": height - bottom, "axes": axes, "lines": lines}
@@ -395,12 +396,11 @@ async def _detail(console: Console, name: str, sort: str, order: str) -> dict[st
     for i, j in enumerate(jobs, 1):
         j["number"] = i
         j["stopped_early"] = notes.get(j["TrainingJobName"], {}).get("stopped_by") == "early-stopping"
-    objective = d["HyperParameterTuningJobConfig"].get("HyperParameterTuningJobObjective") or {}
-    maximize = objective.get("Type", "Maximize") == "Maximize"
+    objective = Objective.of(d)
     history, best = [], None
     for j in jobs:
-        value = _objective(j)
-        if value is not None and (best is None or (value > best if maximize else value < best)):
+        value = _objective_value(j)
+        if value is not None and objective.better(value, best):
             best = value
         history.append([j["number"], value, best])
     charted = jobs[:MAX_CHART_JOBS]
@@ -411,7 +411,10 @@ async def _detail(console: Console, name: str, sort: str, order: str) -> dict[st
     table = list(jobs)
     if sort == "objective":
         table.sort(
-            key=lambda j: (_objective(j) is None, -(_objective(j) or 0) if order != "asc" else (_objective(j) or 0))
+            key=lambda j: (
+                _objective_value(j) is None,
+                -(_objective_value(j) or 0) if order != "asc" else (_objective_value(j) or 0),
+            )
         )
     elif order == "desc":
         table.reverse()
@@ -431,7 +434,7 @@ async def _detail(console: Console, name: str, sort: str, order: str) -> dict[st
             "curves": curves,
             "stopped_early": [j["TrainingJobName"] for j in charted if j["stopped_early"]],
         },
-        "parallel": parallel_coordinates(jobs, space, maximize),
+        "parallel": parallel_coordinates(jobs, space, objective),
         "live": d["HyperParameterTuningJobStatus"] in ("InProgress", "Stopping"),
         "now": time.time(),
     }
