@@ -10,6 +10,7 @@ import time
 import click
 
 from roost.cli.jobs import call, clients, server_options
+from roost.training.requests import DEFAULT_RESOURCES, blank_definition, channel, definition_from_job
 
 #: ``--range`` scaling suffixes and the ScalingType each means
 SCALINGS = {"auto": "Auto", "linear": "Linear", "log": "Logarithmic", "reverse-log": "ReverseLogarithmic"}
@@ -36,14 +37,6 @@ def parse_range(spec: str) -> tuple[str, dict]:
         return kind, {"Name": name, "MinValue": low, "MaxValue": high, "ScalingType": scaling}
     values = [v for v in body.split(",") if v]
     return "CategoricalParameterRanges", {"Name": name, "Values": values}
-
-
-def _channel(name: str, uri: str) -> dict:
-    return {
-        "ChannelName": name,
-        "ContentType": "application/x-recordio",
-        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri}},
-    }
 
 
 def request_from_options(name, strategy, ranges, max_jobs, max_parallel, early_stopping, seed, definition) -> dict:
@@ -74,29 +67,6 @@ def request_from_options(name, strategy, ranges, max_jobs, max_parallel, early_s
     }
 
 
-def definition_from_job(job: dict, tuned: set[str]) -> dict:
-    """A training job's request as a tuning job's definition: its data, resources and hyperparameters (less the
-    tuned ones and what SageMaker's tools add), the Clone of the console."""
-    static = {
-        k: v
-        for k, v in job.get("HyperParameters", {}).items()
-        if k not in tuned and not k.startswith(("_tuning", "sagemaker_"))
-    }
-    algorithm = {k: v for k, v in job["AlgorithmSpecification"].items() if k in ("TrainingImage", "TrainingInputMode")}
-    resources = {
-        k: v for k, v in job["ResourceConfig"].items() if k in ("InstanceType", "InstanceCount", "VolumeSizeInGB")
-    }
-    return {
-        "StaticHyperParameters": static,
-        "AlgorithmSpecification": algorithm,
-        "RoleArn": job["RoleArn"],
-        "InputDataConfig": job["InputDataConfig"],
-        "OutputDataConfig": {"S3OutputPath": job["OutputDataConfig"]["S3OutputPath"]},
-        "ResourceConfig": resources,
-        "StoppingCondition": job["StoppingCondition"],
-    }
-
-
 @click.command("tune", short_help="Run a hyperparameter tuning job on a server and follow its training jobs.")
 @click.argument("request_file", required=False, type=click.File("r"))
 @click.option("--name", help="HyperParameterTuningJobName (overrides the file's; default tune-<time>).")
@@ -123,7 +93,7 @@ def definition_from_job(job: dict, tuned: set[str]) -> dict:
 )
 @click.option("--validation", metavar="URI", help="The validation channel.")
 @click.option("--output", metavar="URI", help="S3OutputPath of the training jobs.")
-@click.option("--instance-type", default="ml.m5.xlarge", show_default=True)
+@click.option("--instance-type", default=DEFAULT_RESOURCES["InstanceType"], show_default=True)
 @click.option(
     "-H", "--hyperparameter", "static", multiple=True, metavar="KEY=VALUE", help="A static hyperparameter. Repeatable."
 )
@@ -176,16 +146,13 @@ def tune_cmd(
         if from_job:
             definition = definition_from_job(call(sm.describe_training_job, TrainingJobName=from_job), tuned)
         elif train and output:
-            definition = {
-                "StaticHyperParameters": {},
-                "AlgorithmSpecification": {"TrainingImage": "image-classification", "TrainingInputMode": "File"},
-                "RoleArn": "arn:aws:iam::000000000000:role/roost",
-                "InputDataConfig": [_channel("train", train)]
-                + ([_channel("validation", validation)] if validation else []),
-                "OutputDataConfig": {"S3OutputPath": output},
-                "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": 1, "VolumeSizeInGB": 30},
-                "StoppingCondition": {"MaxRuntimeInSeconds": 86400},
-            }
+            definition = blank_definition()
+            definition.pop("HyperParameterTuningResourceConfig")
+            definition["ResourceConfig"] = {**DEFAULT_RESOURCES, "InstanceType": instance_type}
+            definition["InputDataConfig"] = [channel("train", train)] + (
+                [channel("validation", validation)] if validation else []
+            )
+            definition["OutputDataConfig"] = {"S3OutputPath": output}
         else:
             raise click.UsageError(
                 "say what the training jobs train on: --from-job JOB, or --train, --validation and --output"

@@ -31,6 +31,7 @@ from roost.storage.tables import (
     TuningTrial,
 )
 from roost.storage.tags import drop_tags, set_tags
+from roost.training.requests import from_definition
 from roost.training.service import TrainingJobService, metric_definitions
 from roost.tuning.objective import Objective
 from roost.tuning.search import RangeError, SearchSpace, hyperband_resources
@@ -192,46 +193,10 @@ class TuningPlan:
 
     def training_request(self, job_name: str, tuned: Mapping[str, str], tags: list | None) -> dict[str, Any]:
         """The CreateTrainingJob request of one training job of this tuning job."""
-        d = self.definition
         hyperparameters = {**self.static, **tuned, OBJECTIVE_HYPERPARAMETER: self.objective.metric}
         if self.strategy == "Hyperband":
             hyperparameters["epochs"] = str(self.max_resource)  # MaxResource: where Hyperband stops every job
-        resources = d.get("ResourceConfig") or d.get("HyperParameterTuningResourceConfig") or {}
-        req: dict[str, Any] = {
-            "TrainingJobName": job_name,
-            "HyperParameters": hyperparameters,
-            "AlgorithmSpecification": {
-                k: v
-                for k, v in d["AlgorithmSpecification"].items()
-                if k in ("TrainingImage", "AlgorithmName", "TrainingInputMode", "MetricDefinitions")
-            },
-            "RoleArn": d["RoleArn"],
-            "InputDataConfig": d.get("InputDataConfig") or [],
-            "OutputDataConfig": d["OutputDataConfig"],
-            "ResourceConfig": {
-                k: v
-                for k, v in resources.items()
-                if k in ("InstanceType", "InstanceCount", "VolumeSizeInGB", "VolumeKmsKeyId")
-            },
-            "StoppingCondition": d["StoppingCondition"],
-        }
-        req["ResourceConfig"].setdefault("InstanceCount", 1)
-        req["ResourceConfig"].setdefault("InstanceType", "ml.m5.large")
-        req["ResourceConfig"].setdefault("VolumeSizeInGB", 30)
-        for key in (
-            "VpcConfig",
-            "EnableNetworkIsolation",
-            "EnableInterContainerTrafficEncryption",
-            "EnableManagedSpotTraining",
-            "CheckpointConfig",
-            "RetryStrategy",
-            "Environment",
-        ):
-            if d.get(key) is not None:
-                req[key] = d[key]
-        if tags:
-            req["Tags"] = tags
-        return req
+        return from_definition(self.definition, job_name, hyperparameters, tags)
 
     def first_point(self) -> dict[str, str]:
         """Hyperparameters of a job the plan could launch (each range's lower end), to check the definition."""

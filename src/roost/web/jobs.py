@@ -17,17 +17,13 @@ from roost.algorithm.layout import JobLayout
 from roost.algorithm.metrics import validation_report
 from roost.aws import ServiceError, decode_page_token, encode_page_token
 from roost.cloudwatch.logs import TRAINING_GROUP, matches
+from roost.training.requests import CHANNEL_NAMES, DEFAULT_ROLE, TRAINING_IMAGE, blank_request, clone_request
 from roost.training.runner import main_layout, packed_model
 from roost.web.app import POLL_SECONDS, PREFIX, Console, console_of, require_change, require_user
 from roost.web.forms import enum, hyperparameter_rows, place_errors, request_from_form
 
 router = APIRouter()
 
-#: the algorithm's image, as SageMaker's console fills it in for the built-in algorithm (us-east-1)
-TRAINING_IMAGE = "811284229777.dkr.ecr.us-east-1.amazonaws.com/image-classification:1"
-DEFAULT_ROLE = "arn:aws:iam::000000000000:role/roost-console"
-#: SageMaker's channel names for this algorithm
-CHANNEL_NAMES = ("train", "validation", "train_lst", "validation_lst", "model")
 CONTENT_TYPES = (
     "application/x-recordio",
     "application/x-image",
@@ -121,38 +117,8 @@ def _form_context(values: dict[str, Any] | None = None) -> dict[str, Any]:
     }
 
 
-def _blank_request() -> dict[str, Any]:
-    return {
-        "AlgorithmSpecification": {"TrainingImage": TRAINING_IMAGE, "TrainingInputMode": "File"},
-        "RoleArn": DEFAULT_ROLE,
-        "ResourceConfig": {"InstanceType": "ml.p3.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50},
-        "StoppingCondition": {"MaxRuntimeInSeconds": 360000},
-        "InputDataConfig": [
-            {"ChannelName": name, "ContentType": "application/x-recordio", "CompressionType": "None"}
-            for name in ("train", "validation")
-        ],
-        "OutputDataConfig": {"S3OutputPath": ""},
-        "HyperParameters": {},
-    }
-
-
 def _clone_of(job: dict) -> dict[str, Any]:
-    keep = (
-        "AlgorithmSpecification",
-        "RoleArn",
-        "ResourceConfig",
-        "StoppingCondition",
-        "InputDataConfig",
-        "OutputDataConfig",
-        "HyperParameters",
-        "CheckpointConfig",
-    )
-    req = {k: job[k] for k in keep if k in job}
-    req["AlgorithmSpecification"] = {
-        k: v for k, v in req.get("AlgorithmSpecification", {}).items() if k in ("TrainingImage", "TrainingInputMode")
-    }
-    req["TrainingJobName"] = _next_name(job["TrainingJobName"])
-    return req
+    return {**clone_request(job), "TrainingJobName": _next_name(job["TrainingJobName"])}
 
 
 def _next_name(name: str) -> str:
@@ -181,7 +147,7 @@ def _render_form(
 @router.get("/jobs/new")
 async def new_job(request: Request, clone: str = "", user: str = Depends(require_user)) -> Response:
     console = console_of(request)
-    req = _blank_request()
+    req = blank_request()
     if clone:
         req = _clone_of(await console.call("DescribeTrainingJob", {"TrainingJobName": clone}))
     return _render_form(request, console, req, {}, [])

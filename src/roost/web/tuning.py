@@ -18,12 +18,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from roost.aws import ServiceError
+from roost.training.requests import blank_definition
 from roost.training.service import BUILTIN_METRICS
 from roost.tuning.objective import Objective
 from roost.tuning.search import RANGE_KINDS, RangeError, SearchSpace
 from roost.web.app import PREFIX, Console, console_of, require_change, require_user
 from roost.web.forms import enum, hyperparameter_rows, place_errors, request_from_form
-from roost.web.jobs import DEFAULT_ROLE, TRAINING_IMAGE, _epochs, _form_context, _layout, _next_name
+from roost.web.jobs import _epochs, _form_context, _layout, _next_name
 
 router = APIRouter()
 
@@ -99,22 +100,7 @@ def _blank() -> dict[str, Any]:
             "TrainingJobEarlyStoppingType": "Off",
             "ParameterRanges": {},
         },
-        "TrainingJobDefinition": {
-            "AlgorithmSpecification": {"TrainingImage": TRAINING_IMAGE, "TrainingInputMode": "File"},
-            "RoleArn": DEFAULT_ROLE,
-            "HyperParameterTuningResourceConfig": {
-                "InstanceType": "ml.p3.2xlarge",
-                "InstanceCount": 1,
-                "VolumeSizeInGB": 50,
-            },
-            "StoppingCondition": {"MaxRuntimeInSeconds": 360000},
-            "InputDataConfig": [
-                {"ChannelName": name, "ContentType": "application/x-recordio", "CompressionType": "None"}
-                for name in ("train", "validation")
-            ],
-            "OutputDataConfig": {"S3OutputPath": ""},
-            "StaticHyperParameters": {},
-        },
+        "TrainingJobDefinition": blank_definition(),
     }
 
 
