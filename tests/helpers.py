@@ -311,3 +311,22 @@ class Api:
 
     def __call__(self, operation: str, request: dict | None = None, prefix: str = "SageMaker") -> dict:
         return self.table[f"{prefix}.{operation}"](request or {})
+
+
+def server_sent_events(session, url: str, timeout: float = 300.0):
+    """``(event, data)`` of a console's live stream, as they come, until it ends (``end``) or ``timeout`` passes."""
+    deadline = time.time() + timeout
+    with session.get(url, stream=True, timeout=timeout) as r:
+        assert r.status_code == 200, r.text
+        event, data = None, []
+        for line in r.iter_lines(decode_unicode=True):
+            assert time.time() < deadline, f"{url} did not end within {timeout} s"
+            if line.startswith("event: "):
+                event = line[len("event: ") :]
+            elif line.startswith("data: ") or line == "data:":
+                data.append(line[len("data: ") :])
+            elif line == "" and event is not None:
+                yield event, "\n".join(data)
+                if event == "end":
+                    return
+                event, data = None, []

@@ -17,23 +17,28 @@ from roost.algorithm.layout import JobLayout
 from roost.algorithm.metrics import validation_report
 from roost.aws import ServiceError, decode_page_token, encode_page_token
 from roost.cloudwatch.logs import TRAINING_GROUP, matches
-from roost.training.requests import CHANNEL_NAMES, DEFAULT_ROLE, TRAINING_IMAGE, blank_request, clone_request
-from roost.training.runner import main_layout, packed_model
+from roost.training.requests import DEFAULT_ROLE, TRAINING_IMAGE, blank_request, clone_request
+from roost.training.runner import packed_model
 from roost.web.app import POLL_SECONDS, PREFIX, Console, console_of, require_change, require_user
-from roost.web.forms import enum, hyperparameter_rows, place_errors, request_from_form
+from roost.web.common import (
+    STATUSES,
+    EpochRecords,
+    back,
+    epoch_records,
+    job_layout,
+    list_query,
+    live,
+    next_name,
+    training_form_context,
+    validation_curve,
+)
+from roost.web.forms import hyperparameter_rows, place_errors, request_from_form
 
 router = APIRouter()
 
-CONTENT_TYPES = (
-    "application/x-recordio",
-    "application/x-image",
-    "image/jpeg",
-    "image/png",
-    "application/x-recordio-protobuf",
-    "application/jsonlines",
-)
-STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")
 PAGE_SIZE = 25
+#: a list's filters and order in its query string
+LIST_QUERY = ("name", "status", "sort", "order", "token")
 
 
 # --------------------------------------------------------------------------- the list
@@ -69,14 +74,10 @@ async def _jobs_page(console: Console, q: dict[str, str], known: dict | None = N
     return {"jobs": jobs, "next_token": listed.get("NextToken"), "previous_token": previous, "offset": offset}
 
 
-def _query(request: Request) -> dict[str, str]:
-    return {k: v for k in ("name", "status", "sort", "order", "token") if (v := request.query_params.get(k))}
-
-
 @router.get("/jobs")
 async def jobs_list(request: Request, user: str = Depends(require_user)) -> Response:
     console = console_of(request)
-    q = _query(request)
+    q = list_query(request, LIST_QUERY)
     page = await _jobs_page(console, q)
     return console.page(request, "jobs.html", q=q, statuses=STATUSES, **page)
 
@@ -85,48 +86,21 @@ async def jobs_list(request: Request, user: str = Depends(require_user)) -> Resp
 async def jobs_events(request: Request, user: str = Depends(require_user)) -> EventSourceResponse:
     """The list's rows again whenever they change (status, secondary status, duration, metrics)."""
     console = console_of(request)
-    q = _query(request)
+    q = list_query(request, LIST_QUERY)
+    known: dict = {}
 
-    async def rows() -> AsyncIterator[dict]:
-        last = None
-        known: dict = {}
-        while True:
-            page = await _jobs_page(console, q, known)
-            html = console.render(request, "jobs_rows.html", **page)
-            if html != last:
-                last = html
-                yield {"event": "rows", "data": html}
-            await asyncio.sleep(1.0)
+    async def look() -> tuple[dict[str, str], bool]:
+        page = await _jobs_page(console, q, known)
+        return {"rows": console.render(request, "jobs_rows.html", **page)}, True
 
-    return EventSourceResponse(rows(), ping=15)
+    return live(look, interval=1.0)
 
 
 # --------------------------------------------------------------------------- create and clone
 
 
-def _form_context(values: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "instance_types": enum("TrainingInstanceType"),
-        "channel_names": CHANNEL_NAMES,
-        "content_types": CONTENT_TYPES,
-        "data_types": enum("S3DataType"),
-        "distributions": enum("S3DataDistribution"),
-        "compressions": enum("CompressionType"),
-        "wrappers": enum("RecordWrapper"),
-        "input_modes": enum("TrainingInputMode"),
-    }
-
-
 def _clone_of(job: dict) -> dict[str, Any]:
-    return {**clone_request(job), "TrainingJobName": _next_name(job["TrainingJobName"])}
-
-
-def _next_name(name: str) -> str:
-    """SageMaker's console suggests ``<name>-copy-<MM-DD>``; a number keeps repeated clones apart."""
-    stem, _, tail = name.rpartition("-clone-")
-    if stem and tail.isdigit():
-        return f"{stem}-clone-{int(tail) + 1}"[:63]
-    return f"{name[:54]}-clone-1"
+    return {**clone_request(job), "TrainingJobName": next_name(job["TrainingJobName"])}
 
 
 def _render_form(
@@ -140,7 +114,7 @@ def _render_form(
         hyperparameters=hyperparameter_rows(req.get("HyperParameters") or {}),
         errors=errors,
         top_errors=top,
-        **_form_context(),
+        **training_form_context(),
     )
 
 
@@ -194,37 +168,6 @@ async def check_hyperparameters(request: Request, user: str = Depends(require_ch
 # --------------------------------------------------------------------------- one job
 
 
-def _layout(console: Console, name: str) -> JobLayout:
-    # only called after DescribeTrainingJob found the job: its name matched the API's pattern (no / or ..)
-    return main_layout(console.data_dir, name)
-
-
-class EpochRecords:
-    """A job's ``metrics.jsonl`` read as it grows: each call reads only what was appended since the last."""
-
-    def __init__(self, layout: JobLayout) -> None:
-        self.path = layout.output_data / "metrics.jsonl"
-        self.offset = 0
-        self.records: list[dict] = []
-
-    def read(self) -> list[dict]:
-        """Every complete record so far (a line still being written waits for the next call)."""
-        if not self.path.is_file() or self.path.stat().st_size <= self.offset:
-            return self.records
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            chunk = f.read()
-        complete = chunk[: chunk.rfind(b"\n") + 1]
-        for line in complete.splitlines():
-            self.records.append(json.loads(line))
-        self.offset += len(complete)
-        return self.records
-
-
-def _epochs(layout: JobLayout) -> list[dict]:
-    return EpochRecords(layout).read()
-
-
 def _report(layout: JobLayout, epochs: list[dict]) -> dict | None:
     """The served model's epoch once the job is done; while it trains, its best validation epoch so far."""
     try:
@@ -263,7 +206,7 @@ async def _streams(console: Console, name: str) -> list[str]:
 
 
 def _status_context(console: Console, job: dict) -> dict[str, Any]:
-    return {"job": job, "has_artifact": packed_model(_layout(console, job["TrainingJobName"])).is_file()}
+    return {"job": job, "has_artifact": packed_model(job_layout(console, job["TrainingJobName"])).is_file()}
 
 
 @router.get("/jobs/{name}")
@@ -272,7 +215,7 @@ async def job_page(
 ) -> Response:
     console = console_of(request)
     job = await console.call("DescribeTrainingJob", {"TrainingJobName": name})
-    epochs = await run_in_threadpool(_epochs, _layout(console, name))
+    epochs = await run_in_threadpool(epoch_records, job_layout(console, name))
     streams = await _streams(console, name)
     return console.page(
         request,
@@ -281,7 +224,7 @@ async def job_page(
         stream=stream if stream in streams else (streams[0] if streams else ""),
         filter=filter,
         points=_chart_points(epochs),
-        report=await run_in_threadpool(_report, _layout(console, name), epochs),
+        report=await run_in_threadpool(_report, job_layout(console, name), epochs),
         **_status_context(console, job),
     )
 
@@ -294,7 +237,7 @@ async def job_events(
     epoch, ``lines`` (HTML) for new log lines of ``stream`` that match ``filter`` (CloudWatch's syntax)."""
     console = console_of(request)
     await console.call("DescribeTrainingJob", {"TrainingJobName": name})  # 404 for no such job, before streaming
-    layout = _layout(console, name)
+    layout = job_layout(console, name)
 
     async def events() -> AsyncIterator[dict]:
         sent_status = sent_report = sent_tabs = None
@@ -349,7 +292,7 @@ async def job_events(
 @router.post("/jobs/{name}/stop")
 async def stop_job(request: Request, name: str, user: str = Depends(require_change)) -> Response:
     await console_of(request).call("StopTrainingJob", {"TrainingJobName": name})
-    return _back(request, f"{PREFIX}/jobs/{name}")
+    return back(request, f"{PREFIX}/jobs/{name}")
 
 
 @router.post("/jobs/{name}/model")
@@ -375,18 +318,12 @@ async def model_from_job(request: Request, name: str, user: str = Depends(requir
 async def download_model(request: Request, name: str, user: str = Depends(require_user)) -> Response:
     console = console_of(request)
     await console.call("DescribeTrainingJob", {"TrainingJobName": name})
-    tar = packed_model(_layout(console, name))
+    tar = packed_model(job_layout(console, name))
     if not tar.is_file():
         return console.page(
             request, "error.html", 404, title="No model yet", message=f"Training job {name} has no model.tar.gz yet."
         )
     return FileResponse(tar, media_type="application/gzip", filename=f"{name}-model.tar.gz")
-
-
-def _back(request: Request, fallback: str) -> Response:
-    if request.headers.get("hx-request"):
-        return Response(status_code=204, headers={"HX-Refresh": "true"})
-    return RedirectResponse(fallback, status_code=303)
 
 
 # --------------------------------------------------------------------------- compare
@@ -400,8 +337,8 @@ async def compare(request: Request, user: str = Depends(require_user)) -> Respon
     jobs = [await console.call("DescribeTrainingJob", {"TrainingJobName": n}) for n in names]
     curves = {}
     for job in jobs:
-        epochs = await run_in_threadpool(_epochs, _layout(console, job["TrainingJobName"]))
-        curves[job["TrainingJobName"]] = [[e["epoch"], e.get("validation_accuracy")] for e in epochs]
+        records = await run_in_threadpool(epoch_records, job_layout(console, job["TrainingJobName"]))
+        curves[job["TrainingJobName"]] = validation_curve(records)
     keys = sorted({k for job in jobs for k in job.get("HyperParameters", {})})
     rows = []
     for key in keys:

@@ -14,7 +14,8 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
+from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from roost.aws import ServiceError
@@ -23,12 +24,21 @@ from roost.training.service import BUILTIN_METRICS
 from roost.tuning.objective import Objective
 from roost.tuning.search import RANGE_KINDS, RangeError, SearchSpace
 from roost.web.app import PREFIX, Console, console_of, require_change, require_user
+from roost.web.common import (
+    STATUSES,
+    back,
+    epoch_records,
+    job_layout,
+    list_query,
+    live,
+    next_name,
+    training_form_context,
+    validation_curve,
+)
 from roost.web.forms import enum, hyperparameter_rows, place_errors, request_from_form
-from roost.web.jobs import _epochs, _form_context, _layout, _next_name
 
 router = APIRouter()
 
-STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")
 KINDS = ("Static", "Continuous", "Integer", "Categorical")
 SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
 #: SageMaker's recommended ranges for this algorithm (its IC-tuning page), offered in the form's rows
@@ -65,26 +75,27 @@ async def _list(console: Console, q: dict[str, str]) -> list[dict]:
     return out
 
 
-def _query(request: Request) -> dict[str, str]:
-    return {k: v for k in ("name", "status") if (v := request.query_params.get(k))}
+LIST_QUERY = ("name", "status")
 
 
 @router.get("/tuning-jobs")
 async def tuning_list(request: Request, user: str = Depends(require_user)) -> Response:
     console = console_of(request)
-    q = _query(request)
+    q = list_query(request, LIST_QUERY)
     return console.page(request, "tuning_jobs.html", q=q, statuses=STATUSES, tuning_jobs=await _list(console, q))
 
 
-@router.get("/tuning-jobs/rows")
-async def tuning_rows(request: Request, user: str = Depends(require_user)) -> HTMLResponse:
-    """The list's rows again (htmx polls this while any tuning job is in progress)."""
+@router.get("/tuning-jobs/events")
+async def tuning_events(request: Request, user: str = Depends(require_user)) -> EventSourceResponse:
+    """The list's rows again whenever they change."""
     console = console_of(request)
-    q = _query(request)
-    rows = await _list(console, q)
-    html = console.render(request, "tuning_rows.html", tuning_jobs=rows, q=q)
-    live = any(d["HyperParameterTuningJobStatus"] in ("InProgress", "Stopping") for d in rows)
-    return HTMLResponse(html, status_code=200 if live else 286)  # 286: htmx stops polling
+    q = list_query(request, LIST_QUERY)
+
+    async def look() -> tuple[dict[str, str], bool]:
+        rows = await _list(console, q)
+        return {"rows": console.render(request, "tuning_rows.html", tuning_jobs=rows, q=q)}, True
+
+    return live(look, interval=1.0)
 
 
 # --------------------------------------------------------------------------- create and clone
@@ -110,7 +121,7 @@ def _clone_of(d: dict) -> dict[str, Any]:
     if "ResourceConfig" in definition and "HyperParameterTuningResourceConfig" not in definition:
         definition["HyperParameterTuningResourceConfig"] = definition.pop("ResourceConfig")
     req["TrainingJobDefinition"] = definition
-    req["HyperParameterTuningJobName"] = _next_name(d["HyperParameterTuningJobName"])[:32]
+    req["HyperParameterTuningJobName"] = next_name(d["HyperParameterTuningJobName"], limit=32)
     return req
 
 
@@ -165,7 +176,7 @@ def _render_form(request, console, req, errors, top, status=200) -> Response:
         metrics=[m["Name"] for m in BUILTIN_METRICS],
         errors=errors,
         top_errors=top,
-        **_form_context(),
+        **training_form_context(),
     )
 
 
@@ -392,8 +403,8 @@ async def _detail(console: Console, name: str, sort: str, order: str) -> dict[st
     charted = jobs[:MAX_CHART_JOBS]
     curves = {}
     for j in charted:
-        epochs = await run_in_threadpool(_epochs, _layout(console, j["TrainingJobName"]))
-        curves[j["TrainingJobName"]] = [[e["epoch"], e.get("validation_accuracy")] for e in epochs]
+        records = await run_in_threadpool(epoch_records, job_layout(console, j["TrainingJobName"]))
+        curves[j["TrainingJobName"]] = validation_curve(records)
     table = list(jobs)
     if sort == "objective":
         table.sort(
@@ -434,21 +445,22 @@ async def tuning_page(
     return console.page(request, "tuning_job.html", **await _detail(console, name, sort, order))
 
 
-@router.get("/tuning-jobs/{name}/panel")
-async def tuning_panel(
+@router.get("/tuning-jobs/{name}/events")
+async def tuning_page_events(
     request: Request, name: str, sort: str = "number", order: str = "asc", user: str = Depends(require_user)
-) -> HTMLResponse:
-    """The page's live part again, while the tuning job runs (htmx polls it; 286 once it has ended)."""
+) -> EventSourceResponse:
+    """The page's live part again whenever it changes, until the tuning job has ended."""
     console = console_of(request)
-    context = await _detail(console, name, sort, order)
-    return HTMLResponse(
-        console.render(request, "tuning_panel.html", **context), status_code=200 if context["live"] else 286
-    )
+    await console.call("DescribeHyperParameterTuningJob", {"HyperParameterTuningJobName": name})  # 404 first
+
+    async def look() -> tuple[dict[str, str], bool]:
+        context = await _detail(console, name, sort, order)
+        return {"panel": console.render(request, "tuning_panel.html", **context)}, context["live"]
+
+    return live(look, interval=1.0)
 
 
 @router.post("/tuning-jobs/{name}/stop")
 async def stop_tuning_job(request: Request, name: str, user: str = Depends(require_change)) -> Response:
     await console_of(request).call("StopHyperParameterTuningJob", {"HyperParameterTuningJobName": name})
-    if request.headers.get("hx-request"):
-        return Response(status_code=204, headers={"HX-Refresh": "true"})
-    return RedirectResponse(f"{PREFIX}/tuning-jobs/{name}", status_code=303)
+    return back(request, f"{PREFIX}/tuning-jobs/{name}")

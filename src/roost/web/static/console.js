@@ -173,14 +173,23 @@ function jobPage(page) {
 
 // ----------------------------------------------------------------------------- the jobs list
 
-function liveRows(tbody) {
-  const source = new EventSource(tbody.dataset.live);
-  source.addEventListener("rows", (e) => {
-    const picked = new Set([...tbody.querySelectorAll("input[type=checkbox]:checked")].map((c) => c.value));
-    swap(tbody, e.data);
-    for (const c of tbody.querySelectorAll("input[type=checkbox]")) c.checked = picked.has(c.value);
-  });
+// Every live part of a page (data-live: its stream) is kept by the same server-sent events: each event carries
+// the part again; "end" says nothing more will change.
+function live(element, handlers) {
+  const source = new EventSource(element.dataset.live);
+  for (const [event, handle] of Object.entries(handlers)) source.addEventListener(event, handle);
+  source.addEventListener("end", () => source.close());
   window.addEventListener("beforeunload", () => source.close());
+}
+
+function liveRows(tbody) {
+  live(tbody, {
+    rows: (e) => {
+      const picked = new Set([...tbody.querySelectorAll("input[type=checkbox]:checked")].map((c) => c.value));
+      swap(tbody, e.data);
+      for (const c of tbody.querySelectorAll("input[type=checkbox]")) c.checked = picked.has(c.value);
+    },
+  });
 }
 
 // ----------------------------------------------------------------------------- the create form's channels
@@ -227,7 +236,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const tuning = document.getElementById("tuning-panel");
   if (tuning) {
     tuningCharts(tuning);
-    tuning.addEventListener("htmx:afterSettle", () => tuningCharts(tuning));
+    if (tuning.dataset.live) live(tuning, { panel: (e) => { swap(tuning, e.data); tuningCharts(tuning); } });
   }
   const ranges = document.querySelector("table.tuning-ranges");
   if (ranges) rangeRows(ranges);
