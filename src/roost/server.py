@@ -26,7 +26,8 @@ from roost.aws import Account, Service
 from roost.cloudwatch.logs import LogService
 from roost.cloudwatch.metrics import MetricsService
 from roost.errors import UserError
-from roost.serving.hosting import HostingService
+from roost.serving.endpoints import EndpointService
+from roost.serving.transform import TransformJobService
 from roost.storage.database import database_url, open_database, optuna_storage
 from roost.storage.folder import claim, make_private
 from roost.storage.tags import TagService
@@ -71,7 +72,8 @@ class Server:
     tuner: Tuner
     training: TrainingJobService
     tuning: TuningJobService
-    hosting: HostingService
+    hosting: EndpointService
+    transform: TransformJobService
     services: list[Service]
     roots: DataRoots
     keys: dict[str, str]
@@ -83,6 +85,7 @@ class Server:
         self.runner.start()  # first: it settles the jobs a restart interrupted, which the tuner then reads
         self.tuner.start()
         self.hosting.restore()
+        self.transform.restore()
 
     def stop(self) -> None:
         self.tuner.shutdown()
@@ -153,12 +156,14 @@ def build(settings: Settings, *, launcher: Launcher | None = None, console: bool
         )
         tuner = Tuner(sessions, training, studies, **polling)
         tuning = TuningJobService(sessions, training, account, on_delete=tuner.forget)
-        hosting = HostingService(sessions, data_dir, account, roots, max_instances=per_job)
+        hosting = EndpointService(sessions, data_dir, account, roots, max_instances=per_job)
+        transform = TransformJobService(sessions, data_dir, account, roots)
         services: list[Service] = [
             training,
             tuning,
             LogService(sessions, account),
             hosting,
+            transform,
             TagService(sessions),
             MetricsService(sessions),
         ]
@@ -188,6 +193,7 @@ def build(settings: Settings, *, launcher: Launcher | None = None, console: bool
         training=training,
         tuning=tuning,
         hosting=hosting,
+        transform=transform,
         services=services,
         roots=roots,
         keys=keys,

@@ -4,7 +4,8 @@ import pytest
 
 from helpers import Api
 from roost.aws import ServiceError
-from roost.serving.hosting import HostingService
+from roost.serving.endpoints import EndpointService
+from roost.serving.transform import TransformJobService
 from roost.storage.database import open_database
 from roost.storage.tags import TagService
 from roost.training.service import TrainingJobService
@@ -13,7 +14,12 @@ from roost.training.service import TrainingJobService
 @pytest.fixture()
 def api(database_url, tmp_path, recs):
     sessions = open_database(database_url)
-    return Api(TrainingJobService(sessions), HostingService(sessions, tmp_path), TagService(sessions))
+    return Api(
+        TrainingJobService(sessions),
+        EndpointService(sessions, tmp_path),
+        TransformJobService(sessions, tmp_path),
+        TagService(sessions),
+    )
 
 
 def test_tags_of_creation_additions_listing_paging_and_deletion(api, mxnet_fixtures, tmp_path):

@@ -25,7 +25,7 @@ from roost.api.auth import verify
 from roost.api.query import parse_form, request_params, xml_error, xml_response
 from roost.aws import Handler, Service, ServiceError, dispatch_table
 from roost.aws.shapes import service_model
-from roost.serving.hosting import TOO_LARGE_MESSAGE, HostingService
+from roost.serving.endpoints import TOO_LARGE_MESSAGE, EndpointService
 from roost.serving.http import BodyLimit
 from roost.serving.invocations import MAX_BODY
 
@@ -81,7 +81,7 @@ class Api:
 
     operations: dict[str, Handler]  # X-Amz-Target -> validated handler
     keys: dict[str, str]  # access key id -> secret
-    hosting: HostingService | None  # answers InvokeEndpoint
+    hosting: EndpointService | None  # answers InvokeEndpoint
     metadata: dict[str, dict]  # a target prefix -> its service model's metadata (JSON version, query dialect)
     by_version: dict[str, Service]  # the query protocol's API version -> its service
 
@@ -250,7 +250,7 @@ def create_app(
     app.state.api = Api(
         operations=dispatch_table(*services),
         keys=keys,
-        hosting=next((svc for svc in services if isinstance(svc, HostingService)), None),
+        hosting=next((svc for svc in services if isinstance(svc, EndpointService)), None),
         metadata=metadata,
         by_version={
             metadata[svc.target_prefix]["apiVersion"]: svc

@@ -17,7 +17,8 @@ from roost.aws import Service
 from roost.aws.shapes import service_model
 from roost.cloudwatch.logs import LogService
 from roost.cloudwatch.metrics import MetricsService
-from roost.serving.hosting import HostingService
+from roost.serving.endpoints import EndpointService
+from roost.serving.transform import TransformJobService
 from roost.storage.tags import TagService
 from roost.training.service import TrainingJobService
 from roost.tuning.service import TuningJobService
@@ -26,7 +27,8 @@ from roost.tuning.service import TuningJobService
 SERVICES: tuple[type[Service], ...] = (
     TrainingJobService,
     TuningJobService,
-    HostingService,
+    EndpointService,
+    TransformJobService,
     TagService,
     LogService,
     MetricsService,

@@ -9,7 +9,7 @@ JSON array of class probabilities, ``application/jsonlines`` gets
 classes and their names, and an ``application/json`` body
 ``{"instances": [<base64 image>, ...]}`` predicts several images at once.
 The serving container (``roost.serving.app``) and hosted endpoints
-(``roost.serving.hosting``) both answer through :func:`answer`.
+(``roost.serving.endpoints``) both answer through :func:`answer`.
 """
 
 from __future__ import annotations

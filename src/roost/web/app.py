@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from roost.aws import Handler, Service, ServiceError, dispatch_table
-from roost.serving.hosting import HostingService
+from roost.serving.endpoints import EndpointService
 from roost.storage.uri import DataRoots
 from roost.tuning.service import TuningJobService
 from roost.web.session import (
@@ -55,7 +55,7 @@ class Console:
     keys: dict[str, str]
     data_dir: Path
     roots: DataRoots
-    hosting: HostingService | None
+    hosting: EndpointService | None
     tuning: TuningJobService | None  # for what the API does not say: which jobs a tuning job stopped early
     templates: Jinja2Templates
 
@@ -149,7 +149,7 @@ def create_console(
         keys=keys,
         data_dir=Path(data_dir),
         roots=roots or DataRoots([data_dir]),
-        hosting=next((s for s in services if isinstance(s, HostingService)), None),
+        hosting=next((s for s in services if isinstance(s, EndpointService)), None),
         tuning=next((s for s in services if isinstance(s, TuningJobService)), None),
         templates=_templates(),
     )

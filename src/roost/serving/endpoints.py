@@ -1,11 +1,10 @@
-"""SageMaker hosting on Roost's server: models, endpoint configs, endpoints, invocations, batch transform.
+"""SageMaker hosting on Roost's server: models, endpoint configurations, endpoints and their invocations.
 
 ``CreateModel`` records a ``ModelDataUrl`` (Roost's or SageMaker's own
 ``model.tar.gz``); ``CreateEndpoint`` loads it in the background (Creating, then
 InService or Failed with a reason) with ``InitialInstanceCount`` serving workers;
-``InvokeEndpoint`` answers exactly as ``/invocations`` does; ``CreateTransformJob``
-predicts every image under a prefix and writes ``<image>.out`` files. Endpoints
-come back after a server restart.
+``InvokeEndpoint`` answers exactly as ``/invocations`` does. Endpoints come back
+after a server restart. Batch transform is ``roost.serving.transform``.
 
 Each serving worker stands for one of the variant's instances and logs, as
 SageMaker's do, to ``/aws/sagemaker/Endpoints/<endpoint>``, stream
@@ -16,44 +15,30 @@ as SageMaker's load balancer spreads requests over them.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
 import secrets
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from roost.aws import Account, Service, ServiceError, operation, validation
-from roost.aws.shapes import conforming, echoed
+from roost.aws import Account, ServiceError, operation, validation
+from roost.aws.shapes import echoed
 from roost.cloudwatch.logs import LogSink, endpoint_group
 from roost.errors import UserError
 from roost.serving.batching import DynamicBatcher
-from roost.serving.invocations import InputError, RequestTooLarge, answer, render
-from roost.storage.database import fetch, inserting
+from roost.serving.invocations import InputError, RequestTooLarge, answer
+from roost.serving.records import ServingService, container_of, load_predictor, stored_request
+from roost.storage.database import inserting
 from roost.storage.listing import list_page, with_token
-from roost.storage.tables import Endpoint, EndpointConfig, EndpointStatus, Model, TransformJob, TransformJobStatus
+from roost.storage.tables import Endpoint, EndpointConfig, EndpointStatus, Model
 from roost.storage.tags import drop_tags, set_tags
-from roost.storage.uri import DataRoots, Location, StorageError, download, exists, upload
-
-if TYPE_CHECKING:
-    from roost.serving.predictor import Predictor
-
-
-def load_predictor(model_dir: Path) -> Predictor:
-    """PyTorch loads with the first endpoint or transform job, not with the server: it is most of the import
-    time of a process that otherwise only answers API calls (5.9 s to the first answer with it, 3.5 without)."""
-    from roost.serving.predictor import Predictor
-
-    return Predictor.load(model_dir)
-
+from roost.storage.uri import DataRoots, Location, StorageError, exists
 
 log = logging.getLogger(__name__)
 
@@ -81,33 +66,7 @@ def instance_streams(variant: str, count: int) -> list[str]:
     return [f"{variant}/i-{secrets.token_hex(9)[:17]}" for _ in range(max(1, count))]
 
 
-#: the Create operation each stored kind of row was made by, and what a reader takes where a stored member no longer
-#: fits its shape (a row an older Roost or a past bug left): one odd row never breaks a Describe or a page
-_STORED: dict[type, tuple[str, dict[str, Any]]] = {
-    Model: ("CreateModel", {}),
-    EndpointConfig: ("CreateEndpointConfig", {"ProductionVariants": []}),
-    TransformJob: (
-        "CreateTransformJob",
-        {
-            "ModelName": "",
-            "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": ""}}},
-            "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
-        },
-    ),
-}
-
-
-def stored_request(row: Model | EndpointConfig | TransformJob) -> dict[str, Any]:
-    operation, defaults = _STORED[type(row)]
-    return {**defaults, **conforming("sagemaker", operation, row.request)}
-
-
-def _container(model: Model) -> dict[str, Any]:
-    req = stored_request(model)
-    return req.get("PrimaryContainer") or (req.get("Containers") or [{}])[0]
-
-
-class HostingService(Service):
+class EndpointService(ServingService):
     def __init__(
         self,
         sessions: sessionmaker[Session],
@@ -116,11 +75,8 @@ class HostingService(Service):
         roots: DataRoots | None = None,
         max_instances: int = 8,
     ) -> None:
-        self.sessions = sessions
+        super().__init__(sessions, data_dir, account, roots)
         self.max_instances = max_instances  # an endpoint's serving workers (InitialInstanceCount)
-        self.roots = roots  # the local folders models and batch data may come from and go to; None: any
-        self.cache = Path(data_dir) / "models"
-        self.account = account or Account()
         self.hosted: dict[str, Hosted] = {}
         self._lock = threading.Lock()
         self.logs = LogSink(sessions)
@@ -141,12 +97,6 @@ class HostingService(Service):
         for stream in hosted.instances:
             self._log(hosted, stream, f"Stopping the serving worker: {why}")
 
-    def arn(self, kind: str, name: str) -> str:
-        return self.account.arn(kind, name)
-
-    def _already(self, kind: str, what: str, name: str) -> ServiceError:
-        return validation(f'Cannot create already existing {what} "{self.arn(kind, name)}".')
-
     # ------------------------------------------------------------------ models
 
     @operation("CreateModel")
@@ -164,27 +114,17 @@ class HostingService(Service):
                 raise validation(f"Could not find model data at {url}.")
         except StorageError as err:
             raise validation(str(err)) from None
-        with inserting(self.sessions, lambda: self._already("model", "model", name)) as s:
+        with inserting(self.sessions, lambda: self.already("model", "model", name)) as s:
             if s.get(Model, name) is not None:
-                raise self._already("model", "model", name)
+                raise self.already("model", "model", name)
             s.add(Model(name=name, arn=self.arn("model", name), request=req, creation_time=time.time()))
             set_tags(s, self.arn("model", name), req.get("Tags"))
         return {"ModelArn": self.arn("model", name)}
 
-    def _find(self, s: Session, table, name, kind: str, what: str):
-        """The row named ``name``, or SageMaker's "Could not find ..." ValidationException."""
-        row = s.get(table, name) if isinstance(name, str) else None
-        if row is None:
-            raise validation(f'Could not find {what} "{self.arn(kind, str(name))}".')
-        return row
-
-    def _model(self, s: Session, name) -> Model:
-        return self._find(s, Model, name, "model", "model")
-
     @operation("DescribeModel")
     def describe_model(self, req: dict) -> dict:
         with self.sessions() as s:
-            m = self._model(s, req.get("ModelName"))
+            m = self.find(s, Model, req.get("ModelName"))
             return {
                 **echoed("sagemaker", "CreateModel", "DescribeModel", stored_request(m)),
                 "ModelName": m.name,
@@ -208,7 +148,7 @@ class HostingService(Service):
     @operation("DeleteModel")
     def delete_model(self, req: dict) -> dict:
         with self.sessions.begin() as s:
-            model = self._model(s, req.get("ModelName"))
+            model = self.find(s, Model, req.get("ModelName"))
             drop_tags(s, model.arn)
             s.delete(model)
         return {}
@@ -232,11 +172,11 @@ class HostingService(Service):
                 f"InitialInstanceCount is {count}; this server runs an endpoint on at most {self.max_instances} "
                 "instances (serving workers). The operator raises it with roost server --max-instances-per-job.",
             )
-        with inserting(self.sessions, lambda: self._already("endpoint-config", "endpoint configuration", name)) as s:
+        with inserting(self.sessions, lambda: self.already("endpoint-config", "endpoint configuration", name)) as s:
             for v in variants:
-                self._model(s, v.get("ModelName"))
+                self.find(s, Model, v.get("ModelName"))
             if s.get(EndpointConfig, name) is not None:
-                raise self._already("endpoint-config", "endpoint configuration", name)
+                raise self.already("endpoint-config", "endpoint configuration", name)
             s.add(
                 EndpointConfig(name=name, arn=self.arn("endpoint-config", name), request=req, creation_time=time.time())
             )
@@ -246,7 +186,7 @@ class HostingService(Service):
     @operation("DescribeEndpointConfig")
     def describe_endpoint_config(self, req: dict) -> dict:
         with self.sessions() as s:
-            c = self._config(s, req.get("EndpointConfigName"))
+            c = self.find(s, EndpointConfig, req.get("EndpointConfigName"))
             return {
                 "ProductionVariants": [],
                 **echoed("sagemaker", "CreateEndpointConfig", "DescribeEndpointConfig", stored_request(c)),
@@ -272,23 +212,20 @@ class HostingService(Service):
     @operation("DeleteEndpointConfig")
     def delete_endpoint_config(self, req: dict) -> dict:
         with self.sessions.begin() as s:
-            config = self._config(s, req.get("EndpointConfigName"))
+            config = self.find(s, EndpointConfig, req.get("EndpointConfigName"))
             drop_tags(s, config.arn)
             s.delete(config)
         return {}
-
-    def _config(self, s: Session, name) -> EndpointConfig:
-        return self._find(s, EndpointConfig, name, "endpoint-config", "endpoint configuration")
 
     # ------------------------------------------------------------------ endpoints
 
     @operation("CreateEndpoint")
     def create_endpoint(self, req: dict) -> dict:
         name = req["EndpointName"]
-        with inserting(self.sessions, lambda: self._already("endpoint", "endpoint", name)) as s:
-            self._config(s, req.get("EndpointConfigName"))
+        with inserting(self.sessions, lambda: self.already("endpoint", "endpoint", name)) as s:
+            self.find(s, EndpointConfig, req.get("EndpointConfigName"))
             if s.get(Endpoint, name) is not None:
-                raise self._already("endpoint", "endpoint", name)
+                raise self.already("endpoint", "endpoint", name)
             now = time.time()
             s.add(
                 Endpoint(
@@ -307,8 +244,8 @@ class HostingService(Service):
     @operation("UpdateEndpoint")
     def update_endpoint(self, req: dict) -> dict:
         with self.sessions.begin() as s:
-            e = self._endpoint(s, req.get("EndpointName"))
-            self._config(s, req.get("EndpointConfigName"))
+            e = self.find(s, Endpoint, req.get("EndpointName"))
+            self.find(s, EndpointConfig, req.get("EndpointConfigName"))
             if e.status not in (EndpointStatus.IN_SERVICE, EndpointStatus.FAILED):
                 raise validation(f'Cannot update in-progress endpoint "{e.arn}".')
             e.config_name, e.status, e.last_modified_time = (
@@ -322,7 +259,7 @@ class HostingService(Service):
     @operation("DescribeEndpoint")
     def describe_endpoint(self, req: dict) -> dict:
         with self.sessions() as s:
-            e = self._endpoint(s, req.get("EndpointName"))
+            e = self.find(s, Endpoint, req.get("EndpointName"))
             config = s.get(EndpointConfig, e.config_name)
             variants = stored_request(config)["ProductionVariants"] if config else []
         out = {
@@ -373,7 +310,7 @@ class HostingService(Service):
     @operation("DeleteEndpoint")
     def delete_endpoint(self, req: dict) -> dict:
         with self.sessions.begin() as s:
-            endpoint = self._endpoint(s, req.get("EndpointName"))
+            endpoint = self.find(s, Endpoint, req.get("EndpointName"))
             drop_tags(s, endpoint.arn)
             s.delete(endpoint)
         with self._lock:
@@ -382,12 +319,8 @@ class HostingService(Service):
             self._stop(hosted, "the endpoint was deleted")
         return {}
 
-    def _endpoint(self, s: Session, name) -> Endpoint:
-        return self._find(s, Endpoint, name, "endpoint", "endpoint")
-
     def restore(self) -> None:
-        """After a restart: every endpoint that was serving (or on its way) is loaded again, and a batch transform
-        that was running starts over (it rewrites the same outputs); one that was stopping is Stopped."""
+        """After a restart: every endpoint that was serving (or on its way) is loaded again."""
         with self.sessions.begin() as s:
             serving = (EndpointStatus.IN_SERVICE, EndpointStatus.CREATING, EndpointStatus.UPDATING)
             endpoints = s.scalars(select(Endpoint).where(Endpoint.status.in_(serving))).all()
@@ -395,23 +328,8 @@ class HostingService(Service):
                 if e.status == EndpointStatus.IN_SERVICE:
                     e.status = EndpointStatus.CREATING
             names = [e.name for e in endpoints]
-            transforms = []
-            for t in s.scalars(
-                select(TransformJob).where(
-                    TransformJob.status.in_((TransformJobStatus.IN_PROGRESS, TransformJobStatus.STOPPING))
-                )
-            ).all():
-                if t.status == TransformJobStatus.STOPPING:
-                    t.status, t.end_time = TransformJobStatus.STOPPED, time.time()
-                else:
-                    transforms.append(t.name)
         for name in names:
             self._start_loading(name)
-        for name in transforms:
-            self._start_transform(name)
-
-    def _start_transform(self, name: str) -> None:
-        threading.Thread(target=self._transform, args=(name,), name=f"transform-{name}", daemon=True).start()
 
     def _start_loading(self, name: str) -> None:
         threading.Thread(target=self._load, args=(name,), name=f"endpoint-{name}", daemon=True).start()
@@ -421,7 +339,7 @@ class HostingService(Service):
         group = endpoint_group(name)
         try:
             with self.sessions() as s:
-                e = self._endpoint(s, name)
+                e = self.find(s, Endpoint, name)
                 config = s.get(EndpointConfig, e.config_name)
                 if config is None:
                     raise UserError(f"the endpoint configuration {e.config_name!r} no longer exists")
@@ -437,10 +355,10 @@ class HostingService(Service):
                     raise UserError(
                         f"the endpoint configuration names model {variant['ModelName']!r}, which no longer exists"
                     )
-                url = _container(model)["ModelDataUrl"]
+                url = container_of(model)["ModelDataUrl"]
             for stream in streams:
                 self.logs.write(group, stream, f"Loading model {model.name} from {url}")
-            predictor = load_predictor(self._download_model(model.name, url))
+            predictor = load_predictor(self.model_artifact(model.name, url))
             hosted = Hosted(
                 DynamicBatcher(predictor, MAX_BATCH, workers, name=f"{name}-worker"),
                 variant_name,
@@ -472,18 +390,6 @@ class HostingService(Service):
             for stream in streams or instance_streams("AllTraffic", 1):
                 self.logs.write(group, stream, f"Failed to load the model: {err}")
             self._set_status(name, EndpointStatus.FAILED, f"Failed to load the model: {err}")
-
-    def _download_model(self, model_name: str, url: str) -> Path:
-        # keyed by the URL too: a model deleted and created again under its name may point elsewhere
-        digest = hashlib.sha1(url.encode()).hexdigest()[:12]
-        target = self.cache / f"{model_name}-{digest}" / "model.tar.gz"
-        if not target.is_file():
-            loc = Location.parse(url)
-            if loc.scheme == "file":
-                return self.roots.check(loc.key, "the model") if self.roots else Path(loc.key)
-            files = download(url, target.parent, self.roots)
-            return files[0]
-        return target
 
     def _set_status(self, name: str, status: EndpointStatus, reason: str | None = None) -> None:
         with self.sessions.begin() as s:
@@ -528,159 +434,3 @@ class HostingService(Service):
             self._log(hosted, instance, f"Invocation failed: {type(err).__name__}: {err}")
             raise
         return payload, media, hosted.variant
-
-    # ------------------------------------------------------------------ batch transform
-
-    @operation("CreateTransformJob")
-    def create_transform_job(self, req: dict) -> dict:
-        name = req["TransformJobName"]
-        src = ((req.get("TransformInput") or {}).get("DataSource") or {}).get("S3DataSource") or {}
-        out = (req.get("TransformOutput") or {}).get("S3OutputPath")
-        if not src.get("S3Uri") or not out:
-            raise validation(
-                "TransformInput.DataSource.S3DataSource.S3Uri and TransformOutput.S3OutputPath are required"
-            )
-        if self.roots is not None:
-            try:
-                self.roots.check_uri(src["S3Uri"], "the transform input")
-                self.roots.check_uri(out, "the transform output")
-            except StorageError as err:
-                raise validation(str(err)) from None
-
-        def in_use() -> ServiceError:
-            return ServiceError(
-                "ResourceInUse",
-                f"Job name must be unique within an AWS account and region, and a "
-                f"job with this name already exists ({self.arn('transform-job', name)})",
-            )
-
-        with inserting(self.sessions, in_use) as s:
-            self._model(s, req.get("ModelName"))
-            if s.get(TransformJob, name) is not None:
-                raise in_use()
-            s.add(
-                TransformJob(
-                    name=name,
-                    arn=self.arn("transform-job", name),
-                    request=req,
-                    status=TransformJobStatus.IN_PROGRESS,
-                    creation_time=time.time(),
-                )
-            )
-            set_tags(s, self.arn("transform-job", name), req.get("Tags"))
-        self._start_transform(name)
-        return {"TransformJobArn": self.arn("transform-job", name)}
-
-    @operation("DescribeTransformJob")
-    def describe_transform_job(self, req: dict) -> dict:
-        with self.sessions() as s:
-            t = s.get(TransformJob, req.get("TransformJobName"))
-            if t is None:
-                raise validation(f"Could not find requested job with name {req.get('TransformJobName')}")
-            out = {
-                **echoed("sagemaker", "CreateTransformJob", "DescribeTransformJob", stored_request(t)),
-                "TransformJobName": t.name,
-                "TransformJobArn": t.arn,
-                "TransformJobStatus": t.status,
-                "CreationTime": t.creation_time,
-            }
-            for key, value in (
-                ("TransformStartTime", t.start_time),
-                ("TransformEndTime", t.end_time),
-                ("FailureReason", t.failure_reason),
-            ):
-                if value is not None:
-                    out[key] = value
-            return out
-
-    def _transform_stopping(self, name: str) -> bool:
-        with self.sessions() as s:
-            return fetch(s, TransformJob, name).status == TransformJobStatus.STOPPING
-
-    @operation("ListTransformJobs")
-    def list_transform_jobs(self, req: dict) -> dict:
-        modified = func.coalesce(TransformJob.end_time, TransformJob.start_time, TransformJob.creation_time)
-        rows, token = list_page(
-            self.sessions,
-            TransformJob,
-            req,
-            name=TransformJob.name,
-            created=TransformJob.creation_time,
-            modified=modified,
-            status=TransformJob.status,
-        )
-        summaries = []
-        for t in rows:
-            row = {
-                "TransformJobName": t.name,
-                "TransformJobArn": t.arn,
-                "CreationTime": t.creation_time,
-                "LastModifiedTime": t.end_time or t.start_time or t.creation_time,
-                "TransformJobStatus": t.status,
-            }
-            if t.end_time:
-                row["TransformEndTime"] = t.end_time
-            if t.failure_reason:
-                row["FailureReason"] = t.failure_reason
-            summaries.append(row)
-        return with_token({"TransformJobSummaries": summaries}, token)
-
-    @operation("StopTransformJob")
-    def stop_transform_job(self, req: dict) -> dict:
-        """The job stops after the record in progress; what it wrote stays."""
-        with self.sessions.begin() as s:
-            t = s.get(TransformJob, req["TransformJobName"])
-            if t is None:
-                raise ServiceError("ResourceNotFound", f"Transform job {req['TransformJobName']} does not exist.")
-            if t.status not in (TransformJobStatus.IN_PROGRESS, TransformJobStatus.STOPPING):
-                raise validation(f"The transform job is in status {t.status} and cannot be stopped.")
-            t.status = TransformJobStatus.STOPPING
-        return {}
-
-    def _transform(self, name: str) -> None:
-        try:
-            with self.sessions.begin() as s:
-                t = fetch(s, TransformJob, name)
-                t.start_time = time.time()
-                req = stored_request(t)
-                model = s.get(Model, req["ModelName"])
-                if model is None:
-                    raise UserError(f"model {req['ModelName']!r} no longer exists")
-                url = _container(model)["ModelDataUrl"]
-            predictor = load_predictor(self._download_model(req["ModelName"], url))
-            src = req["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
-            out = Location.parse(req["TransformOutput"]["S3OutputPath"])
-            accept = req["TransformOutput"].get("Accept") or "application/jsonlines"
-            with tempfile.TemporaryDirectory() as tmp:
-                inputs = Path(tmp) / "in"
-                files = download(src, inputs, self.roots)
-                failed = []
-                for f in files:
-                    if self._transform_stopping(name):
-                        break
-                    rel = f.relative_to(inputs).as_posix()
-                    try:
-                        payload, _ = render(
-                            predictor.predict([f.read_bytes()]), accept, {}, predictor.class_names, several=False
-                        )
-                    except InputError as err:
-                        failed.append(f"{rel}: {err}")
-                        continue
-                    result = Path(tmp) / "out" / (rel + ".out")
-                    result.parent.mkdir(parents=True, exist_ok=True)
-                    result.write_bytes(payload)
-                    upload(result, out.join(rel + ".out"), self.roots)
-            if self._transform_stopping(name):
-                status, reason = TransformJobStatus.STOPPED, None
-            elif failed:
-                status, reason = TransformJobStatus.FAILED, "ClientError: " + "; ".join(failed)[:1000]
-            else:
-                status, reason = TransformJobStatus.COMPLETED, None
-        except UserError as err:
-            status, reason = TransformJobStatus.FAILED, f"ClientError: {err}"
-        except Exception as err:  # noqa: BLE001
-            log.exception("transform job %s failed", name)
-            status, reason = TransformJobStatus.FAILED, f"InternalServerError: {err}"
-        with self.sessions.begin() as s:
-            t = fetch(s, TransformJob, name)
-            t.status, t.failure_reason, t.end_time = status, reason, time.time()

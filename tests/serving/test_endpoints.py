@@ -1,4 +1,5 @@
-"""Hosting in-process: models, endpoint configs, endpoints, invocations and batch transform, without HTTP."""
+"""Hosting in-process: models, endpoint configs, endpoints and invocations, without HTTP (and batch transform where
+it meets them: data roots, lists)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 from helpers import Api
 from roost.aws import ServiceError
 from roost.cloudwatch.logs import LogService
-from roost.serving.hosting import HostingService
+from roost.serving.endpoints import EndpointService
+from roost.serving.transform import TransformJobService
 from roost.storage.database import open_database
 from roost.storage.uri import DataRoots
 
@@ -22,19 +24,12 @@ ROLE = "arn:aws:iam::123456789012:role/r"
 
 @pytest.fixture()
 def hosting(database_url, tmp_path):
-    service = HostingService(open_database(database_url), tmp_path / "data")
+    service = EndpointService(open_database(database_url), tmp_path / "data")
     yield service
     service.close()
 
 
-@pytest.fixture(scope="module")
-def model(mxnet_fixtures):
-    folder = mxnet_fixtures / "model"
-    expected = json.loads((folder / "resnet20_3x28x28" / "predictions.json").read_text())["probabilities"]
-    return folder, str(folder / "resnet20_3x28x28" / "model.tar.gz"), expected
-
-
-def deploy(h: HostingService, name: str, url: str, instances: int = 1) -> None:
+def deploy(h: EndpointService, name: str, url: str, instances: int = 1) -> None:
     h.create_model({"ModelName": name, "ExecutionRoleArn": ROLE, "PrimaryContainer": {"ModelDataUrl": url}})
     h.create_endpoint_config(
         {
@@ -45,7 +40,7 @@ def deploy(h: HostingService, name: str, url: str, instances: int = 1) -> None:
     h.create_endpoint({"EndpointName": name, "EndpointConfigName": f"{name}-config"})
 
 
-def wait_status(h: HostingService, name: str, timeout: float = 60) -> dict:
+def wait_status(h: EndpointService, name: str, timeout: float = 60) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
         d = h.describe_endpoint({"EndpointName": name})
@@ -184,7 +179,7 @@ def test_update_delete_and_restore_after_a_restart(hosting, model, mxnet_fixture
     assert variant == "v2"
     np.testing.assert_allclose(json.loads(payload), expected, atol=1e-4)
 
-    restarted = HostingService(open_database(database_url), tmp_path / "data")
+    restarted = EndpointService(open_database(database_url), tmp_path / "data")
     restarted.restore()
     assert wait_status(restarted, "cards")["EndpointStatus"] == "InService"
     np.testing.assert_allclose(
@@ -200,45 +195,11 @@ def test_update_delete_and_restore_after_a_restart(hosting, model, mxnet_fixture
     )
 
 
-def test_batch_transform_writes_one_output_per_image(hosting, model, tmp_path):
-    folder, url, expected = model
-    images = tmp_path / "images"
-    images.mkdir()
-    for i in range(2):
-        (images / f"test_{i}.png").write_bytes((folder / f"test_{i}.png").read_bytes())
-    (images / "notes.txt").write_text("not an image")
-    hosting.create_model({"ModelName": "batch", "PrimaryContainer": {"ModelDataUrl": url}})
-    hosting.create_transform_job(
-        {
-            "TransformJobName": "birds-batch",
-            "ModelName": "batch",
-            "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": images.as_uri()}}},
-            "TransformOutput": {"S3OutputPath": (tmp_path / "out").as_uri()},
-            "TransformResources": {"InstanceCount": 1, "InstanceType": "ml.m5.large"},
-            "BatchStrategy": "SingleRecord",
-            "MaxPayloadInMB": 6,
-            "Environment": {"STAGE": "test"},
-        }
-    )
-    deadline = time.time() + 60
-    while (d := hosting.describe_transform_job({"TransformJobName": "birds-batch"}))[
-        "TransformJobStatus"
-    ] == "InProgress":
-        assert time.time() < deadline
-        time.sleep(0.05)
-    assert d["TransformJobStatus"] == "Failed" and "notes.txt" in d["FailureReason"]
-    # what the job was given comes back, as Transformer.attach reads it
-    assert (d["BatchStrategy"], d["MaxPayloadInMB"], d["Environment"]) == ("SingleRecord", 6, {"STAGE": "test"})
-    assert d["TransformResources"]["InstanceType"] == "ml.m5.large" and d["ModelName"] == "batch"
-    assert d["FailureReason"].startswith("ClientError: ")
-    for i in range(2):
-        out = json.loads((tmp_path / "out" / f"test_{i}.png.out").read_text())
-        np.testing.assert_allclose(out["prediction"], expected[f"test_{i}.png"], atol=1e-4)
-
-
 def test_models_and_batch_data_only_from_below_the_data_roots(database_url, model, tmp_path):
     folder, url, _ = model
-    hosting = HostingService(open_database(database_url), tmp_path / "data", roots=DataRoots([folder, tmp_path]))
+    roots = DataRoots([folder, tmp_path])
+    hosting = EndpointService(open_database(database_url), tmp_path / "data", roots=roots)
+    transform = TransformJobService(open_database(database_url), tmp_path / "data", roots=roots)
     err = error(
         hosting.create_model, {"ModelName": "m", "PrimaryContainer": {"ModelDataUrl": "file:///etc/passwd#.tar.gz"}}
     )
@@ -251,7 +212,7 @@ def test_models_and_batch_data_only_from_below_the_data_roots(database_url, mode
     hosting.create_model({"ModelName": "m", "PrimaryContainer": {"ModelDataUrl": url}})
     for source, output in (("file:///etc/ssh", (tmp_path / "out").as_uri()), (str(folder), "file:///etc/cron.d")):
         err = error(
-            hosting.create_transform_job,
+            transform.create_transform_job,
             {
                 "TransformJobName": "t",
                 "ModelName": "m",
@@ -264,7 +225,8 @@ def test_models_and_batch_data_only_from_below_the_data_roots(database_url, mode
 
 def test_lists_filter_sort_and_page_and_transforms_stop(database_url, model, tmp_path):
     folder, url, _ = model
-    api = Api(HostingService(open_database(database_url), tmp_path / "data"))
+    sessions = open_database(database_url)
+    api = Api(EndpointService(sessions, tmp_path / "data"), TransformJobService(sessions, tmp_path / "data"))
     for name in ("owl", "crow", "owlet"):
         api("CreateModel", {"ModelName": name, "PrimaryContainer": {"ModelDataUrl": url}})
         api(
