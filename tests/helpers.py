@@ -301,7 +301,7 @@ class Api:
     answers against its output shapes, without HTTP."""
 
     def __init__(self, *services):
-        from roost.aws import CHECK_RESPONSES_ENV, dispatch_table
+        from roost.aws.dispatch import CHECK_RESPONSES_ENV, dispatch_table
 
         os.environ[CHECK_RESPONSES_ENV] = "1"
         try:

@@ -2,7 +2,8 @@
 
 import pytest
 
-from roost.aws import Account, Service, ServiceError, dispatch_table, operation, validation_errors
+from roost.aws import Account, Service, ServiceError, operation, validation_errors
+from roost.aws.dispatch import dispatch_table
 
 
 class Things(Service):

@@ -23,7 +23,8 @@ from starlette.types import ASGIApp
 
 from roost.api.auth import verify
 from roost.api.query import parse_form, request_params, xml_error, xml_response
-from roost.aws import Handler, Service, ServiceError, dispatch_table
+from roost.aws import Service, ServiceError
+from roost.aws.dispatch import Handler, dispatch_table
 from roost.aws.shapes import service_model
 from roost.serving.endpoints import TOO_LARGE_MESSAGE, EndpointService
 from roost.serving.http import BodyLimit

@@ -7,16 +7,15 @@
 * :class:`Account`: the region and account id that ARNs carry.
 * Page tokens for every ``List*``.
 * Operation registration: a service class marks its methods with
-  ``@operation("CreateTrainingJob")`` and :func:`dispatch_table` maps
-  ``X-Amz-Target`` values (``SageMaker.CreateTrainingJob``) onto them, so adding
-  an operation is one decorated method and nothing else.
+  ``@operation("CreateTrainingJob")`` and ``roost.aws.dispatch.dispatch_table``
+  maps ``X-Amz-Target`` values (``SageMaker.CreateTrainingJob``) onto them, so
+  adding an operation is one decorated method and nothing else.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -90,8 +89,6 @@ class Account:
 
 # --------------------------------------------------------------------------- operations
 
-Handler = Callable[[dict], dict]
-
 
 def operation(name: str) -> Callable[[Callable], Callable]:
     """Mark a service method as the handler of the AWS operation ``name``."""
@@ -122,41 +119,6 @@ class Service:
                 found[name] = attr
         return found
 
-    def operations(self) -> dict[str, Handler]:
+    def operations(self) -> dict[str, Callable[[dict], dict]]:
         """Operation name -> bound handler."""
         return {name: getattr(self, attr) for name, attr in self.operation_methods().items()}
-
-
-def dispatch_table(*services: Service) -> dict[str, Handler]:
-    """``X-Amz-Target`` -> handler over all ``services``, each checking its request against botocore's model
-    first (``roost.aws.shapes``); one operation answered twice is a bug."""
-    table: dict[str, Handler] = {}
-    for service in services:
-        for name, handler in service.operations().items():
-            target = f"{service.target_prefix}.{name}"
-            if target in table:
-                raise RuntimeError(f"{target} is registered twice")
-            table[target] = _validated(service.model_name, name, handler)
-    return table
-
-
-#: set (by the test suite) to check every answer against the operation's output shape as well
-CHECK_RESPONSES_ENV = "ROOST_CHECK_RESPONSES"
-
-
-def _validated(model_name: str, operation_name: str, handler: Handler) -> Handler:
-    from roost.aws.shapes import check_request, response_problems
-
-    strict = bool(os.environ.get(CHECK_RESPONSES_ENV))
-
-    def handle(req: dict) -> dict:
-        response = handler(check_request(model_name, operation_name, req))
-        if strict and (problems := response_problems(model_name, operation_name, response)):
-            raise ServiceError(
-                "InternalFailure",
-                f"{operation_name}'s answer drifts from botocore's model: " + "; ".join(problems[:10]),
-                500,
-            )
-        return response
-
-    return handle

@@ -14,6 +14,7 @@ import sys
 from roost.cli import ui
 from roost.data import im2rec as core
 from roost.data.images import DEFAULT_EXTS
+from roost.errors import UserError
 from roost.system import available_cores
 
 
@@ -202,7 +203,8 @@ def main(argv: list[str]) -> int:
     return run_list_mode(args) if args.list else run_rec_mode(args)
 
 
-if __name__ == "__main__":  # pragma: no cover - as `python -m roost.cli.im2rec`, with roost's error handling
-    from roost.cli.main import cli
-
-    cli(["im2rec", *sys.argv[1:]], prog_name="roost")
+if __name__ == "__main__":  # pragma: no cover - `python -m roost.cli.im2rec`: a user's mistake is one line
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except UserError as err:
+        sys.exit(f"Error: {err}")

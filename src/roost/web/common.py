@@ -1,23 +1,129 @@
-"""What the console's pages share: list filters, the names a Clone suggests, a job's epochs and curves, the
-training form's choices, the reply to an action, and the one live-update mechanism (server-sent events that carry
-a part of the page again whenever it changes)."""
+"""What the console's pages share: the console's state and the guards of every handler (a session, and its CSRF
+token for a change), the templates and their filters, list filters, the names a Clone suggests, a job's epochs
+and curves, the training form's choices, the reply to an action, and the one live-update mechanism (server-sent
+events that carry a part of the page again whenever it changes)."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import ChainableUndefined
 from sse_starlette.sse import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
 
 from roost.algorithm.layout import JobLayout
+from roost.aws.dispatch import Handler
+from roost.serving.endpoints import EndpointService
+from roost.storage.uri import DataRoots
 from roost.training.requests import CHANNEL_NAMES
 from roost.training.runner import main_layout
-from roost.web.app import POLL_SECONDS, Console
+from roost.tuning.service import TuningJobService
 from roost.web.forms import enum
+from roost.web.session import check_csrf, csrf_token, signed_in_user
+
+#: where the console is mounted; every link and redirect is below it
+PREFIX = "/console"
+#: how often live pages look for changes (the delay from an epoch's log line to its point on the chart)
+POLL_SECONDS = 0.5
+
+
+@dataclass
+class Console:
+    """What every page handler needs: the operations, the keys, the server's folders and hosting."""
+
+    operations: dict[str, Handler]
+    keys: dict[str, str]
+    data_dir: Path
+    roots: DataRoots
+    hosting: EndpointService | None
+    tuning: TuningJobService | None  # for what the API does not say: which jobs a tuning job stopped early
+    templates: Jinja2Templates
+
+    async def call(self, operation: str, req: dict | None = None, service: str = "SageMaker") -> dict:
+        """One API operation, validated and answered exactly as ``POST /`` would (off the event loop)."""
+        return await run_in_threadpool(self.operations[f"{service}.{operation}"], req or {})
+
+    def render(self, request: Request, template: str, **context: Any) -> str:
+        """A fragment for a live update; its forms carry the session's CSRF token like the page's."""
+        return self.templates.get_template(template).render(csrf=csrf_token(request), **context)
+
+    def page(self, request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        context.setdefault("user", request.session.get("user"))
+        context["csrf"] = csrf_token(request)
+        context["nav"] = template.split(".")[0].split("_")[0]
+        return self.templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def console_of(request: Request) -> Console:
+    return request.app.state.console
+
+
+def require_user(request: Request) -> str:
+    """For every page but sign-in: the signed-in access key id, or :class:`SignInRequired`."""
+    return signed_in_user(request, console_of(request).keys)
+
+
+async def require_change(request: Request) -> str:
+    """For every state-changing request: a session and its CSRF token."""
+    user = require_user(request)
+    await check_csrf(request)
+    return user
+
+
+# --------------------------------------------------------------------------- formatting for the templates
+
+
+def when(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
+
+
+def job_duration(job: dict) -> float | None:
+    start = job.get("TrainingStartTime") or job.get("CreationTime")
+    end = job.get("TrainingEndTime") or (time.time() if job.get("TrainingJobStatus") == "InProgress" else None)
+    return None if start is None or end is None else max(0.0, end - start)
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
+
+
+def final_metric(job: dict, name: str) -> float | None:
+    return next((m.get("Value") for m in job.get("FinalMetricDataList", []) if m.get("MetricName") == name), None)
+
+
+def templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+    env = templates.env
+    # a member an odd stored row lacks renders as nothing instead of failing the whole page for everyone
+    env.undefined = ChainableUndefined
+    env.filters["when"] = when
+    env.filters["duration"] = duration
+    env.filters["num"] = number
+    env.globals.update(prefix=PREFIX, job_duration=job_duration, final_metric=final_metric, urlencode=urlencode)
+    return templates
+
 
 #: the statuses a list of jobs filters on
 STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")

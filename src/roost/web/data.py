@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from roost.data.explore import Report, explore, save_sample_grid
 from roost.errors import UserError
 from roost.storage.uri import Location
-from roost.web.app import console_of, require_user
+from roost.web.common import console_of, require_user
 
 router = APIRouter()
 

@@ -15,7 +15,7 @@ from starlette.datastructures import UploadFile
 
 from roost.aws import ServiceError
 from roost.serving.invocations import MAX_BODY
-from roost.web.app import PREFIX, Console, console_of, require_change, require_user
+from roost.web.common import PREFIX, Console, console_of, require_change, require_user
 from roost.web.forms import enum, place_errors, request_from_form
 
 router = APIRouter()

@@ -19,16 +19,21 @@ from roost.aws import ServiceError, decode_page_token, encode_page_token
 from roost.cloudwatch.logs import TRAINING_GROUP, matches
 from roost.training.requests import DEFAULT_ROLE, TRAINING_IMAGE, blank_request, clone_request
 from roost.training.runner import packed_model
-from roost.web.app import POLL_SECONDS, PREFIX, Console, console_of, require_change, require_user
 from roost.web.common import (
+    POLL_SECONDS,
+    PREFIX,
     STATUSES,
+    Console,
     EpochRecords,
     back,
+    console_of,
     epoch_records,
     job_layout,
     list_query,
     live,
     next_name,
+    require_change,
+    require_user,
     training_form_context,
     validation_curve,
 )

@@ -23,15 +23,19 @@ from roost.training.requests import blank_definition
 from roost.training.service import BUILTIN_METRICS
 from roost.tuning.objective import Objective
 from roost.tuning.search import RANGE_KINDS, RangeError, SearchSpace
-from roost.web.app import PREFIX, Console, console_of, require_change, require_user
 from roost.web.common import (
+    PREFIX,
     STATUSES,
+    Console,
     back,
+    console_of,
     epoch_records,
     job_layout,
     list_query,
     live,
     next_name,
+    require_change,
+    require_user,
     training_form_context,
     validation_curve,
 )
