@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from roost.data import im2rec
+from roost.formats import classes as class_names
 from roost.formats.lst import ListEntry, write_list
 from roost.system import free_port
 
@@ -59,7 +60,7 @@ def make_rec_split(tmp: Path, per_class: int = 12, size: int = 20, classes: int 
     for name, entries in (("train", split.train), ("val", split.val)):
         write_list(tmp / f"{name}.lst", entries)
         im2rec.pack_list(tmp / f"{name}.lst", images, im2rec.EncodeOptions(encoding=".png"))
-    im2rec.write_classes(tmp / "classes.json", split.classes)
+    class_names.write(tmp / class_names.FILE, split.classes)
     return tmp / "train.rec", tmp / "val.rec", len(split.train)
 
 

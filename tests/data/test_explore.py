@@ -9,6 +9,7 @@ import pytest
 
 from roost.data import explore as ex
 from roost.data import im2rec as core
+from roost.formats import classes
 
 
 @pytest.fixture()
@@ -42,7 +43,7 @@ def test_lst_and_rec_reports_agree(birds, tmp_path):
     core.pack_list(tmp_path / "all.lst", birds, on_skip=lambda *a: None)
     rep_rec, _ = ex.explore(tmp_path / "all.rec")
     assert [c.name for c in rep_rec.classes] == ["american_goldfinch", "blue_jay", "northern_cardinal"]
-    core.write_classes(tmp_path / "classes.json", ["goldfinch", "jay", "cardinal"])
+    classes.write(tmp_path / classes.FILE, ["goldfinch", "jay", "cardinal"])
     rep_rec, picks = ex.explore(tmp_path / "all.rec")
     assert rep_rec.kind == "rec" and rep_rec.images == 23 and not rep_rec.unreadable
     assert [(c.name, c.images) for c in rep_rec.classes] == [("goldfinch", 8), ("jay", 8), ("cardinal", 7)]

@@ -28,7 +28,7 @@ from roost.algorithm.distributed import (
     world_for,
 )
 from roost.algorithm.hyperparameters import HyperParameters, parse_hyperparameters
-from roost.algorithm.layout import IMAGE, RECORDIO, ChannelConfig, JobLayout, ResourceConfig
+from roost.algorithm.layout import IMAGE, RECORDIO, SEED_ENV, ChannelConfig, JobLayout, ResourceConfig
 from roost.algorithm.train import BatchHook, train
 from roost.data.channels import (
     ChannelData,
@@ -67,10 +67,6 @@ DEFAULT_KEYS = (
     "use_pretrained_model",
 )
 CLIENT_ERRORS = (UserError, FileNotFoundError)
-
-#: the random seed of a run (weights, shuffling, augmentation). SageMaker has no such hyperparameter, so it is
-#: not one: ``roost train --seed N`` sets it, and a server's job takes it from its Environment. Default 0.
-SEED_ENV = "ROOST_SEED"
 
 
 def job_seed() -> int:

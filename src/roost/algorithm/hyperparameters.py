@@ -104,7 +104,8 @@ def _flag(v: Any) -> int:
     raise ValueError("expected 0 or 1")
 
 
-def _image_shape(v: Any) -> tuple[int, int, int]:
+def parse_image_shape(v: Any) -> tuple[int, int, int]:
+    """``channels,height,width`` (``image_shape``, and every command's ``--image-shape``)."""
     parts = v if isinstance(v, (list, tuple)) else _text(v).split(",")
     try:
         dims = tuple(int(_text(p)) for p in parts)
@@ -185,7 +186,7 @@ class HyperParameters(BaseModel):
     epochs: EpochCount = Field(30, description="Passes over the training data.")
     eps: Unit = Field(1e-8, description="Epsilon of adam and rmsprop.")
     gamma: Unit = Field(0.9, description="Decay of rmsprop's squared-gradient average.")
-    image_shape: Annotated[tuple[int, int, int], BeforeValidator(_image_shape)] = Field(
+    image_shape: Annotated[tuple[int, int, int], BeforeValidator(parse_image_shape)] = Field(
         (3, 224, 224), description="Network input 'channels,height,width'."
     )
     kv_store: Annotated[

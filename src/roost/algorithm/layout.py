@@ -29,6 +29,11 @@ RECORDIO = "application/x-recordio"
 IMAGE = "application/x-image"
 SAGEMAKER_MODEL = "application/x-sagemaker-model"
 AUGMENTED_MANIFEST = "AugmentedManifestFile"
+#: the random seed of a run (weights, shuffling, augmentation). SageMaker has no such hyperparameter, so it is
+#: not one: ``roost train --seed N`` sets it, and a server's job takes it from its Environment. Default 0.
+SEED_ENV = "ROOST_SEED"
+#: the characters of a FailureReason SageMaker keeps (of ``output/failure``, and of every reason Roost writes)
+FAILURE_LIMIT = 1024
 
 
 class ConfigError(UserError):
@@ -192,7 +197,7 @@ class JobLayout:
         for f in [source] + [p for p in companions if p.is_file() and source.suffix == ".rec"]:
             (dest / f.name).symlink_to(f.resolve())
 
-    def write_failure(self, text: str, limit: int = 1024) -> None:
+    def write_failure(self, text: str, limit: int = FAILURE_LIMIT) -> None:
         """``output/failure``; SageMaker keeps its first ``limit`` characters as the FailureReason."""
         self.output.mkdir(parents=True, exist_ok=True)
         self.failure.write_text(text[:limit], encoding="utf-8")

@@ -75,8 +75,11 @@ class MetricsWriter:
             f.write(json.dumps(record) + "\n")
 
 
+#: a metric's value in an epoch line, the one grammar every reader of those lines uses (nan included: a diverged
+#: run prints it, and a reader skips it rather than misreading the line)
+METRIC_VALUE = r"[-+0-9.eE]+|nan"
 #: matches Roost's and SageMaker's lines, also with CloudWatch's time prefix in front
-EPOCH_LINE = re.compile(r"Epoch\[(\d+)\] (Train|Validation)-(accuracy|top_k_accuracy_\d+)=([-+0-9.eE]+|nan)")
+EPOCH_LINE = re.compile(rf"Epoch\[(\d+)\] (Train|Validation)-(accuracy|top_k_accuracy_\d+)=({METRIC_VALUE})")
 
 
 @dataclass

@@ -40,6 +40,11 @@ class ServiceError(Exception):
         return {"__type": self.code, "message": self.message, **self.members}
 
 
+def camel(member: str) -> str:
+    """A member's name as AWS writes it in a member path (``ResourceConfig`` -> ``resourceConfig``)."""
+    return member[:1].lower() + member[1:]
+
+
 def validation(message: str, fields: dict[str, str] | None = None) -> ServiceError:
     return ServiceError("ValidationException", message, fields=fields)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.model import ListShape, MapShape, ServiceModel, Shape, StructureShape
 
-from roost.aws import ServiceError, constraint, validation_errors
+from roost.aws import ServiceError, camel, constraint, validation_errors
 
 #: what AWS calls each JSON kind in its SerializationException messages
 _JSON_KIND = {
@@ -107,7 +107,7 @@ def _without_nulls(shape: Shape, value: Any, path: str, problems: Problems) -> A
 
 
 def _member_path(path: str, name: str) -> str:
-    member = name[:1].lower() + name[1:]
+    member = camel(name)
     return f"{path}.{member}" if path else member
 
 

@@ -119,6 +119,7 @@ def pack_cmd(
     share of its images to validation.
     """
     from roost.data import im2rec as core
+    from roost.formats import classes
     from roost.formats.lst import write_list
     from roost.system import available_cores
 
@@ -130,7 +131,7 @@ def pack_cmd(
     out_dir.mkdir(parents=True, exist_ok=True)
     for label, name in enumerate(split.classes):
         click.echo(f"{name} {label}")
-    core.write_classes(out_dir / "classes.json", split.classes)
+    classes.write(out_dir / classes.FILE, split.classes)
     opts = core.EncodeOptions(
         pass_through=pass_through,
         resize=resize,
@@ -173,13 +174,12 @@ def pack_cmd(
 def _parse_image_shape(ctx, param, value):
     if value is None:
         return None
+    from roost.algorithm.hyperparameters import parse_image_shape
+
     try:
-        dims = tuple(int(x) for x in value.replace(" ", "").split(","))
-        if len(dims) != 3 or min(dims) < 1:
-            raise ValueError
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not C,H,W (three positive integers, e.g. 3,224,224)") from None
-    return dims
+        return parse_image_shape(value)
+    except ValueError as err:
+        raise click.BadParameter(f"{value!r}: {err}") from None
 
 
 @cli.command("explore", short_help="Classes, sizes, samples and warnings of a data set.")

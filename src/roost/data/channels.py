@@ -21,7 +21,7 @@ import numpy as np
 from roost.data.im2rec import DatasetLayoutError, class_folders
 from roost.data.images import DEFAULT_EXTS, is_image_name
 from roost.errors import UserError
-from roost.formats import recordio
+from roost.formats import classes, recordio
 from roost.formats.lst import LstError, iter_list, parse_line
 from roost.formats.manifest import iter_objects
 from roost.formats.text import numbered_lines
@@ -102,21 +102,20 @@ def class_names_from_list(entries) -> list[str] | None:
 def channel_class_names(folder: Path, num_classes: int) -> list[str] | None:
     """Class names: a ``classes.json`` in the channel, else the folders in the paths of an ``.lst`` there
     (im2rec leaves the list it packed beside the ``.rec``)."""
-    f = folder / "classes.json"
-    if not f.is_file():
+    names = classes.read(folder / classes.FILE)
+    if names is None:
         lists = sorted(folder.glob("*.lst")) if folder.is_dir() else []
         if len(lists) == 1:
-            names = class_names_from_list(iter_list(lists[0], errors=[]))
-            if names and len(names) == num_classes:
-                return names
+            found = class_names_from_list(iter_list(lists[0], errors=[]))
+            if found and len(found) == num_classes:
+                return found
         return None
-    names = json.loads(f.read_text(encoding="utf-8"))
-    if isinstance(names, dict):
-        names = [names[k] for k in sorted(names, key=int)]
     if len(names) != num_classes:
-        log.warning("%s names %d classes but num_classes=%d; ignoring the names", f, len(names), num_classes)
+        log.warning(
+            "%s names %d classes but num_classes=%d; ignoring the names", folder / classes.FILE, len(names), num_classes
+        )
         return None
-    return [str(n) for n in names]
+    return names
 
 
 # --------------------------------------------------------------------------- RecordIO

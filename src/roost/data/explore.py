@@ -23,6 +23,7 @@ from roost.data import im2rec
 from roost.data.channels import class_names_from_list
 from roost.data.images import DEFAULT_EXTS, ImageDecodeError, imdecode, imread
 from roost.data.parallel import process_pool
+from roost.formats import classes as names_file
 from roost.formats import recordio
 from roost.formats.lst import iter_list
 from roost.paths import Confinement
@@ -73,18 +74,6 @@ class _Item:
 # --------------------------------------------------------------------------- reading the sources
 
 
-def _class_names_near(path: Path) -> list[str] | None:
-    """``classes.json`` beside an .lst/.rec (written by ``roost pack``), if any."""
-    candidate = path.parent / "classes.json"
-    if candidate.is_file():
-        names = json.loads(candidate.read_text(encoding="utf-8"))
-        if isinstance(names, list):
-            return [str(n) for n in names]
-        if isinstance(names, dict):
-            return [str(names[k]) for k in sorted(names, key=int)]
-    return None
-
-
 def _outside_note(confinement: Confinement) -> list[str]:
     n = len(confinement.skipped)
     if not n:
@@ -116,7 +105,7 @@ def _lst_items(lst: Path, root: Path, refuse: bool) -> tuple[list[_Item], list[s
     )
     entries = confinement.keep(entries, lambda e: root / e.path, lst)
     items = [_Item(str(root / e.path), e.labels) for e in entries]
-    names = _class_names_near(lst) or class_names_from_list(entries)
+    names = names_file.read(names_file.beside(lst)) or class_names_from_list(entries)
     return items, names, [f"ignored malformed line: {e}" for e in errors] + _outside_note(confinement)
 
 
@@ -198,7 +187,7 @@ def explore(
         items, total, reader = _rec_items(source)
         # im2rec leaves the .lst it packed beside the .rec: its paths name the classes
         sibling = source.with_suffix(".lst")
-        names = _class_names_near(source) or (
+        names = names_file.read(names_file.beside(source)) or (
             class_names_from_list(iter_list(sibling, errors=[])) if sibling.is_file() else None
         )
     elif not source.exists():

@@ -14,7 +14,6 @@ record ids and order). Where MXNet misbehaves Roost deliberately differs:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -54,7 +53,6 @@ def list_images(
 ) -> ImageListing:
     """``im2rec.list_image``: every folder that holds an image becomes a label, in sorted walk order."""
     root = os.path.abspath(root)
-    exts = tuple(e.lower() for e in exts)
     entries: list[ListEntry] = []
     if recursive:
         cat: dict[str, int] = {}
@@ -68,7 +66,7 @@ def list_images(
             files.sort()
             for fname in files:
                 fpath = os.path.join(path, fname)
-                if os.path.splitext(fname)[1].lower() in exts and os.path.isfile(fpath):
+                if is_image_name(fname, exts) and os.path.isfile(fpath):
                     if path not in cat:
                         cat[path] = len(cat)
                     entries.append(ListEntry(len(entries), os.path.relpath(fpath, root), (float(cat[path]),)))
@@ -76,7 +74,7 @@ def list_images(
     else:
         for fname in sorted(os.listdir(root)):
             fpath = os.path.join(root, fname)
-            if os.path.splitext(fname)[1].lower() in exts and os.path.isfile(fpath):
+            if is_image_name(fname, exts) and os.path.isfile(fpath):
                 entries.append(ListEntry(len(entries), os.path.relpath(fpath, root), (0.0,)))
         folders = [(".", 0)] if entries else []
     return ImageListing(entries, folders)
@@ -419,8 +417,3 @@ def split_class_folders(
     for part in (train, val, test):
         rng.shuffle(part)
     return FolderSplit([name for name, _ in found], train, val, test)
-
-
-def write_classes(path: str | os.PathLike, classes: Sequence[str]) -> None:
-    """``classes.json``: a JSON list whose position *i* names class id *i*."""
-    Path(path).write_text(json.dumps(list(classes), indent=2) + "\n", encoding="utf-8")

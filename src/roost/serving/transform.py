@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from roost.algorithm.layout import FAILURE_LIMIT
 from roost.aws import ServiceError, operation, validation
 from roost.aws.shapes import echoed
 from roost.errors import UserError
@@ -189,7 +190,7 @@ class TransformJobService(ServingService):
             if self._transform_stopping(name):
                 status, reason = TransformJobStatus.STOPPED, None
             elif failed:
-                status, reason = TransformJobStatus.FAILED, "ClientError: " + "; ".join(failed)[:1000]
+                status, reason = TransformJobStatus.FAILED, ("ClientError: " + "; ".join(failed))[:FAILURE_LIMIT]
             else:
                 status, reason = TransformJobStatus.COMPLETED, None
         except UserError as err:

@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from roost.algorithm.layout import ChannelConfig, JobLayout, ResourceConfig
+from roost.algorithm.layout import FAILURE_LIMIT, ChannelConfig, JobLayout, ResourceConfig
 from roost.cloudwatch.logs import TRAINING_GROUP, open_stream
 from roost.cloudwatch.metrics import MetricExtractor, final_metrics
 from roost.formats.artifact import pack_model_dir
@@ -34,7 +34,6 @@ from roost.training.service import artifact_location, instance_count, metric_def
 
 log = logging.getLogger(__name__)
 
-FAILURE_LIMIT = 1024
 Status, Secondary = TrainingJobStatus, SecondaryStatus
 
 #: the server's own secrets, which its jobs never see (S3 is the runner's business, not the algorithm's)

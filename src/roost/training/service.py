@@ -16,10 +16,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from roost.algorithm.hyperparameters import HyperparameterError, parse_hyperparameters
+from roost.algorithm.layout import SEED_ENV
+from roost.algorithm.metrics import METRIC_VALUE
 from roost.aws import (
     Account,
     Service,
     ServiceError,
+    camel,
     operation,
     validation,
 )
@@ -33,10 +36,10 @@ from roost.storage.uri import DataRoots, Location, StorageError, exists
 #: SageMaker's built-in metrics for this algorithm (their regexes are not published; these match its log lines).
 #: DescribeTrainingJob lists them in AlgorithmSpecification.MetricDefinitions, as the SDK's analytics expect.
 BUILTIN_METRICS = [
-    {"Name": "train:accuracy", "Regex": r"Epoch\[\d+\] Train-accuracy=([0-9.]+)"},
-    {"Name": "validation:accuracy", "Regex": r"Epoch\[\d+\] Validation-accuracy=([0-9.]+)"},
-    {"Name": "train:top_k_accuracy", "Regex": r"Epoch\[\d+\] Train-top_k_accuracy_\d+=([0-9.]+)"},
-    {"Name": "validation:top_k_accuracy", "Regex": r"Epoch\[\d+\] Validation-top_k_accuracy_\d+=([0-9.]+)"},
+    {"Name": "train:accuracy", "Regex": rf"Epoch\[\d+\] Train-accuracy=({METRIC_VALUE})"},
+    {"Name": "validation:accuracy", "Regex": rf"Epoch\[\d+\] Validation-accuracy=({METRIC_VALUE})"},
+    {"Name": "train:top_k_accuracy", "Regex": rf"Epoch\[\d+\] Train-top_k_accuracy_\d+=({METRIC_VALUE})"},
+    {"Name": "validation:top_k_accuracy", "Regex": rf"Epoch\[\d+\] Validation-top_k_accuracy_\d+=({METRIC_VALUE})"},
 ]
 
 
@@ -92,7 +95,7 @@ def _check_request(req: dict) -> None:
         for member in ("InstanceType", "InstanceCount"):
             if member not in resources:
                 raise _required(
-                    f"ResourceConfig.{member} is required (or InstanceGroups)", f"resourceConfig.{_camel(member)}"
+                    f"ResourceConfig.{member} is required (or InstanceGroups)", f"resourceConfig.{camel(member)}"
                 )
         if resources["InstanceCount"] < 1:
             message = (
@@ -123,10 +126,6 @@ def instance_count(req: dict) -> int:
     groups = _list(resources.get("InstanceGroups"))
     count = sum(_dict(g).get("InstanceCount", 1) for g in groups) if groups else resources.get("InstanceCount", 1)
     return max(1, count) if isinstance(count, int) else 1
-
-
-def _camel(member: str) -> str:
-    return member[:1].lower() + member[1:]
 
 
 def _dict(value: Any) -> dict:
@@ -161,7 +160,7 @@ DEFAULT_JOB_ENV_ALLOW = (
     "TZ",
     "SM_*",
     "SAGEMAKER_*",
-    "ROOST_SEED",  # the run's random seed (roost.algorithm.container.SEED_ENV)
+    SEED_ENV,  # the run's random seed
 )
 
 

@@ -25,6 +25,7 @@ from optuna.pruners import BasePruner, HyperbandPruner, NopPruner
 from optuna.trial import FrozenTrial, TrialState
 
 from roost.algorithm.hyperparameters import HyperparameterError, HyperParameters, parse_hyperparameters
+from roost.aws import camel
 from roost.tuning.objective import Objective
 
 #: StaticHyperParameters keys SageMaker reads Hyperband's MaxResource from when StrategyConfig leaves it out
@@ -121,7 +122,7 @@ class SearchSpace:
             )
         for kind_key in RANGE_KINDS:
             for i, item in enumerate(pr.get(kind_key) or [], 1):
-                field = f"hyperParameterTuningJobConfig.parameterRanges.{kind_key[0].lower()}{kind_key[1:]}.{i}"
+                field = f"hyperParameterTuningJobConfig.parameterRanges.{camel(kind_key)}.{i}"
                 name = item["Name"]
                 if name in seen:
                     raise RangeError(f"Hyperparameter {name} is given more than one range", field)

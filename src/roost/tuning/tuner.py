@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from roost.algorithm.layout import FAILURE_LIMIT
 from roost.aws import ServiceError
 from roost.aws.shapes import check_request
 from roost.cloudwatch.metrics import NAMESPACE
@@ -334,7 +335,7 @@ class Tuner:
             reason = f"All training jobs failed.{detail}"
         else:
             reason = f"No training job reported the objective metric {plan.objective.metric}.{detail}"
-        self._end(plan.name, TuningJobStatus.FAILED, reason[:1024])
+        self._end(plan.name, TuningJobStatus.FAILED, reason[:FAILURE_LIMIT])
 
     def _launch(self, plan: TuningPlan, study: optuna.Study, rows: Rows) -> bool:
         """One new training job from Optuna's next ask; False when there is nothing (more) to launch."""

@@ -17,12 +17,13 @@ from typing import Any
 from botocore.model import ListShape, MapShape, Shape, StructureShape
 
 from roost.algorithm.hyperparameters import HyperParameters
+from roost.aws import camel
 from roost.aws.shapes import service_model
 
 
 def _member(shape: StructureShape, segment: str) -> tuple[str, Shape] | None:
     for name, member in shape.members.items():
-        if name[:1].lower() + name[1:] == segment:
+        if camel(name) == segment:
             return name, member
     return None
 

@@ -18,7 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from roost.aws import ServiceError
+from roost.aws import ServiceError, camel
 from roost.training.requests import blank_definition
 from roost.training.service import BUILTIN_METRICS
 from roost.tuning.objective import Objective
@@ -222,9 +222,9 @@ def request_from_tuning_form(pairs: list[tuple[str, str]]) -> tuple[dict, dict[s
                 "ScalingType": r.get("scaling") or "Auto",
             }
         parameter_ranges[key].append(entry)
-        where[
-            f"hyperParameterTuningJobConfig.parameterRanges.{key[0].lower()}{key[1:]}.{len(parameter_ranges[key])}"
-        ] = f"range.{name}.kind"
+        where[f"hyperParameterTuningJobConfig.parameterRanges.{camel(key)}.{len(parameter_ranges[key])}"] = (
+            f"range.{name}.kind"
+        )
         where[f"hyperParameters.{name}"] = f"range.{name}.kind"
     req.setdefault("HyperParameterTuningJobConfig", {})["ParameterRanges"] = parameter_ranges
     return req, where
