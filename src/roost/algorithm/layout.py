@@ -101,7 +101,7 @@ class ChannelConfig:
     @classmethod
     def from_request(cls, channel: Mapping[str, Any], input_mode: str) -> ChannelConfig:
         """What SageMaker writes for one ``InputDataConfig`` member of a ``CreateTrainingJob`` request."""
-        src = channel["DataSource"]["S3DataSource"]
+        src = (channel.get("DataSource") or {}).get("S3DataSource") or {}
         return cls(
             content_type=channel.get("ContentType"),
             training_input_mode=channel.get("InputMode") or input_mode,

@@ -5,7 +5,11 @@ cloned into a new request or into a tuning job's definition, and the training re
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from roost.algorithm.layout import ChannelConfig
+from roost.training.service import artifact_location, instance_count, metric_definitions, stored_request
 
 #: the algorithm's image, as SageMaker's console fills it in for the built-in algorithm (us-east-1)
 TRAINING_IMAGE = "811284229777.dkr.ecr.us-east-1.amazonaws.com/image-classification:1"
@@ -139,3 +143,64 @@ def from_definition(
     if tags:
         req["Tags"] = tags
     return req
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One ``InputDataConfig`` member, as a job's hosts get it."""
+
+    name: str
+    uri: str  # the S3Uri: an s3:// prefix, a local path or a file:// URI
+    sharded: bool  # ShardedByS3Key: each host its own objects
+    config: ChannelConfig  # what inputdataconfig.json says of it
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """A stored CreateTrainingJob request, typed: the members that running a job reads, named once here instead
+    of looked up in nested dicts wherever they are needed. Made from a request already whole (``stored_request``)."""
+
+    name: str
+    channels: tuple[Channel, ...]
+    hyperparameters: Mapping[str, str]
+    environment: Mapping[str, str]
+    instance_type: str
+    instance_count: int
+    checkpoint_uri: str | None  # CheckpointConfig.S3Uri
+    resumable: bool  # a CheckpointConfig was given: a restart resumes from the last checkpoint
+    max_runtime: int | None  # StoppingCondition.MaxRuntimeInSeconds
+    metric_definitions: tuple[dict, ...]
+    artifact: str | None  # where model.tar.gz goes: <S3OutputPath>/<job>/output/model.tar.gz
+
+    @classmethod
+    def of(cls, request: Mapping[str, Any], name: str | None = None) -> TrainingRequest:
+        """The view of a stored request; ``name``: the job's (a stored row's own name wins over its request's)."""
+        req = stored_request(request)
+        input_mode = req["AlgorithmSpecification"].get("TrainingInputMode", "File")
+        count = instance_count(req)
+        channels = []
+        for ch in req["InputDataConfig"]:
+            source = (ch.get("DataSource") or {}).get("S3DataSource") or {}
+            channels.append(
+                Channel(
+                    name=ch["ChannelName"],
+                    uri=source.get("S3Uri", ""),
+                    sharded=count > 1 and source.get("S3DataDistributionType") == "ShardedByS3Key",
+                    config=ChannelConfig.from_request(ch, input_mode),
+                )
+            )
+        checkpoint = req.get("CheckpointConfig")
+        name = name or str(req.get("TrainingJobName", ""))
+        return cls(
+            name=name,
+            channels=tuple(channels),
+            hyperparameters=req["HyperParameters"],
+            environment=req.get("Environment") or {},
+            instance_type=req["ResourceConfig"].get("InstanceType", "local"),
+            instance_count=count,
+            checkpoint_uri=(checkpoint or {}).get("S3Uri"),
+            resumable=checkpoint is not None,
+            max_runtime=req["StoppingCondition"].get("MaxRuntimeInSeconds"),
+            metric_definitions=tuple(metric_definitions(req)),
+            artifact=artifact_location(req, name),
+        )

@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from roost.algorithm.layout import FAILURE_LIMIT, ChannelConfig, JobLayout, ResourceConfig
+from roost.algorithm.layout import FAILURE_LIMIT, JobLayout, ResourceConfig
 from roost.cloudwatch.logs import TRAINING_GROUP, open_stream
 from roost.cloudwatch.metrics import MetricExtractor, final_metrics
 from roost.formats.artifact import pack_model_dir
@@ -30,7 +30,8 @@ from roost.storage.tables import LogEvent, MetricDatum, SecondaryStatus, Trainin
 from roost.storage.uri import DataRoots, StorageError, download, exists, sync_folder, upload
 from roost.system import THREADS_ENV, available_cores, free_port, gpus_for_hosts, visible_gpus
 from roost.training.launcher import NODE_LOST, JobProcess, Launcher, LocalProcesses
-from roost.training.service import artifact_location, instance_count, metric_definitions, set_status, stored_request
+from roost.training.requests import TrainingRequest
+from roost.training.service import instance_count, metric_definitions, set_status, stored_request
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +92,10 @@ class Host:
     proc: JobProcess | None = None
 
 
-def job_hosts(job_dir: Path, req: dict, first_stream: str) -> list[Host]:
-    """``algo-1`` ... ``algo-<InstanceCount>``; streams ``<job>/algo-<n>-<epoch seconds>`` as SageMaker names them."""
+def job_hosts(job_dir: Path, count: int, first_stream: str) -> list[Host]:
+    """``algo-1`` ... ``algo-<count>``; streams ``<job>/algo-<n>-<epoch seconds>`` as SageMaker names them."""
     hosts = []
-    for i in range(instance_count(req)):
+    for i in range(count):
         name = f"algo-{i + 1}"
         folder = job_dir if i == 0 else job_dir / name
         stream = first_stream if i == 0 else first_stream.replace("/algo-1-", f"/{name}-", 1)
@@ -166,7 +167,8 @@ class JobRunner:
             for job in s.scalars(
                 select(TrainingJob).where(TrainingJob.status.in_((Status.IN_PROGRESS, Status.STOPPING)))
             ).all():
-                for host in job_hosts(self.jobs_dir / job.name, stored_request(job.request), job.log_stream):
+                spec = TrainingRequest.of(job.request, job.name)
+                for host in job_hosts(self.jobs_dir / job.name, spec.instance_count, job.log_stream):
                     self.launcher.reap(host.folder)
                 if job.status == Status.STOPPING:
                     set_status(
@@ -177,7 +179,7 @@ class JobRunner:
                         "Training job stopped (the Roost server restarted while it was stopping)",
                     )
                     job.training_end_time = job.training_end_time or time.time()
-                elif stored_request(job.request).get("CheckpointConfig") and job.training_start_time:
+                elif spec.resumable and job.training_start_time:
                     set_status(
                         s,
                         job,
@@ -273,8 +275,8 @@ class JobRunner:
             job = fetch(s, TrainingJob, name)
             if job.status != Status.IN_PROGRESS:  # stopped while it waited
                 return
-            req, arn = stored_request(job.request), job.arn
-            hosts = job_hosts(job_dir, req, job.log_stream)
+            req, arn = TrainingRequest.of(job.request, job.name), job.arn
+            hosts = job_hosts(job_dir, req.instance_count, job.log_stream)
             resuming = job.secondary_status == Secondary.RESTARTING
             set_status(s, job, None, Secondary.STARTING, "Preparing the instances for training")
         self._prepare(req, hosts, resuming)
@@ -291,7 +293,7 @@ class JobRunner:
             started = job.training_start_time
         # the hosts of a job share this machine's cores; they meet on loopback (SageMaker: the first host, 7777)
         threads = max(1, available_cores() // self.max_concurrent // len(hosts))
-        env = job_environment(req.get("Environment") or {}, name, arn, threads)
+        env = job_environment(dict(req.environment), name, arn, threads)
         if len(hosts) > 1:
             env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
         group = HostProcesses(hosts)
@@ -311,7 +313,7 @@ class JobRunner:
             done.set()
             syncer.join(timeout=60)
             lost = failed is not None and rc == NODE_LOST and stopped_by is None
-            if not (lost and req.get("CheckpointConfig") and restarts < MAX_NODE_RESTARTS):
+            if not (lost and req.resumable and restarts < MAX_NODE_RESTARTS):
                 break
             restarts += 1
             assert failed is not None
@@ -330,10 +332,10 @@ class JobRunner:
             return  # the server is going down and ended the job's processes: recover() settles it at the next start
         self._settle(name, req, hosts, rc, stopped_by, failed)
 
-    def _sync_checkpoints(self, req: dict, host: Host, done: threading.Event) -> None:
+    def _sync_checkpoints(self, req: TrainingRequest, host: Host, done: threading.Event) -> None:
         """CheckpointConfig.S3Uri kept in step with the main host's checkpoint folder while the job runs, and
         once more when it ends (what the algorithm saves in the end, as it stops, is there too)."""
-        uri = (req.get("CheckpointConfig") or {}).get("S3Uri")
+        uri = req.checkpoint_uri
         if not uri:
             return
         state: dict = {}
@@ -342,65 +344,51 @@ class JobRunner:
             try:
                 state = sync_folder(host.layout.checkpoints, uri, state, self.roots)
             except StorageError as err:
-                log.warning("checkpoints of %s not synced to %s: %s", req["TrainingJobName"], uri, err)
+                log.warning("checkpoints of %s not synced to %s: %s", req.name, uri, err)
             if finished:
                 return
 
-    def _prepare(self, req: dict, hosts: list[Host], resuming: bool) -> None:
-        input_mode = req["AlgorithmSpecification"]["TrainingInputMode"]
-        instance_type = (req.get("ResourceConfig") or {}).get("InstanceType", "local")
-        channels = {ch["ChannelName"]: ChannelConfig.from_request(ch, input_mode) for ch in req["InputDataConfig"]}
+    def _prepare(self, req: TrainingRequest, hosts: list[Host], resuming: bool) -> None:
+        channels = {ch.name: ch.config for ch in req.channels}
         for host in hosts:
             host.layout.write_config(
-                req.get("HyperParameters") or {},
-                channels,
-                ResourceConfig.for_host(host.index, len(hosts), instance_type),
+                req.hyperparameters, channels, ResourceConfig.for_host(host.index, len(hosts), req.instance_type)
             )
-            if req.get("CheckpointConfig"):
+            if req.resumable:
                 host.layout.checkpoints.mkdir(parents=True, exist_ok=True)
         first = hosts[0].layout
-        saved = (req.get("CheckpointConfig") or {}).get("S3Uri")
+        saved = req.checkpoint_uri
         if saved and not any(first.checkpoints.iterdir()) and exists(saved, self.roots):
             # what an earlier job (or this one, before a restart elsewhere) left there: the run resumes from it
             download(saved, first.checkpoints, self.roots)
-        sharded = [
-            ch
-            for ch in req["InputDataConfig"]
-            if len(hosts) > 1 and ch["DataSource"]["S3DataSource"].get("S3DataDistributionType") == "ShardedByS3Key"
-        ]
         if not (resuming and first.data.is_dir()):  # a resumed job has its channels from the first start
             with self.sessions.begin() as s:
-                set_status(
-                    s,
-                    fetch(s, TrainingJob, req["TrainingJobName"]),
-                    None,
-                    Secondary.DOWNLOADING,
-                    "Downloading input data",
-                )
-            for ch in req["InputDataConfig"]:
-                uri = ch["DataSource"]["S3DataSource"]["S3Uri"]
-                for host in hosts if ch in sharded else hosts[:1]:  # ShardedByS3Key: each host its own objects
-                    share = (host.index, len(hosts)) if ch in sharded else (0, 1)
-                    download(uri, host.layout.channel(ch["ChannelName"]), self.roots, shard=share)
+                set_status(s, fetch(s, TrainingJob, req.name), None, Secondary.DOWNLOADING, "Downloading input data")
+            for ch in req.channels:
+                for host in hosts if ch.sharded else hosts[:1]:  # ShardedByS3Key: each host its own objects
+                    share = (host.index, len(hosts)) if ch.sharded else (0, 1)
+                    download(ch.uri, host.layout.channel(ch.name), self.roots, shard=share)
         # FullyReplicated: every host has all of it; on one machine the other hosts see the first one's copy
         for host in hosts[1:]:
             host.layout.data.mkdir(parents=True, exist_ok=True)
-            for ch in req["InputDataConfig"]:
-                link = host.layout.channel(ch["ChannelName"])
-                if ch not in sharded and not link.exists():
-                    link.symlink_to(first.channel(ch["ChannelName"]).resolve(), target_is_directory=True)
+            for ch in req.channels:
+                link = host.layout.channel(ch.name)
+                if not ch.sharded and not link.exists():
+                    link.symlink_to(first.channel(ch.name).resolve(), target_is_directory=True)
 
-    def _watch(self, name: str, req: dict, hosts: list[Host], started: float) -> tuple[int, str | None, Host | None]:
+    def _watch(
+        self, name: str, req: TrainingRequest, hosts: list[Host], started: float
+    ) -> tuple[int, str | None, Host | None]:
         """Until every host's process ends: their logs into their streams, StopTrainingJob and
         MaxRuntimeInSeconds enforced on all; the first host to fail ends the others. Returns the job's exit
         status, what stopped it, and the host that failed first."""
         readers = []
         for host in hosts:
-            extractor = MetricExtractor(metric_definitions(req))
+            extractor = MetricExtractor(req.metric_definitions)
             t = threading.Thread(target=self._pump_log, args=(name, host, extractor), daemon=True)
             t.start()
             readers.append(t)
-        max_runtime = (req.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+        max_runtime = req.max_runtime
         stopped_by = None
         failed: Host | None = None
         term_sent = None
@@ -479,7 +467,7 @@ class JobRunner:
                 s.add_all(rows)
 
     def _settle(
-        self, name: str, req: dict, hosts: list[Host], rc: int, stopped_by: str | None, failed: Host | None
+        self, name: str, req: TrainingRequest, hosts: list[Host], rc: int, stopped_by: str | None, failed: Host | None
     ) -> None:
         layout = hosts[0].layout  # the first host ships the model
         has_model = layout.model.is_dir() and any(layout.model.iterdir())
@@ -490,7 +478,7 @@ class JobRunner:
                     s, fetch(s, TrainingJob, name), None, Secondary.UPLOADING, "Uploading generated training model"
                 )
             tar = pack_model_dir(layout.model, packed_model(layout))
-            location = artifact_location(req, name)
+            location = req.artifact
             if location is None:
                 raise StorageError("the job has no OutputDataConfig.S3OutputPath to upload its model.tar.gz to")
             artifact = upload(tar, location, self.roots)
@@ -516,7 +504,7 @@ class JobRunner:
                 reason += f" (node {node})" if node else ""
                 reason += (
                     f" after {MAX_NODE_RESTARTS} restarts"
-                    if req.get("CheckpointConfig")
+                    if req.resumable
                     else "; the job has no CheckpointConfig to restart from"
                 )
             if not reason:

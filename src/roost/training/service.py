@@ -54,7 +54,7 @@ def artifact_location(request: dict, name: str) -> str | None:
     """Where the job's model.tar.gz is (or will be) uploaded: ``<S3OutputPath>/<job>/output/model.tar.gz``; None
     for a stored request without an output path (no request accepted today lacks one)."""
     path = _dict(request.get("OutputDataConfig")).get("S3OutputPath")
-    if not isinstance(path, str):
+    if not isinstance(path, str) or not path:
         return None
     try:
         return Location.parse(path).join(name, "output", "model.tar.gz")
