@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import click
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import (
@@ -54,3 +55,15 @@ def setup_logging(verbose: bool = False) -> None:
         handlers=[RichHandler(console=err, show_time=False, show_path=False, markup=False)],
         force=True,
     )
+
+
+def image_shape_option(ctx, param, value):
+    """``--image-shape C,H,W`` checked by the hyperparameter schema's own rule."""
+    if value is None:
+        return None
+    from roost.algorithm.hyperparameters import parse_image_shape
+
+    try:
+        return parse_image_shape(value)
+    except ValueError as err:
+        raise click.BadParameter(f"{value!r}: {err}") from None

@@ -107,7 +107,8 @@ class TuningJob(Base):
     end_time: Mapped[float | None] = mapped_column(Float, nullable=True)
     stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     #: why it stops launching jobs (a completion criterion met); it then ends Completed once its jobs have ended
-    finishing: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: why the tuning job launches no more jobs (its column keeps the name it was created with)
+    finish_reason: Mapped[str | None] = mapped_column("finishing", Text, nullable=True)
     convergence_time: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 

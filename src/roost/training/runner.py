@@ -48,6 +48,9 @@ PRIVATE_ENV = (
 )
 
 
+#: a job's /opt/ml tree below its folder, and the archive the runner packs beside it
+OPT_ML = "opt_ml"
+MODEL_ARCHIVE = "model.tar.gz"
 #: how often a job whose cluster node was lost is restarted from its checkpoint before it fails
 MAX_NODE_RESTARTS = 3
 #: how often a running job's checkpoint folder is mirrored to CheckpointConfig.S3Uri
@@ -67,10 +70,6 @@ def main_layout(data_dir: Path, name: str) -> JobLayout:
 def packed_model(layout: JobLayout) -> Path:
     """The ``model.tar.gz`` the runner packs beside the first host's ``/opt/ml`` tree."""
     return layout.root.parent / MODEL_ARCHIVE
-
-
-OPT_ML = "opt_ml"
-MODEL_ARCHIVE = "model.tar.gz"
 
 
 def job_environment(request_env: dict[str, str], name: str, arn: str, threads: int) -> dict[str, str]:

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -419,10 +419,17 @@ class TuningJobService(Service):
 # ---------------------------------------------------------------------- shapes
 
 
-def trial_rows(s: Session, tuning_job: str) -> list[tuple[TuningTrial, TrainingJob]]:
+class TrialJob(NamedTuple):
+    """A tuning job's trial and the training job it launched (unpacks as ``trial, job``)."""
+
+    trial: TuningTrial
+    job: TrainingJob
+
+
+def trial_rows(s: Session, tuning_job: str) -> list[TrialJob]:
     """A tuning job's trials with their training jobs, in launch order."""
     return [
-        (t, j)
+        TrialJob(t, j)
         for t, j in s.execute(
             select(TuningTrial, TrainingJob)
             .join(TrainingJob, TrainingJob.name == TuningTrial.training_job)
@@ -437,7 +444,7 @@ def retryable(job: TrainingJob) -> bool:
     return job.status == TrainingJobStatus.FAILED and (job.failure_reason or "").startswith("InternalServerError")
 
 
-def counters(trials: Sequence[tuple[TuningTrial, TrainingJob]]) -> tuple[dict[str, int], dict[str, int]]:
+def counters(trials: Sequence[TrialJob]) -> tuple[dict[str, int], dict[str, int]]:
     """``TrainingJobStatusCounters`` and ``ObjectiveStatusCounters``."""
     status = {"Completed": 0, "InProgress": 0, "RetryableError": 0, "NonRetryableError": 0, "Stopped": 0}
     objective = {"Succeeded": 0, "Pending": 0, "Failed": 0}
@@ -478,9 +485,7 @@ def job_summary(tuning_job: str, objective: Objective, t: TuningTrial, j: Traini
     return out
 
 
-def objective_progress(
-    trials: Sequence[tuple[TuningTrial, TrainingJob]], objective: Objective
-) -> tuple[float | None, int, int]:
+def objective_progress(trials: Sequence[TrialJob], objective: Objective) -> tuple[float | None, int, int]:
     """``(best objective, jobs in a row without a 1 % improvement of the best, jobs evaluated)``, over the jobs
     whose objective succeeded in the order they ended: what the completion criteria and
     ``TuningJobCompletionDetails`` read."""
@@ -499,12 +504,10 @@ def objective_progress(
     return best, not_improving, len(ended)
 
 
-def best_trial(
-    trials: Sequence[tuple[TuningTrial, TrainingJob]], objective: Objective
-) -> tuple[TuningTrial, TrainingJob] | None:
+def best_trial(trials: Sequence[TrialJob], objective: Objective) -> TrialJob | None:
     """The job with the best objective among those whose objective was evaluated."""
-    scored = [(t, j) for t, j in trials if t.objective_status == ObjectiveStatus.SUCCEEDED]
-    return objective.best_of(scored, lambda tj: tj[0].objective)
+    scored = [tj for tj in trials if tj.trial.objective_status == ObjectiveStatus.SUCCEEDED]
+    return objective.best_of(scored, lambda tj: tj.trial.objective)
 
 
 def stored_request(raw: Any) -> dict[str, Any]:
@@ -534,7 +537,7 @@ def _config(row: TuningJob) -> dict[str, Any]:
     return config
 
 
-def tuning_summary(row: TuningJob, trials: Sequence[tuple[TuningTrial, TrainingJob]]) -> dict[str, Any]:
+def tuning_summary(row: TuningJob, trials: Sequence[TrialJob]) -> dict[str, Any]:
     status, objective = counters(trials)
     config = _config(row)
     out: dict[str, Any] = {
@@ -555,8 +558,8 @@ def tuning_summary(row: TuningJob, trials: Sequence[tuple[TuningTrial, TrainingJ
 
 def describe(
     row: TuningJob,
-    trials: Sequence[tuple[TuningTrial, TrainingJob]],
-    parents: Sequence[tuple[TuningJob, Sequence[tuple[TuningTrial, TrainingJob]]]] = (),
+    trials: Sequence[TrialJob],
+    parents: Sequence[tuple[TuningJob, Sequence[TrialJob]]] = (),
 ) -> dict[str, Any]:
     request = stored_request(row.request)
     objective = Objective.of(request)

@@ -50,6 +50,7 @@ from roost.tuning.search import pruner_for, sampler_for
 from roost.tuning.service import (
     ACTIVE,
     MAX_JOBS,
+    TrialJob,
     TuningPlan,
     best_trial,
     objective_progress,
@@ -70,7 +71,7 @@ FIRST_FAILURES = 3
 CONVERGENCE_MIN_JOBS = 10
 BUDGET_SPENT = "MaxNumberOfTrainingJobs reached"
 RUNNING_JOB = (TrainingJobStatus.IN_PROGRESS, TrainingJobStatus.STOPPING)
-Rows = Sequence[tuple[TuningTrial, TrainingJob]]
+Trials = Sequence[TrialJob]
 
 
 class Tuner:
@@ -141,11 +142,11 @@ class Tuner:
                 self._follow(plan, study, trials[t.trial_number], t, j, stopping)
         with self.sessions() as s:
             rows = trial_rows(s, name)
-        finishing = self._progress(plan, rows)
+        finish_reason = self._record_progress(plan, rows)
         # a slot is free once its trial is settled, not merely once its job ended (the next tick settles it)
         running = [j for t, j in rows if not t.settled]
-        if stopping or finishing:
-            for j in running if stopping or finishing != BUDGET_SPENT else ():  # a spent budget lets jobs finish
+        if stopping or finish_reason:
+            for j in running if stopping or finish_reason != BUDGET_SPENT else ():  # a spent budget lets jobs finish
                 if j.status == TrainingJobStatus.IN_PROGRESS and not j.stop_requested:
                     message = f"Stopping the training job: its tuning job {plan.name} is ending"
                     self._stop_job(j.name, "tuning-job", message)
@@ -289,8 +290,8 @@ class Tuner:
             row.stopped_by = row.stopped_by or stopped_by
             fetch(s, TuningJob, plan.name).last_modified_time = time.time()  # its counters changed
 
-    def _progress(self, plan: TuningPlan, rows: Rows) -> str | None:
-        """Update the completion details; why the tuning job should launch no more jobs, if it should not."""
+    def _record_progress(self, plan: TuningPlan, rows: Trials) -> str | None:
+        """Store the completion details; returns why the tuning job should launch no more jobs, if it should not."""
         best, not_improving, evaluated = objective_progress(rows, plan.objective)
         window = max(5, plan.max_jobs // 4)
         converged = evaluated >= CONVERGENCE_MIN_JOBS and not_improving >= window
@@ -298,7 +299,7 @@ class Tuner:
             row = fetch(s, TuningJob, plan.name)
             if converged and row.convergence_time is None:
                 row.convergence_time = time.time()
-            reason = row.finishing
+            reason = row.finish_reason
             if reason is None:
                 failures = [
                     j for t, j in rows if t.settled and j.status == TrainingJobStatus.FAILED and not retryable(j)
@@ -321,11 +322,11 @@ class Tuner:
                 elif sum(1 for _, j in rows if retryable(j)) > plan.max_jobs:
                     reason = "failed"
                 if reason:
-                    row.finishing = reason
+                    row.finish_reason = reason
                     row.last_modified_time = time.time()
         return reason
 
-    def _conclude(self, plan: TuningPlan, rows: Rows) -> None:
+    def _conclude(self, plan: TuningPlan, rows: Trials) -> None:
         if best_trial(rows, plan.objective) is not None:
             self._end(plan.name, TuningJobStatus.COMPLETED)
             return
@@ -337,7 +338,7 @@ class Tuner:
             reason = f"No training job reported the objective metric {plan.objective.metric}.{detail}"
         self._end(plan.name, TuningJobStatus.FAILED, reason[:FAILURE_LIMIT])
 
-    def _launch(self, plan: TuningPlan, study: optuna.Study, rows: Rows) -> bool:
+    def _launch(self, plan: TuningPlan, study: optuna.Study, rows: Trials) -> bool:
         """One new training job from Optuna's next ask; False when there is nothing (more) to launch."""
         taken = {tuple(sorted(t.tuned.items())) for t, j in rows if not retryable(j)}
         if plan.strategy == "Grid":
@@ -396,8 +397,8 @@ class Tuner:
             row = s.get(TuningJob, name)
             if row is None or row.status not in ACTIVE:
                 return
-            if status == TuningJobStatus.FAILED and row.finishing is None:
-                row.finishing = "failed"
+            if status == TuningJobStatus.FAILED and row.finish_reason is None:
+                row.finish_reason = "failed"
             row.status = status
             row.failure_reason = reason
             row.end_time = row.last_modified_time = time.time()

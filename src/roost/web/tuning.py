@@ -425,7 +425,7 @@ async def _detail(console: Console, name: str, sort: str, order: str) -> dict[st
         else sorted({k for j in jobs for k in j["TunedHyperParameters"]})
     )
     return {
-        "d": d,
+        "tuning_job": d,
         "jobs": table,
         "tuned": tuned,
         "sort": sort,
