@@ -54,7 +54,7 @@ def test_cli(birds, tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "roost", "explore", str(birds), "--image-shape", "224"], capture_output=True, text=True
     )
-    assert r.returncode == 2 and "three positive integers" in r.stderr
+    assert r.returncode == 2 and "expected 'channels,height,width', e.g. '3,224,224'" in r.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     r = subprocess.run([sys.executable, "-m", "roost", "explore", str(empty)], capture_output=True, text=True)
