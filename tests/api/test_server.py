@@ -239,12 +239,23 @@ def test_jobs_wait_their_turn_and_custom_metrics(server, recs, tmp_path):
     ]
     sm.create_training_job(**first)
     sm.create_training_job(**second)
+    # while it waits, its one Starting step says why (SageMaker updates a step's message in place)
+    deadline = time.time() + 60
+    while True:
+        d = sm.describe_training_job(TrainingJobName=second["TrainingJobName"])
+        if (
+            d["SecondaryStatusTransitions"][-1].get("StatusMessage")
+            == "Waiting for a free slot (1 job(s) run at a time)"
+        ):
+            break
+        assert time.time() < deadline and d["SecondaryStatus"] == "Starting", d["SecondaryStatusTransitions"]
+        time.sleep(0.1)
     waiter = sm.get_waiter("training_job_completed_or_stopped")
     for p in (first, second):
         waiter.wait(TrainingJobName=p["TrainingJobName"], WaiterConfig=FAST)
     d = sm.describe_training_job(TrainingJobName=second["TrainingJobName"])
-    messages = [t.get("StatusMessage", "") for t in d["SecondaryStatusTransitions"]]
-    assert any("Waiting for a free slot (1 job(s) run at a time)" in m for m in messages)
+    statuses = [t["Status"] for t in d["SecondaryStatusTransitions"]]
+    assert len(statuses) == len(set(statuses)) and statuses[0] == "Starting", statuses
     names = {m["MetricName"] for m in d["FinalMetricDataList"]}
     assert {"validation:top1", "time", "train:accuracy", "validation:accuracy"} <= names
 

@@ -119,8 +119,7 @@ def test_a_job_runs_to_completion_with_its_artifact_metrics_and_log(env):
     d = wait_done(service, "ok")
     assert d["TrainingJobStatus"] == "Completed" and d["SecondaryStatus"] == "Completed"
     assert [(t["Status"], t["StatusMessage"]) for t in d["SecondaryStatusTransitions"]] == [
-        ("Starting", "Starting the training job"),
-        ("Starting", "Preparing the instances for training"),
+        ("Starting", "Preparing the instances for training"),  # one Starting step, its latest message
         ("Downloading", "Downloading input data"),
         ("Training", "Training image download completed. Training in progress."),
         ("Uploading", "Uploading generated training model"),

@@ -360,7 +360,12 @@ class TrainingJobService(Service):
 def set_status(
     s: Session, job: TrainingJob, status: TrainingJobStatus | None, secondary: SecondaryStatus, message: str
 ) -> None:
-    """Record a secondary-status change (closing the previous one) and, optionally, the primary status."""
+    """Record a secondary-status change (closing the previous one) and, optionally, the primary status.
+
+    A new message in the same secondary status updates the open transition, as SageMaker's does ("Starting the
+    training job", then "Preparing the instances for training", in one ``Starting`` step; the SDK prints each
+    message as it changes): a status appears once in ``SecondaryStatusTransitions``, its latest message with it.
+    """
     now = time.time()
     last = s.scalars(
         select(StatusTransition)
@@ -368,11 +373,14 @@ def set_status(
         .order_by(StatusTransition.id.desc())
         .limit(1)
     ).first()
-    if last is not None and last.end_time is None:
-        if last.status == secondary and last.message == message:
+    if last is not None and last.end_time is None and last.status == secondary:
+        if last.message == message and (status is None or job.status == status):
             return
-        last.end_time = now
-    s.add(StatusTransition(job_name=job.name, status=secondary, start_time=now, message=message))
+        last.message = message
+    else:
+        if last is not None and last.end_time is None:
+            last.end_time = now
+        s.add(StatusTransition(job_name=job.name, status=secondary, start_time=now, message=message))
     job.secondary_status = secondary
     if status:
         job.status = status
