@@ -48,3 +48,30 @@ def test_predict_command(mxnet_fixtures):
         text=True,
     )
     assert r.returncode == 0 and "test_0.png" in r.stdout and "#2" in r.stdout
+
+
+def test_a_table_through_a_pipe_keeps_every_number(mxnet_fixtures, tmp_path):
+    """Through a pipe (capture_output), a wide table prints whole rows instead of cutting them at 80 columns."""
+    folder = mxnet_fixtures / "model"
+    deep = tmp_path / ("a-folder-with-a-long-name-" * 3)
+    deep.mkdir()
+    image = deep / "test_0.png"
+    image.write_bytes((folder / "test_0.png").read_bytes())
+    model = folder / "resnet20_3x28x28" / "model.tar.gz"
+    r = subprocess.run(
+        [sys.executable, "-m", "roost", "predict", str(model), str(image), "--top-k", "5"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    row = next(line for line in r.stdout.splitlines() if "test_0.png" in line)
+    assert str(image) in row and "…" not in r.stdout
+    probabilities = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "roost", "predict", str(model), str(image), "--json", "--top-k", "5"],
+            capture_output=True,
+            text=True,
+        ).stdout
+    )["top_k"]
+    for top in probabilities:
+        assert f"{top['label']} {top['probability']:.3f}" in row

@@ -225,9 +225,7 @@ def explore_cmd(
     if as_json:
         click.echo(report.to_json())
     else:
-        from rich.console import Console
-
-        render(report, Console(highlight=False))
+        render(report, ui.out())
         for label, path in (("sample grid", grid_path), ("size histogram", size_plot)):
             if path:
                 click.echo(f"{label}: {path}")

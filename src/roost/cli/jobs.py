@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from roost.cli import ui
+
 
 def _clients(ctx: click.Context):
     return clients(**ctx.obj)
@@ -142,7 +144,6 @@ def list_(ctx, status, name_contains, max_items, as_json) -> None:
     if as_json:
         click.echo(dump(jobs))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(show_edge=False, pad_edge=False)
@@ -153,7 +154,7 @@ def list_(ctx, status, name_contains, max_items, as_json) -> None:
         table.add_row(
             j["TrainingJobName"], j["TrainingJobStatus"], _time(j["CreationTime"]), _time(j.get("TrainingEndTime"))
         )
-    Console(highlight=False).print(table)
+    ui.out().print(table)
 
 
 @jobs_cmd.command("describe")
@@ -168,9 +169,8 @@ def describe(ctx, name, as_json) -> None:
     if as_json:
         click.echo(dump(d))
         return
-    from rich.console import Console
 
-    c = Console(highlight=False)
+    c = ui.out()
     c.print(f"[bold]{d['TrainingJobName']}[/]  {d['TrainingJobStatus']} - {d['SecondaryStatus']}")
     c.print(f"  arn:       {d['TrainingJobArn']}")
     c.print(f"  created:   {_time(d['CreationTime'])}   trained: {d.get('TrainingTimeInSeconds', '-')} s")

@@ -48,7 +48,6 @@ def report_cmd(job: Path, as_json: bool) -> None:
     """Validation results of the model a job ships: per class, and the confusion matrix."""
     import json
 
-    from rich.console import Console
     from rich.table import Table
 
     from roost.algorithm.metrics import validation_report
@@ -60,7 +59,7 @@ def report_cmd(job: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rep, indent=2))
         return
-    console = Console(highlight=False)
+    console = ui.out()
     console.print(
         f"[bold]{rep['model']}[/] (epoch {rep['epoch']}): validation accuracy {rep['validation_accuracy']:.4f}"
     )

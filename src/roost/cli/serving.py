@@ -75,7 +75,6 @@ def predict_cmd(model: str, images: tuple[Path, ...], top_k: int, as_json: bool)
             )
     if as_json:
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(show_edge=False, pad_edge=False)
@@ -84,7 +83,7 @@ def predict_cmd(model: str, images: tuple[Path, ...], top_k: int, as_json: bool)
         table.add_column(f"#{i + 1}", no_wrap=True)
     for path, pred in rows:
         table.add_row(str(path), *(f"{t['label']} {t['probability']:.3f}" for t in pred.top(top_k, names)))
-    Console(highlight=False).print(table)
+    ui.out().print(table)
 
 
 @click.command("serve", short_help="Serve a model: GET /ping, POST /invocations.")

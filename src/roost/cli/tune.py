@@ -9,6 +9,7 @@ import time
 
 import click
 
+from roost.cli import ui
 from roost.cli.jobs import call, clients, server_options
 from roost.training.requests import DEFAULT_RESOURCES, blank_definition, channel, definition_from_job
 
@@ -228,10 +229,9 @@ def _short(value: str) -> str:
 
 def follow(sm, name: str, every: float = 2.0) -> dict:
     """A live table on a terminal (one line per change elsewhere) until the tuning job ends; its last description."""
-    from rich.console import Console
     from rich.live import Live
 
-    out = Console(highlight=False)
+    out = ui.out()
     seen: dict[str, tuple] = {}
     live = Live(console=out, refresh_per_second=2, transient=False) if out.is_terminal else None
     if live:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import click
 from rich.console import Console
@@ -21,6 +22,15 @@ from rich.text import Text
 # stdout carries what MXNet's tools print (scripts parse it); everything Roost
 # adds - progress, warnings, summaries - goes to stderr.
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # messages stay whole lines in logs and pipes
+
+#: the width results are laid out in when stdout is not a terminal: wide enough that no row is ever cut
+PIPE_WIDTH = 100_000
+
+
+def out() -> Console:
+    """The console results go to on stdout (tables, reports): a terminal's width on a terminal; through a pipe or
+    into a file, whole rows, never a number cut to fit 80 columns (``--json`` stays the format for programs)."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
 
 
 class RateColumn(ProgressColumn):
