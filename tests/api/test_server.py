@@ -1,7 +1,9 @@
 """The SageMaker-compatible server, driven by real boto3 clients as seed 003 drives SageMaker."""
 
+import json
 import os
 import re
+import tarfile
 import time
 from pathlib import Path
 
@@ -42,6 +44,10 @@ def test_seed_003_flow(server, recs, tmp_path):
     assert d["TrainingJobStatus"] == "Completed" and d["SecondaryStatus"] == "Completed"
     artifact = d["ModelArtifacts"]["S3ModelArtifacts"]
     assert artifact.endswith(f"{p['TrainingJobName']}/output/model.tar.gz") and os.path.isfile(artifact)
+    # the channels are .rec files: their classes.json came along, so the model names its classes (issue 26)
+    with tarfile.open(artifact) as tar:
+        meta = json.load(tar.extractfile("roost-model.json"))
+    assert meta["class_names"] == json.loads((recs[0].parent / "classes.json").read_text())
     names = {m["MetricName"]: m["Value"] for m in d["FinalMetricDataList"]}
     assert set(names) == {"train:accuracy", "validation:accuracy"} and 0 <= names["validation:accuracy"] <= 1
     statuses = [t["Status"] for t in d["SecondaryStatusTransitions"]]

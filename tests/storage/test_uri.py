@@ -16,3 +16,33 @@ def test_sharded_by_key_gives_each_host_every_nth_object_in_key_order(tmp_path):
     assert got == [["a.rec", "c.rec", "sub/d.rec"], ["b.rec", "e.rec"]]
     assert download(str(src / "a.rec"), tmp_path / "x", shard=(1, 2)) == []  # fewer objects than hosts: idle
     assert len(download(str(src), tmp_path / "all")) == 5
+
+
+def test_a_rec_file_brings_its_index_list_and_class_names(tmp_path):
+    """A channel given as one .rec gets what its folder would give: the .idx, the .lst and classes.json beside it."""
+    import json
+
+    import pytest
+
+    from roost.storage.uri import DataRoots, StorageError
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train.rec", "train.idx", "train.lst", "val.rec"):
+        (data / name).write_bytes(b"x")
+    (data / "classes.json").write_text(json.dumps(["bird", "cat"]))
+    got = download(str(data / "train.rec"), tmp_path / "job" / "train")
+    assert got == [tmp_path / "job" / "train" / "train.rec"]
+    assert sorted(p.name for p in (tmp_path / "job" / "train").iterdir()) == [
+        "classes.json",
+        "train.idx",
+        "train.lst",
+        "train.rec",
+    ]
+    # on a server, the companions are held to the data roots like the file (a link may lead anywhere)
+    (data / "classes.json").unlink()
+    outside = tmp_path / "outside.json"
+    outside.write_text("[]")
+    (data / "classes.json").symlink_to(outside)
+    with pytest.raises(StorageError, match="classes.json is outside the folders"):
+        download(str(data / "train.rec"), tmp_path / "job2" / "train", DataRoots([data]))

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from roost.errors import UserError
+from roost.formats import recordio
 from roost.formats.manifest import is_manifest
 
 RECORDIO = "application/x-recordio"
@@ -191,10 +192,7 @@ class JobLayout:
             dest.symlink_to(source.resolve(), target_is_directory=True)
             return
         dest.mkdir()
-        # the .idx, the .lst im2rec packed it from (class names) and a classes.json written by `roost pack`
-        # travel with a .rec
-        companions = [source.with_suffix(".idx"), source.with_suffix(".lst"), source.parent / "classes.json"]
-        for f in [source] + [p for p in companions if p.is_file() and source.suffix == ".rec"]:
+        for f in [source, *recordio.companions(source)]:
             (dest / f.name).symlink_to(f.resolve())
 
     def write_failure(self, text: str, limit: int = FAILURE_LIMIT) -> None:

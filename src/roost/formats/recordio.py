@@ -31,6 +31,7 @@ from typing import BinaryIO, NamedTuple
 import numpy as np
 
 from roost.errors import UserError
+from roost.formats.classes import FILE as CLASS_NAMES_FILE
 from roost.formats.text import numbered_lines
 
 log = logging.getLogger(__name__)
@@ -531,6 +532,23 @@ class IndexedRecordReader(RecordReader):
 def index_path_for(rec_path: str | os.PathLike) -> Path:
     """``x.rec`` -> ``x.idx`` (the name im2rec gives it)."""
     return Path(rec_path).with_suffix(".idx")
+
+
+def companion_names(rec_name: str) -> list[str]:
+    """The names of the files that travel with a ``.rec`` named so, beside it: its ``.idx``, the ``.lst`` im2rec
+    packed it from (its paths name the classes) and ``classes.json`` (``roost pack``'s class names). A channel
+    given as one ``.rec`` file takes them along - in ``roost train`` and on a server alike - so the classes are
+    named exactly as they are for a channel given as the folder."""
+    stem, dot, suffix = rec_name.rpartition(".")
+    if not dot or suffix != "rec":
+        return []
+    return [f"{stem}.idx", f"{stem}.lst", CLASS_NAMES_FILE]
+
+
+def companions(rec_path: str | os.PathLike) -> list[Path]:
+    """The companions (:func:`companion_names`) that exist beside ``rec_path``."""
+    p = Path(rec_path)
+    return [f for f in (p.with_name(n) for n in companion_names(p.name)) if f.is_file()]
 
 
 def scan_offsets(rec_path: str | os.PathLike) -> list[int]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from roost.errors import UserError
+from roost.formats import recordio
 from roost.paths import Confinement, OutsideRoot
 
 
@@ -128,11 +129,12 @@ def download(uri: str, dest: Path, roots: DataRoots | None = None, shard: tuple[
         src = Path(loc.key)
         _check(roots, src, "the location")
         if src.is_file():
-            target = dest / src.name
-            if index == 0:
-                _link_or_copy(src, target)
-                return [target]
-            return []
+            if index != 0:
+                return []
+            for f in [src, *recordio.companions(src)]:  # a .rec's index and class names travel with it
+                _check(roots, f, f"{uri}: the file")
+                _link_or_copy(f, dest / f.name)
+            return [dest / src.name]
         if not src.is_dir():
             raise StorageError(f"{uri}: no such file or folder")
         for f in [f for f in sorted(src.rglob("*")) if f.is_file()][index::count]:
@@ -150,6 +152,15 @@ def download(uri: str, dest: Path, roots: DataRoots | None = None, shard: tuple[
     if not keys:
         raise StorageError(f"No S3 objects found under S3 URL '{uri}' given in input data source")
     prefix = loc.key if loc.key.endswith("/") or len(keys) > 1 or keys[0] != loc.key else os.path.dirname(loc.key)
+    if index == 0 and keys == [loc.key]:  # one .rec object: its companions beside it come too, when they exist
+        folder = loc.key.rpartition("/")[0]
+        for name in recordio.companion_names(os.path.basename(loc.key)):
+            sibling = f"{folder}/{name}" if folder else name
+            try:
+                client.head_object(Bucket=loc.bucket, Key=sibling)
+            except Exception:  # noqa: BLE001 - absent (or unreadable): the channel goes without it
+                continue
+            keys.append(sibling)
     for key in sorted(keys)[index::count]:
         rel = key[len(prefix) :].lstrip("/") if prefix else key
         target = (dest / (rel or os.path.basename(key))).resolve()
