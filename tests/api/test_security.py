@@ -276,3 +276,12 @@ def test_more_instances_than_the_server_runs_are_refused_up_front(server, recs, 
             EndpointConfigName=f"many-{count}",
             ProductionVariants=[{"VariantName": "v", "ModelName": "m", "InitialInstanceCount": count}],
         )
+
+
+def test_an_unreachable_s3_channel_says_which_store_and_what_to_set(server, recs, tmp_path):
+    request = training_request(recs, tmp_path)
+    request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = "s3://my-bucket/train/"
+    with pytest.raises(ClientError) as err:
+        server.client().create_training_job(**request)
+    message = err.value.response["Error"]["Message"]
+    assert "s3://my-bucket/train/: cannot list objects in" in message and "AWS_ENDPOINT_URL_S3" in message, message

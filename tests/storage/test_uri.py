@@ -46,3 +46,27 @@ def test_a_rec_file_brings_its_index_list_and_class_names(tmp_path):
     (data / "classes.json").symlink_to(outside)
     with pytest.raises(StorageError, match="classes.json is outside the folders"):
         download(str(data / "train.rec"), tmp_path / "job2" / "train", DataRoots([data]))
+
+
+def test_an_unreachable_s3_location_names_the_store_and_the_setting(monkeypatch):
+    import pytest
+
+    from roost.storage.uri import StorageError, exists
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    with pytest.raises(
+        StorageError, match=r"s3://my-bucket/train/: cannot list objects in AWS S3 \(.*AWS_ENDPOINT_URL_S3"
+    ):
+        exists("s3://my-bucket/train/")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(StorageError, match=r"cannot list objects in the S3-compatible store at http://127.0.0.1:9"):
+        exists("s3://my-bucket/train/")

@@ -94,6 +94,24 @@ def s3_client():
     return boto3.session.Session().client("s3")
 
 
+def _unreachable(uri: str, doing: str, err: Exception) -> StorageError:
+    """An ``s3://`` location that could not be reached, naming the store tried and the setting that changes it."""
+    try:
+        endpoint = s3_client().meta.endpoint_url
+    except Exception:  # noqa: BLE001 - no region, no configuration: the message still says what to do
+        endpoint = None
+    if endpoint and "amazonaws.com" not in endpoint:
+        store = f"the S3-compatible store at {endpoint}"
+        fix = "check that it runs and that AWS_ENDPOINT_URL_S3 (or AWS_ENDPOINT_URL) of the server names it"
+    else:
+        store = "AWS S3"
+        fix = (
+            "give the server AWS credentials, or point it at another S3 store with AWS_ENDPOINT_URL_S3 (or "
+            "AWS_ENDPOINT_URL); or use a local path or file:// URI below one of the server's data roots"
+        )
+    return StorageError(f"{uri}: cannot {doing} {store} ({err}); {fix}")
+
+
 def _s3_objects(loc: Location) -> list[str]:
     client = s3_client()
     keys = []
@@ -112,7 +130,7 @@ def exists(uri: str, roots: DataRoots | None = None) -> bool:
     try:
         return bool(_s3_objects(loc))
     except Exception as err:  # noqa: BLE001 - any S3 failure means "not readable"
-        raise StorageError(f"{uri}: cannot list objects ({err})") from None
+        raise _unreachable(uri, "list objects in", err) from None
 
 
 def download(uri: str, dest: Path, roots: DataRoots | None = None, shard: tuple[int, int] = (0, 1)) -> list[Path]:
@@ -194,7 +212,7 @@ def upload(path: Path, uri: str, roots: DataRoots | None = None) -> str:
     try:
         s3_client().upload_file(str(path), loc.bucket, loc.key)
     except Exception as err:  # noqa: BLE001
-        raise StorageError(f"cannot upload to {uri}: {err}") from None
+        raise _unreachable(uri, "upload to", err) from None
     return uri
 
 
