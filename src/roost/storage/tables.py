@@ -239,3 +239,66 @@ class MetricDatum(Base):
     value: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (Index("ix_metric_data_series", "namespace", "metric_name", "dimension_value", "timestamp"),)
+
+
+# --------------------------------------------------------------------------- the embedded S3 store
+
+#: S3 keys sort by their UTF-8 bytes: PostgreSQL's "C" collation, SQLite's default
+S3_KEY = String(1024).with_variant(String(1024, collation="C"), "postgresql")
+
+
+class S3Bucket(Base):
+    """A bucket of the embedded S3 store (``roost.storage.objects``)."""
+
+    __tablename__ = "s3_buckets"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    region: Mapped[str] = mapped_column(String(32))
+    creation_time: Mapped[float] = mapped_column(Float)
+
+
+class S3Object(Base):
+    """An object: its bytes are the file ``blob`` names (never the key, so any key is safe on disk)."""
+
+    __tablename__ = "s3_objects"
+
+    bucket: Mapped[str] = mapped_column(ForeignKey("s3_buckets.name", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(S3_KEY, primary_key=True)
+    blob: Mapped[str] = mapped_column(String(64), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    etag: Mapped[str] = mapped_column(String(64))  # without quotes: hex MD5, or MD5 of the parts' MD5s + "-N"
+    content_type: Mapped[str] = mapped_column(String(256))
+    meta: Mapped[dict] = mapped_column(JSON)  # x-amz-meta-* (without the prefix)
+    headers: Mapped[dict] = mapped_column(JSON)  # Content-Encoding, Content-Disposition, Cache-Control, ...
+    checksums: Mapped[dict] = mapped_column(JSON)  # algorithm (crc32, sha1, sha256) -> base64 value
+    checksum_type: Mapped[str | None] = mapped_column(String(16), nullable=True)  # FULL_OBJECT or COMPOSITE
+    last_modified: Mapped[float] = mapped_column(Float)
+
+
+class S3Upload(Base):
+    """A multipart upload in progress."""
+
+    __tablename__ = "s3_uploads"
+
+    upload_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bucket: Mapped[str] = mapped_column(ForeignKey("s3_buckets.name", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(S3_KEY)
+    initiated: Mapped[float] = mapped_column(Float)
+    content_type: Mapped[str] = mapped_column(String(256))
+    meta: Mapped[dict] = mapped_column(JSON)
+    headers: Mapped[dict] = mapped_column(JSON)
+    checksum_algorithm: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class S3Part(Base):
+    """A part of a multipart upload; a part number uploaded again replaces it."""
+
+    __tablename__ = "s3_parts"
+
+    upload_id: Mapped[str] = mapped_column(ForeignKey("s3_uploads.upload_id", ondelete="CASCADE"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    blob: Mapped[str] = mapped_column(String(64), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    etag: Mapped[str] = mapped_column(String(64))
+    checksums: Mapped[dict] = mapped_column(JSON)
+    last_modified: Mapped[float] = mapped_column(Float)
