@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from roost.api.app import create_app
 from roost.api.auth import load_or_create_keys
+from roost.api.s3 import S3App, S3Router
 from roost.aws import Account, Service
 from roost.cloudwatch.logs import LogService
 from roost.cloudwatch.metrics import MetricsService
@@ -30,6 +31,7 @@ from roost.serving.endpoints import EndpointService
 from roost.serving.transform import TransformJobService
 from roost.storage.database import database_url, open_database, optuna_storage
 from roost.storage.folder import claim, make_private
+from roost.storage.objects import ObjectStore
 from roost.storage.tags import TagService
 from roost.storage.uri import DataRoots
 from roost.training.launcher import Launcher
@@ -67,7 +69,7 @@ class Server:
     """Everything :func:`build` made; :meth:`start` and :meth:`stop` are what the app's lifespan calls."""
 
     settings: Settings
-    app: FastAPI
+    app: ASGIApp  # the SageMaker API, the console and S3 on one port
     runner: JobRunner
     tuner: Tuner
     training: TrainingJobService
@@ -75,6 +77,7 @@ class Server:
     hosting: EndpointService
     transform: TransformJobService
     services: list[Service]
+    objects: ObjectStore  # the embedded S3 store
     roots: DataRoots
     keys: dict[str, str]
     created_keys: Path | None  # the credentials file made on this start, if any
@@ -82,6 +85,7 @@ class Server:
     _lock: IO[str] | None = field(default=None, repr=False)
 
     def start(self) -> None:
+        self.objects.sweep()  # what writes the last run did not finish left
         self.runner.start()  # first: it settles the jobs a restart interrupted, which the tuner then reads
         self.tuner.start()
         self.hosting.restore()
@@ -175,13 +179,15 @@ def build(settings: Settings, *, launcher: Launcher | None = None, console: bool
         def on_shutdown() -> None:
             server["it"].stop()
 
-        app = create_app(
+        objects = ObjectStore(sessions, data_dir / "s3", settings.region)
+        api = create_app(
             services,
             keys,
             on_startup=on_startup,
             on_shutdown=on_shutdown,
             console=create_console(services, keys, data_dir, roots) if console else None,
         )
+        app = S3Router(api, S3App(objects, keys, settings.region))
     except BaseException:
         lock.close()
         raise
@@ -195,6 +201,7 @@ def build(settings: Settings, *, launcher: Launcher | None = None, console: bool
         hosting=hosting,
         transform=transform,
         services=services,
+        objects=objects,
         roots=roots,
         keys=keys,
         created_keys=created,
