@@ -521,12 +521,14 @@ def expected_of(req: S3Request) -> Expected:
         alg: h[f"x-amz-checksum-{alg}"] for alg in (*CHECKSUMS, "crc32c", "crc64nvme") if f"x-amz-checksum-{alg}" in h
     }
     sha = req.payload if re.fullmatch(r"[0-9a-fA-F]{64}", req.payload) else None
+    # a checksum that comes in a trailer is declared up front: its algorithm runs over the body as it streams
+    declared = h.get("x-amz-trailer", "").strip().lower().removeprefix("x-amz-checksum-") or None
     return Expected(
         length=int(length_text) if length_text and length_text.isdigit() else None,
         sha256_hex=sha,
         md5_b64=h.get("content-md5"),
         checksums=checksums,
-        algorithm=h.get("x-amz-sdk-checksum-algorithm") or h.get("x-amz-checksum-algorithm"),
+        algorithm=h.get("x-amz-sdk-checksum-algorithm") or h.get("x-amz-checksum-algorithm") or declared,
     )
 
 
