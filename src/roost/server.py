@@ -33,7 +33,7 @@ from roost.storage.database import database_url, open_database, optuna_storage
 from roost.storage.folder import claim, make_private
 from roost.storage.objects import ObjectStore
 from roost.storage.tags import TagService
-from roost.storage.uri import DataRoots
+from roost.storage.uri import DataRoots, use_embedded_store
 from roost.training.launcher import Launcher
 from roost.training.runner import JobRunner
 from roost.training.service import DEFAULT_JOB_ENV_ALLOW, EnvironmentPolicy, TrainingJobService
@@ -59,6 +59,9 @@ class Settings:
     region: str = "us-east-1"
     cluster: str | None = None  # a Ray cluster's address for the hosts of jobs
     cluster_resources: str = ""
+    #: where s3:// locations live: None or "embedded" - this server's own store (unless AWS_ENDPOINT_URL_S3 is set
+    #: for the server, as before it had one); "aws" - boto3's configuration; a URL - that S3-compatible store
+    s3_endpoint: str | None = None
     poll: float | None = None  # how often the runner and the tuner look for work (default: each its own)
     #: access key id -> secret; None: ROOST_ACCESS_KEY_ID/ROOST_SECRET_ACCESS_KEY, else credentials.json
     keys: dict[str, str] | None = None
@@ -109,6 +112,15 @@ def _launcher(settings: Settings) -> Launcher | None:
     from roost.training.ray_cluster import RayLauncher, parse_resources
 
     return RayLauncher(settings.cluster, parse_resources(settings.cluster_resources))
+
+
+def _choose_s3(endpoint: str | None, objects: ObjectStore) -> None:
+    if endpoint in (None, "embedded") and not (endpoint is None and os.environ.get("AWS_ENDPOINT_URL_S3")):
+        use_embedded_store(objects)
+        return
+    use_embedded_store(None)
+    if endpoint not in (None, "aws", "embedded"):
+        os.environ["AWS_ENDPOINT_URL_S3"] = str(endpoint)  # boto3 reads it for every s3:// of this process
 
 
 def build(settings: Settings, *, launcher: Launcher | None = None, console: bool = True) -> Server:
@@ -188,6 +200,7 @@ def build(settings: Settings, *, launcher: Launcher | None = None, console: bool
             console=create_console(services, keys, data_dir, roots) if console else None,
         )
         app = S3Router(api, S3App(objects, keys, settings.region))
+        _choose_s3(settings.s3_endpoint, objects)
     except BaseException:
         lock.close()
         raise

@@ -325,3 +325,46 @@ def test_an_unsigned_trailer_body_as_boto3_sends_it_over_https(server):
     r = _signed_put(server, "/trailer/k", wrong, "STREAMING-UNSIGNED-PAYLOAD-TRAILER", headers)
     assert r.status_code == 400 and b"BadDigest" in r.content
     assert _s3(server).get_object(Bucket="trailer", Key="k")["Body"].read() == b"hello world"
+
+
+def test_a_training_job_reads_and_writes_the_embedded_store(server, recs, tmp_path):
+    """Lab 2 with nothing but the server: channels and output as s3:// in its own store, the artifact at
+    SageMaker's key, the channel's .rec linked into the job rather than copied."""
+    import tarfile
+
+    from helpers import FAST, training_request
+
+    s3 = _s3(server)
+    s3.create_bucket(Bucket="lab2")
+    train, val, _ = recs
+    for path, key in (
+        (train, "train/train.rec"),
+        (val, "validation/val.rec"),
+        (train.parent / "classes.json", "train/classes.json"),
+    ):
+        s3.upload_file(str(path), "lab2", key)
+    request = training_request(recs, tmp_path)
+    request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = "s3://lab2/train/"
+    request["InputDataConfig"][1]["DataSource"]["S3DataSource"]["S3Uri"] = "s3://lab2/validation"
+    request["OutputDataConfig"]["S3OutputPath"] = "s3://lab2/output"
+    sm = server.client()
+    sm.create_training_job(**request)
+    sm.get_waiter("training_job_completed_or_stopped").wait(
+        TrainingJobName=request["TrainingJobName"], WaiterConfig=FAST
+    )
+    job = sm.describe_training_job(TrainingJobName=request["TrainingJobName"])
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    key = f"output/{request['TrainingJobName']}/output/model.tar.gz"
+    assert job["ModelArtifacts"]["S3ModelArtifacts"] == f"s3://lab2/{key}"
+    s3.download_file("lab2", key, str(tmp_path / "model.tar.gz"))
+    with tarfile.open(tmp_path / "model.tar.gz") as tar:
+        assert json.load(tar.extractfile("roost-model.json"))["class_names"] == json.loads(
+            (train.parent / "classes.json").read_text()
+        )
+    channel = next((server.data_dir / "jobs" / request["TrainingJobName"]).rglob("train.rec"))
+    assert channel.stat().st_nlink >= 2  # a link to the store's object, not a copy
+    missing = training_request(recs, tmp_path)
+    missing["OutputDataConfig"]["S3OutputPath"] = "s3://lab2/output"
+    missing["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = "s3://no-such-bucket/train/"
+    with pytest.raises(ClientError, match="does not exist in this server's own S3 store"):
+        sm.create_training_job(**missing)

@@ -284,4 +284,5 @@ def test_an_unreachable_s3_channel_says_which_store_and_what_to_set(server, recs
     with pytest.raises(ClientError) as err:
         server.client().create_training_job(**request)
     message = err.value.response["Error"]["Message"]
-    assert "s3://my-bucket/train/: cannot list objects in" in message and "AWS_ENDPOINT_URL_S3" in message, message
+    assert "s3://my-bucket/train/: the bucket does not exist in this server's own S3 store" in message, message
+    assert "aws s3 mb s3://my-bucket" in message and "--s3-endpoint" in message

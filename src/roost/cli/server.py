@@ -62,6 +62,13 @@ import click
     "status [default: what this machine, or the cluster, can run: one per GiB of memory beyond the first, at most "
     "4 per core].",
 )
+@click.option(
+    "--s3-endpoint",
+    metavar="URL|aws|embedded",
+    help="Where s3:// channels, outputs and models live: this server's own S3 store (embedded; the default, "
+    "unless AWS_ENDPOINT_URL_S3 is set for the server), AWS S3 (aws, with the server's AWS credentials), or the "
+    "S3-compatible store at URL (MinIO, ...).",
+)
 @click.option("--region", default="us-east-1", show_default=True, help="Region written into ARNs.")
 @click.option(
     "--data-root",
@@ -102,6 +109,7 @@ def server_cmd(
     max_active_jobs,
     max_instances_per_job,
     max_running_instances,
+    s3_endpoint,
     region,
     data_roots,
     job_env_allow,
@@ -134,6 +142,7 @@ def server_cmd(
             region=region,
             cluster=cluster,
             cluster_resources=cluster_resources,
+            s3_endpoint=s3_endpoint,
         )
     )
     if server.created_keys:

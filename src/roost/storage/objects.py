@@ -258,6 +258,7 @@ class ObjectStore:
                 f.flush()
                 os.fsync(f.fileno())
             self._check(hashes, expected)
+            os.chmod(tmp, 0o444)  # blobs never change; a job's channel links them, and must not write through
             blob = secrets.token_hex(16)
             target = self.blob_path(blob)
             target.parent.mkdir(exist_ok=True)

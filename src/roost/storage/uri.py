@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from roost.aws import ServiceError
 from roost.errors import UserError
 from roost.formats import recordio
 from roost.paths import Confinement, OutsideRoot
+from roost.storage.objects import Expected, ObjectInfo, ObjectStore
 
 
 class StorageError(UserError):
@@ -94,6 +96,38 @@ def s3_client():
     return boto3.session.Session().client("s3")
 
 
+#: the server's own S3 store, when s3:// locations mean it (``roost server``'s default); None: boto3's S3
+_embedded: ObjectStore | None = None
+
+
+def use_embedded_store(store: ObjectStore | None) -> None:
+    """Let ``s3://`` locations of this process mean ``store`` (no network hop; objects linked, not copied), or,
+    with None, whatever boto3's configuration names (AWS, MinIO, ``AWS_ENDPOINT_URL_S3``)."""
+    global _embedded
+    _embedded = store
+
+
+def _embedded_keys(store: ObjectStore, loc: Location) -> list[ObjectInfo]:
+    found: list[ObjectInfo] = []
+    after = ""
+    while True:
+        page = store.list_objects(loc.bucket, prefix=loc.key, after=after)
+        found += [o for o in page.objects if not o.key.endswith("/")]
+        if not page.truncated or page.next_after is None:
+            return found
+        after = page.next_after
+
+
+def _embedded_error(uri: str, err: ServiceError) -> StorageError:
+    if err.code == "NoSuchBucket":
+        return StorageError(
+            f"{uri}: the bucket does not exist in this server's own S3 store (the embedded one); create it first "
+            f"(aws s3 mb s3://{Location.parse(uri).bucket}), or have the server use another store with "
+            "roost server --s3-endpoint URL|aws"
+        )
+    return StorageError(f"{uri}: {err.message}")
+
+
 def _unreachable(uri: str, doing: str, err: Exception) -> StorageError:
     """An ``s3://`` location that could not be reached, naming the store tried and the setting that changes it."""
     try:
@@ -127,6 +161,12 @@ def exists(uri: str, roots: DataRoots | None = None) -> bool:
         _check(roots, loc.key, "the location")
         p = Path(loc.key)
         return p.is_file() or (p.is_dir() and any(p.iterdir()))
+    if _embedded is not None:
+        try:
+            page = _embedded.list_objects(loc.bucket, prefix=loc.key, max_keys=2)
+        except ServiceError as err:
+            raise _embedded_error(uri, err) from None
+        return any(not o.key.endswith("/") for o in page.objects)
     try:
         return bool(_s3_objects(loc))
     except Exception as err:  # noqa: BLE001 - any S3 failure means "not readable"
@@ -165,6 +205,8 @@ def download(uri: str, dest: Path, roots: DataRoots | None = None, shard: tuple[
         if not out and count == 1:  # as for an S3 prefix without objects
             raise StorageError(f"{uri}: the folder holds no files")
         return out
+    if _embedded is not None:
+        return _embedded_download(_embedded, uri, loc, dest, index, count)
     client = s3_client()
     keys = _s3_objects(loc)
     if not keys:
@@ -190,6 +232,37 @@ def download(uri: str, dest: Path, roots: DataRoots | None = None, shard: tuple[
     return out
 
 
+def _embedded_download(store: ObjectStore, uri: str, loc: Location, dest: Path, index: int, count: int) -> list[Path]:
+    """As :func:`download` from S3, from the server's own store: each object's file linked into ``dest`` (its
+    blob never changes, so the job's copy costs nothing however large the .rec)."""
+    try:
+        objects = _embedded_keys(store, loc)
+        if objects and index == 0 and [o.key for o in objects] == [loc.key]:  # one .rec: its companions too
+            folder = loc.key.rpartition("/")[0]
+            for name in recordio.companion_names(os.path.basename(loc.key)):
+                try:
+                    objects.append(store.head(loc.bucket, f"{folder}/{name}" if folder else name))
+                except ServiceError:
+                    continue
+    except ServiceError as err:
+        raise _embedded_error(uri, err) from None
+    if not objects:
+        raise StorageError(f"No S3 objects found under S3 URL '{uri}' given in input data source")
+    keys = [o.key for o in objects]
+    prefix = loc.key if loc.key.endswith("/") or len(keys) > 1 or keys[0] != loc.key else os.path.dirname(loc.key)
+    out = []
+    for info in sorted(objects, key=lambda o: o.key)[index::count]:
+        rel = info.key[len(prefix) :].lstrip("/") if prefix else info.key
+        target = (dest / (rel or os.path.basename(info.key))).resolve()
+        if dest.resolve() not in target.parents:  # keys like "a/../../x" must not leave the folder
+            raise StorageError(f"s3://{loc.bucket}/{info.key}: the key leaves the folder it is downloaded to")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        _link_or_copy(info.path, target)
+        out.append(target)
+    return out
+
+
 def _link_or_copy(src: Path, target: Path) -> None:
     # hard links cost nothing and keep the job's input immutable to later edits of the source's name
     real = os.path.realpath(src)
@@ -209,6 +282,15 @@ def upload(path: Path, uri: str, roots: DataRoots | None = None) -> str:
         shutil.copy2(path, tmp)
         os.replace(tmp, target)
         return str(target)
+    if _embedded is not None:
+        try:
+            with open(path, "rb") as f:
+                _embedded.put(
+                    loc.bucket, loc.key, iter(lambda: f.read(1 << 20), b""), Expected(length=path.stat().st_size)
+                )
+        except ServiceError as err:
+            raise _embedded_error(uri, err) from None
+        return uri
     try:
         s3_client().upload_file(str(path), loc.bucket, loc.key)
     except Exception as err:  # noqa: BLE001
@@ -243,6 +325,11 @@ def sync_folder(folder: Path, uri: str, before: Snapshot, roots: DataRoots | Non
             gone = Path(base) / rel
             _check(roots, gone, "the checkpoint location")
             gone.unlink(missing_ok=True)
+        elif _embedded is not None:
+            try:
+                _embedded.delete(loc.bucket, f"{base}/{rel}" if base else rel)
+            except ServiceError as err:
+                raise _embedded_error(uri, err) from None
         else:
             try:
                 s3_client().delete_object(Bucket=loc.bucket, Key=f"{base}/{rel}" if base else rel)
