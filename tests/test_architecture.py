@@ -16,7 +16,7 @@ LAYERS = [
     {"roost.models"},
     {"roost.algorithm"},
     {"roost.storage"},
-    {"roost.training", "roost.tuning", "roost.serving", "roost.cloudwatch"},
+    {"roost.training", "roost.tuning", "roost.serving", "roost.cloudwatch", "roost.identity"},
     {"roost.api", "roost.web"},
     {"roost.server"},
     {"roost.cli", "roost.__main__"},

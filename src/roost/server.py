@@ -27,6 +27,7 @@ from roost.aws import Account, Service
 from roost.cloudwatch.logs import LogService
 from roost.cloudwatch.metrics import MetricsService
 from roost.errors import UserError
+from roost.identity import IamService, StsService
 from roost.serving.endpoints import EndpointService
 from roost.serving.transform import TransformJobService
 from roost.storage.database import database_url, open_database, optuna_storage
@@ -182,6 +183,8 @@ def build(settings: Settings, *, launcher: Launcher | None = None, console: bool
             transform,
             TagService(sessions),
             MetricsService(sessions),
+            StsService(account),
+            IamService(account),
         ]
         server: dict[str, Any] = {}
 

@@ -13,10 +13,12 @@ import html
 import re
 
 from roost.api.app import RUNTIME_OPERATIONS
+from roost.api.s3 import OPERATIONS as S3_OPERATIONS
 from roost.aws import Service
 from roost.aws.shapes import service_model
 from roost.cloudwatch.logs import LogService
 from roost.cloudwatch.metrics import MetricsService
+from roost.identity import IamService, StsService
 from roost.serving.endpoints import EndpointService
 from roost.serving.transform import TransformJobService
 from roost.storage.tags import TagService
@@ -32,6 +34,8 @@ SERVICES: tuple[type[Service], ...] = (
     TagService,
     LogService,
     MetricsService,
+    StsService,
+    IamService,
 )
 
 #: botocore's service name, what the table calls it, and the workflow's operations of it
@@ -116,6 +120,28 @@ WORKFLOW: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
 }
 
+WORKFLOW["s3"] = (
+    "S3",
+    (
+        *S3_OPERATIONS,
+        "PutBucketVersioning",
+        "GetBucketVersioning",
+        "PutObjectAcl",
+        "GetObjectAcl",
+        "PutObjectTagging",
+        "GetObjectTagging",
+        "PutBucketPolicy",
+        "PutBucketLifecycleConfiguration",
+        "SelectObjectContent",
+        "RestoreObject",
+    ),
+)
+WORKFLOW["sts"] = ("STS", ("GetCallerIdentity", "AssumeRole", "GetSessionToken"))
+WORKFLOW["iam"] = ("IAM", ("GetRole", "SimulatePrincipalPolicy", "CreateRole", "ListRoles", "PutRolePolicy"))
+
+NO_S3_FEATURE = (
+    "one version per key, no ACLs, tags, policies or lifecycles: the server's key pair is its access control"
+)
 LOGS_ARE_WRITTEN_BY_ROOST = "groups and streams are made by the jobs and endpoints that log"
 NOTES: dict[str, str] = {
     "CreateTrainingJob": "channels from local folders, `file://` or S3; File, Pipe and FastFile modes (read as files)",
@@ -162,12 +188,38 @@ NOTES: dict[str, str] = {
     "PutDashboard": "no dashboards; the console (issue 12) charts a job's metrics",
     "GetDashboard": "no dashboards",
     "ListDashboards": "no dashboards",
+    "ListBuckets": "the server's own store, on its port (docs/s3.md)",
+    "CreateBucket": "S3's naming rules; a `LocationConstraint` is recorded",
+    "ListObjectsV2": "prefix, delimiter, start-after, continuation, max-keys, `encoding-type=url`",
+    "PutObject": "signed, unsigned and aws-chunked bodies; `Content-MD5`, CRC32, SHA1 and SHA256 checked before "
+    "anything is kept; written whole or not at all",
+    "GetObject": "ranges, conditions (`If-Match`, ...), checksums on whole-object answers",
+    "CopyObject": "`COPY` and `REPLACE` metadata directives",
+    "CompleteMultipartUpload": "S3's part rules; `md5-of-parts-N` ETags; composite checksums",
+    "PutBucketVersioning": NO_S3_FEATURE,
+    "GetBucketVersioning": NO_S3_FEATURE,
+    "PutObjectAcl": NO_S3_FEATURE,
+    "GetObjectAcl": NO_S3_FEATURE,
+    "PutObjectTagging": NO_S3_FEATURE,
+    "GetObjectTagging": NO_S3_FEATURE,
+    "PutBucketPolicy": NO_S3_FEATURE,
+    "PutBucketLifecycleConfiguration": NO_S3_FEATURE,
+    "SelectObjectContent": "read the object and filter it",
+    "RestoreObject": "every object is in the one storage class",
+    "GetCallerIdentity": "the account of Roost's ARNs, the caller as an assumed role",
+    "AssumeRole": "the server's one key pair is every caller's identity",
+    "GetSessionToken": "the server's one key pair is every caller's identity",
+    "GetRole": "any role a job names, trusting SageMaker to assume it",
+    "SimulatePrincipalPolicy": "every action allowed: Roost keeps no IAM policies",
+    "CreateRole": "roles are names a job records; GetRole answers any",
+    "ListRoles": "roles are names a job records; GetRole answers any",
+    "PutRolePolicy": "Roost keeps no IAM policies",
 }
 
 
 def served() -> dict[str, set[str]]:
     """botocore service name -> the operations Roost answers."""
-    out: dict[str, set[str]] = {"sagemaker-runtime": set(RUNTIME_OPERATIONS)}
+    out: dict[str, set[str]] = {"sagemaker-runtime": set(RUNTIME_OPERATIONS), "s3": set(S3_OPERATIONS)}
     for cls in SERVICES:
         out.setdefault(cls.model_name, set()).update(cls.operation_methods())
     return out

@@ -54,6 +54,30 @@ STREAMING_UNSIGNED = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
 
+#: the operations served (docs/compatibility.md lists them beside those that are not)
+OPERATIONS = (
+    "ListBuckets",
+    "CreateBucket",
+    "HeadBucket",
+    "DeleteBucket",
+    "GetBucketLocation",
+    "ListObjectsV2",
+    "ListObjects",
+    "PutObject",
+    "GetObject",
+    "HeadObject",
+    "DeleteObject",
+    "DeleteObjects",
+    "CopyObject",
+    "CreateMultipartUpload",
+    "UploadPart",
+    "UploadPartCopy",
+    "CompleteMultipartUpload",
+    "AbortMultipartUpload",
+    "ListParts",
+    "ListMultipartUploads",
+)
+
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
 
 
@@ -654,7 +678,37 @@ class S3App:
 
     async def dispatch(self, req: S3Request) -> Response:
         m, q, bucket, key = req.method, req.query, req.bucket, req.key
-        unsupported = {"acl", "tagging", "versioning", "policy", "lifecycle", "cors", "website", "versions", "torrent"}
+        unsupported = {
+            "acl",
+            "tagging",
+            "versioning",
+            "policy",
+            "lifecycle",
+            "cors",
+            "website",
+            "versions",
+            "torrent",
+            "restore",
+            "select",
+            "select-type",
+            "retention",
+            "legal-hold",
+            "object-lock",
+            "replication",
+            "encryption",
+            "notification",
+            "logging",
+            "accelerate",
+            "requestPayment",
+            "ownershipControls",
+            "publicAccessBlock",
+            "analytics",
+            "metrics",
+            "inventory",
+            "intelligent-tiering",
+            "attributes",
+            "renameObject",
+        }
         if unsupported & set(q):
             raise s3_error(
                 "NotImplemented", f"Roost's S3 store does not serve ?{sorted(unsupported & set(q))[0]}.", 501
