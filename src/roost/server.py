@@ -63,6 +63,8 @@ class Settings:
     #: where s3:// locations live: None or "embedded" - this server's own store (unless AWS_ENDPOINT_URL_S3 is set
     #: for the server, as before it had one); "aws" - boto3's configuration; a URL - that S3-compatible store
     s3_endpoint: str | None = None
+    #: served over TLS (roost server --tls-cert/--tls-key): the console's cookie is Secure
+    tls: bool = False
     poll: float | None = None  # how often the runner and the tuner look for work (default: each its own)
     #: access key id -> secret; None: ROOST_ACCESS_KEY_ID/ROOST_SECRET_ACCESS_KEY, else credentials.json
     keys: dict[str, str] | None = None
@@ -200,7 +202,7 @@ def build(settings: Settings, *, launcher: Launcher | None = None, console: bool
             keys,
             on_startup=on_startup,
             on_shutdown=on_shutdown,
-            console=create_console(services, keys, data_dir, roots) if console else None,
+            console=create_console(services, keys, data_dir, roots, secure_cookie=settings.tls) if console else None,
         )
         app = S3Router(api, S3App(objects, keys, settings.region))
         _choose_s3(settings.s3_endpoint, objects)

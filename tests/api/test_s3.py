@@ -368,3 +368,63 @@ def test_a_training_job_reads_and_writes_the_embedded_store(server, recs, tmp_pa
     missing["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = "s3://no-such-bucket/train/"
     with pytest.raises(ClientError, match="does not exist in this server's own S3 store"):
         sm.create_training_job(**missing)
+
+
+def test_over_tls_uploads_carry_trailing_checksums(tmp_path):
+    """Over HTTPS botocore stops signing the payload and sends aws-chunked bodies with the CRC32 in a trailer."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    srv = Server(tmp_path / "data", tls_cert=cert, tls_key=key).start()
+    try:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=srv.url,
+            region_name="us-east-1",
+            aws_access_key_id=KEY,
+            aws_secret_access_key=SECRET,
+            verify=str(cert),
+        )
+        sent = []
+        s3.meta.events.register("before-send.s3.PutObject", lambda request, **_: sent.append(dict(request.headers)))
+        s3.create_bucket(Bucket="tls")
+        s3.put_object(Bucket="tls", Key="k", Body=b"over tls")
+        assert sent[0]["X-Amz-Content-SHA256"] == b"STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+        got = s3.get_object(Bucket="tls", Key="k", ChecksumMode="ENABLED")
+        assert got["Body"].read() == b"over tls" and got["ChecksumCRC32"]
+        data = os.urandom(6 * 1024 * 1024)
+        (tmp_path / "f").write_bytes(data)
+        s3.upload_file(str(tmp_path / "f"), "tls", "big", Config=SMALL_PARTS)
+        assert s3.get_object(Bucket="tls", Key="big")["Body"].read() == data
+        login = requests.get(srv.url + "/console/login", verify=str(cert))
+        token = login.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        r = requests.post(
+            srv.url + "/console/login",
+            data={"csrf": token, "access_key_id": KEY, "secret_access_key": SECRET},
+            cookies=login.cookies,
+            verify=str(cert),
+            allow_redirects=False,
+        )
+        assert "secure" in r.headers["set-cookie"].lower()
+    finally:
+        srv.stop()

@@ -446,7 +446,7 @@ class Body:
             if not more:
                 raise s3_error("IncompleteBody", "The aws-chunked body ended in the middle of a chunk header.")
             self._buffer += more
-            if len(self._buffer) > 64 * 1024:
+            if len(self._buffer) > 64 * 1024 and b"\r\n" not in self._buffer:
                 raise s3_error("InvalidRequest", "An aws-chunked chunk header is too long.")
         line, _, self._buffer = self._buffer.partition(b"\r\n")
         return line

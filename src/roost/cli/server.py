@@ -69,6 +69,13 @@ import click
     "unless AWS_ENDPOINT_URL_S3 is set for the server), AWS S3 (aws, with the server's AWS credentials), or the "
     "S3-compatible store at URL (MinIO, ...).",
 )
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Serve HTTPS with this certificate (PEM); with --tls-key. Clients then send S3 uploads with trailing "
+    "checksums, and the console's cookie is Secure.",
+)
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The certificate's key.")
 @click.option("--region", default="us-east-1", show_default=True, help="Region written into ARNs.")
 @click.option(
     "--data-root",
@@ -110,6 +117,8 @@ def server_cmd(
     max_instances_per_job,
     max_running_instances,
     s3_endpoint,
+    tls_cert,
+    tls_key,
     region,
     data_roots,
     job_env_allow,
@@ -127,6 +136,9 @@ def server_cmd(
 
     from roost.server import Settings, build
 
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("give both --tls-cert and --tls-key, or neither")
+
     server = build(
         Settings(
             data_dir=data_dir,
@@ -143,15 +155,24 @@ def server_cmd(
             cluster=cluster,
             cluster_resources=cluster_resources,
             s3_endpoint=s3_endpoint,
+            tls=bool(tls_cert),
         )
     )
     if server.created_keys:
         key = next(iter(server.keys))
         click.echo(f"Created an access key pair in {server.created_keys} (aws_access_key_id {key}).", err=True)
+    scheme = "https" if tls_cert else "http"
     click.echo(
-        f"Roost serves the SageMaker API at http://{host}:{port} and its console at "
-        f"http://{host}:{port}/console (data in {data_dir}; local data below {server.roots}; at most "
+        f"Roost serves the SageMaker API and S3 at {scheme}://{host}:{port} and its console at "
+        f"{scheme}://{host}:{port}/console (data in {data_dir}; local data below {server.roots}; at most "
         f"{server.max_instances_per_job} instances a job, {server.runner.max_instances} at once)",
         err=True,
     )
-    uvicorn.run(server.app, host=host, port=port, log_level="warning")
+    uvicorn.run(
+        server.app,
+        host=host,
+        port=port,
+        log_level="warning",
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+    )

@@ -40,7 +40,11 @@ HERE = Path(__file__).parent
 
 
 def create_console(
-    services: list[Service], keys: dict[str, str], data_dir: Path, roots: DataRoots | None = None
+    services: list[Service],
+    keys: dict[str, str],
+    data_dir: Path,
+    roots: DataRoots | None = None,
+    secure_cookie: bool = False,
 ) -> FastAPI:
     """The console for the operations of ``services``; signs in with any of ``keys`` (id -> secret)."""
     from roost.web import data, hosting, jobs, tuning
@@ -62,6 +66,7 @@ def create_console(
         max_age=SESSION_SECONDS,
         path=PREFIX,
         same_site="strict",
+        https_only=secure_cookie,  # served over TLS: the cookie never travels in the clear
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
