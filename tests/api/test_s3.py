@@ -428,3 +428,58 @@ def test_over_tls_uploads_carry_trailing_checksums(tmp_path):
         assert "secure" in r.headers["set-cookie"].lower()
     finally:
         srv.stop()
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def test_bodies_stream_through_a_bounded_server(server, tmp_path):
+    """256 MB up and down: the server's memory does not grow with the object (the benchmark measures 2 GB)."""
+    s3 = _s3(server)
+    s3.create_bucket(Bucket="streamed")
+    big = tmp_path / "big"
+    with open(big, "wb") as f:
+        for _ in range(256):
+            f.write(os.urandom(1024 * 1024))
+    before = _rss_mb(server.proc.pid)
+    s3.upload_file(str(big), "streamed", "big", Config=TransferConfig(multipart_threshold=1024**3))  # one PUT
+    s3.download_file("streamed", "big", str(tmp_path / "back"), Config=TransferConfig(multipart_threshold=1024**3))
+    assert _rss_mb(server.proc.pid) - before < 100
+    assert (tmp_path / "back").stat().st_size == big.stat().st_size
+
+
+def test_a_kill_during_an_upload_leaves_no_object_and_no_temporary_file(tmp_path):
+    import http.client
+
+    srv = Server(tmp_path / "data").start()
+    try:
+        _s3(srv).create_bucket(Bucket="crash")
+        total = 64 * 1024 * 1024
+        req = AWSRequest(method="PUT", url=srv.url + "/crash/half", headers={"Content-Length": str(total)})
+        req.headers["X-Amz-Content-SHA256"] = "UNSIGNED-PAYLOAD"
+        signer = S3SigV4Auth(Credentials(KEY, SECRET), "s3", "us-east-1")
+        signer._modify_request_before_signing = lambda request: None  # noqa: SLF001
+        req.context["timestamp"] = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        req.headers["X-Amz-Date"] = req.context["timestamp"]
+        signer.add_auth(req)
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+        conn.putrequest("PUT", "/crash/half", skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", f"127.0.0.1:{srv.port}")  # signed (botocore signs the URL's host)
+        for name, value in req.headers.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        for _ in range(16):  # a quarter of the body, then the server is killed
+            conn.send(b"x" * (1024 * 1024))
+        deadline = time.time() + 10
+        while not any((srv.data_dir / "s3" / "tmp").iterdir()) and time.time() < deadline:
+            time.sleep(0.05)
+        assert any((srv.data_dir / "s3" / "tmp").iterdir())  # the write was under way
+        srv.kill()
+        conn.close()
+        srv.start()
+        assert _code(_s3(srv).head_object, Bucket="crash", Key="half") == "404"
+        assert not list((srv.data_dir / "s3" / "tmp").iterdir())
+    finally:
+        srv.stop()
