@@ -301,6 +301,8 @@ def test_the_aws_cli_as_lab_1_uses_it(server, tmp_path):
     assert _aws(server, "s3", "rb", "s3://lab1").returncode != 0  # not empty
     assert _aws(server, "s3", "rm", "--recursive", "s3://lab1/").returncode == 0
     assert _aws(server, "s3", "rb", "s3://lab1").returncode == 0
+    me = json.loads(_aws(server, "sts", "get-caller-identity").stdout)
+    assert me["Account"] == "000000000000" and ":assumed-role/" in me["Arn"]
 
 
 def test_an_unsigned_trailer_body_as_boto3_sends_it_over_https(server):
