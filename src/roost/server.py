@@ -197,12 +197,9 @@ def build(settings: Settings, *, launcher: Launcher | None = None, console: bool
             server["it"].stop()
 
         objects = ObjectStore(sessions, data_dir / "s3", settings.region)
+        pages = create_console(services, keys, data_dir, roots, secure_cookie=settings.tls, objects=objects)
         api = create_app(
-            services,
-            keys,
-            on_startup=on_startup,
-            on_shutdown=on_shutdown,
-            console=create_console(services, keys, data_dir, roots, secure_cookie=settings.tls) if console else None,
+            services, keys, on_startup=on_startup, on_shutdown=on_shutdown, console=pages if console else None
         )
         app = S3Router(api, S3App(objects, keys, settings.region))
         _choose_s3(settings.s3_endpoint, objects)

@@ -363,6 +363,14 @@ def test_a_training_job_reads_and_writes_the_embedded_store(server, recs, tmp_pa
         assert json.load(tar.extractfile("roost-model.json"))["class_names"] == json.loads(
             (train.parent / "classes.json").read_text()
         )
+    # the console's job page links the artifact to its place on the S3 page ("drill down ... find model.tar.gz")
+    console = requests.Session()
+    token = console.get(server.url + "/console/login").text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    console.post(server.url + "/console/login", data={"csrf": token, "access_key_id": KEY, "secret_access_key": SECRET})
+    page = console.get(server.url + f"/console/jobs/{request['TrainingJobName']}").text
+    assert f"/console/s3/lab2?prefix=output%2F{request['TrainingJobName']}%2Foutput%2F&amp;highlight=" in page
+    listing = console.get(server.url + f"/console/s3/lab2?prefix=output/{request['TrainingJobName']}/output/").text
+    assert f'data-key="{key}"' in listing
     channel = next((server.data_dir / "jobs" / request["TrainingJobName"]).rglob("train.rec"))
     assert channel.stat().st_nlink >= 2  # a link to the store's object, not a copy
     missing = training_request(recs, tmp_path)

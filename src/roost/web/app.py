@@ -20,6 +20,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from roost.aws import Service, ServiceError
 from roost.aws.dispatch import dispatch_table
 from roost.serving.endpoints import EndpointService
+from roost.storage.objects import ObjectStore
 from roost.storage.uri import DataRoots
 from roost.tuning.service import TuningJobService
 from roost.web.common import PREFIX, Console, console_of, require_change, templates
@@ -45,9 +46,10 @@ def create_console(
     data_dir: Path,
     roots: DataRoots | None = None,
     secure_cookie: bool = False,
+    objects: ObjectStore | None = None,
 ) -> FastAPI:
     """The console for the operations of ``services``; signs in with any of ``keys`` (id -> secret)."""
-    from roost.web import data, hosting, jobs, tuning
+    from roost.web import data, hosting, jobs, s3, tuning
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.state.console = Console(
@@ -58,6 +60,7 @@ def create_console(
         hosting=next((s for s in services if isinstance(s, EndpointService)), None),
         tuning=next((s for s in services if isinstance(s, TuningJobService)), None),
         templates=templates(),
+        objects=objects,
     )
     app.add_middleware(
         SessionMiddleware,
@@ -136,6 +139,7 @@ def create_console(
     app.include_router(tuning.router)
     app.include_router(hosting.router)
     app.include_router(data.router)
+    app.include_router(s3.router)
     return app
 
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from roost.algorithm.layout import JobLayout
 from roost.aws.dispatch import Handler
 from roost.serving.endpoints import EndpointService
+from roost.storage.objects import ObjectStore
 from roost.storage.uri import DataRoots
 from roost.training.requests import CHANNEL_NAMES
 from roost.training.runner import main_layout
@@ -49,6 +50,7 @@ class Console:
     hosting: EndpointService | None
     tuning: TuningJobService | None  # for what the API does not say: which jobs a tuning job stopped early
     templates: Jinja2Templates
+    objects: ObjectStore | None = None  # the embedded S3 store, for the S3 page
 
     async def call(self, operation: str, req: dict | None = None, service: str = "SageMaker") -> dict:
         """One API operation, validated and answered exactly as ``POST /`` would (off the event loop)."""
@@ -121,8 +123,23 @@ def templates() -> Jinja2Templates:
     env.filters["when"] = when
     env.filters["duration"] = duration
     env.filters["num"] = number
-    env.globals.update(prefix=PREFIX, job_duration=job_duration, final_metric=final_metric, urlencode=urlencode)
+    env.globals.update(
+        prefix=PREFIX, job_duration=job_duration, final_metric=final_metric, urlencode=urlencode, s3_link=s3_link
+    )
     return templates
+
+
+def s3_link(uri: str) -> str | None:
+    """The S3 page of an ``s3://`` URI (the folder holding it, the object marked), for links from a job or a
+    model; None for a local location."""
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        return None
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    folder, _, name = key.rpartition("/")
+    query = {"prefix": f"{folder}/" if folder else ""}
+    if name:
+        query["highlight"] = key
+    return f"{PREFIX}/s3/{quote(bucket)}?{urlencode(query)}"
 
 
 #: the statuses a list of jobs filters on

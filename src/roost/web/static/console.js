@@ -224,6 +224,43 @@ function channelEditor(box) {
   });
 }
 
+// ----------------------------------------------------------------------------- the S3 page's upload
+
+// A file goes up in parts of 5 MiB (S3's smallest; the console takes bodies up to 6 MB), so a large one neither
+// waits on one request nor has to fit in one.
+const PART_BYTES = 5 * 1024 * 1024;
+
+function s3Upload(input) {
+  const body = document.body;
+  const csrf = JSON.parse(body.getAttribute("hx-headers"))["X-CSRF-Token"];
+  const progress = document.getElementById("s3-progress");
+  input.addEventListener("change", async () => {
+    for (const file of input.files) {
+      const key = input.dataset.prefix + file.name;
+      const base = `${body.dataset.prefix}/s3/${encodeURIComponent(input.dataset.bucket)}/uploads`;
+      const q = `key=${encodeURIComponent(key)}`;
+      const headers = { "X-CSRF-Token": csrf };
+      const started = await fetch(`${base}?${q}`, { method: "POST", headers: { ...headers, "X-Content-Type": file.type } });
+      if (!started.ok) { progress.textContent = `${file.name}: ${await started.text()}`; return; }
+      const { uploadId } = await started.json();
+      const parts = [];
+      for (let n = 1, offset = 0; offset < file.size || n === 1; n++, offset += PART_BYTES) {
+        progress.textContent = `${file.name}: ${Math.round((100 * offset) / Math.max(file.size, 1))} %`;
+        const r = await fetch(`${base}/${encodeURIComponent(uploadId)}/${n}?${q}`, {
+          method: "PUT", headers, body: file.slice(offset, offset + PART_BYTES),
+        });
+        if (!r.ok) { progress.textContent = `${file.name}: ${await r.text()}`; return; }
+        parts.push({ number: n, etag: (await r.json()).etag });
+      }
+      const done = await fetch(`${base}/${encodeURIComponent(uploadId)}/complete?${q}`, {
+        method: "POST", headers: { ...headers, "Content-Type": "application/json" }, body: JSON.stringify({ parts }),
+      });
+      if (!done.ok) { progress.textContent = `${file.name}: ${await done.text()}`; return; }
+    }
+    window.location.reload();
+  });
+}
+
 // ----------------------------------------------------------------------------- start
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -238,6 +275,8 @@ document.addEventListener("DOMContentLoaded", () => {
     tuningCharts(tuning);
     if (tuning.dataset.live) live(tuning, { panel: (e) => { swap(tuning, e.data); tuningCharts(tuning); } });
   }
+  const s3File = document.getElementById("s3-file");
+  if (s3File) s3Upload(s3File);
   const ranges = document.querySelector("table.tuning-ranges");
   if (ranges) rangeRows(ranges);
   const compare = document.getElementById("chart-compare");
