@@ -25,11 +25,10 @@ import logging
 import re
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-import anyio
 from botocore.auth import UNSIGNED_PAYLOAD, HmacV1QueryAuth, S3SigV4Auth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
@@ -41,7 +40,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from roost.aws import ServiceError
 from roost.aws.shapes import service_model
-from roost.storage.objects import CHECKSUMS, CHUNK, LIMITS, Expected, ObjectInfo, ObjectStore, etag_matches
+from roost.serving.http import blocking_chunks
+from roost.storage.objects import (
+    CHECKSUMS,
+    CHUNK,
+    LIMITS,
+    Expected,
+    ObjectInfo,
+    ObjectStore,
+    etag_matches,
+    read_range,
+)
 
 log = logging.getLogger(__name__)
 
@@ -418,27 +427,14 @@ class Body:
     def __init__(self, req: S3Request, expected: Expected) -> None:
         self.req = req
         self.expected = expected
-        self.stream: AsyncIterator[bytes] = req.request.stream()
+        self._pieces = blocking_chunks(req.request.stream(), CHUNK)
         self.chunked = req.payload in (STREAMING_UNSIGNED, STREAMING_SIGNED, STREAMING_SIGNED_TRAILER)
         self._buffer = b""
         self._done = False
         self._previous = req.seed_signature
 
     def _pull(self) -> bytes:
-        async def next_chunk() -> bytes:
-            # the server hands over the body 64 KiB at a time: gather a mebibyte per trip between the event loop
-            # and the store's thread, or the trips cost more than the bytes
-            pieces, size = [], 0
-            while size < CHUNK:
-                try:
-                    piece = await self.stream.__anext__()
-                except StopAsyncIteration:
-                    break
-                pieces.append(piece)
-                size += len(piece)
-            return b"".join(pieces)
-
-        return anyio.from_thread.run(next_chunk)
+        return next(self._pieces, b"")
 
     def __iter__(self) -> Iterator[bytes]:
         if not self.chunked:
@@ -640,18 +636,6 @@ def _range(text: str, size: int) -> tuple[int, int] | None:
     if first >= size:
         raise s3_error("InvalidRange", "The requested range is not satisfiable", 416, ActualObjectSize=str(size))
     return first, last
-
-
-def _file_chunks(info: ObjectInfo, first: int, last: int) -> Iterator[bytes]:
-    with open(info.path, "rb") as f:
-        f.seek(first)
-        remaining = last - first + 1
-        while remaining > 0:
-            chunk = f.read(min(CHUNK, remaining))
-            if not chunk:
-                return
-            remaining -= len(chunk)
-            yield chunk
 
 
 class S3App:
@@ -925,7 +909,7 @@ class S3App:
         if head:
             return Response(status_code=code, headers=headers)
         media = headers.pop("Content-Type")
-        return StreamingResponse(_file_chunks(info, first, last), status_code=code, headers=headers, media_type=media)
+        return StreamingResponse(read_range(info, first, last), status_code=code, headers=headers, media_type=media)
 
     async def copy_object(self, req: S3Request) -> Response:
         source = await self._source(req)

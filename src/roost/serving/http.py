@@ -1,4 +1,4 @@
-"""HTTP plumbing for Roost's servers: request bodies bounded before anything reads them.
+"""HTTP plumbing for Roost's servers: request bodies bounded before anything reads them, and read by blocking code.
 
 :class:`BodyLimit` answers 413-like errors for a ``Content-Length`` above the
 limit without reading a byte, and ends a body sent without a length (chunked) as
@@ -9,7 +9,7 @@ server hold more than the limit in memory. The answer's shape is the caller's
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 from starlette.responses import Response
@@ -78,3 +78,25 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def blocking_chunks(stream: AsyncIterator[bytes], gather: int = 1024 * 1024) -> Iterator[bytes]:
+    """A request body as blocking code in a worker thread reads it (the store's writes run off the event loop):
+    each step fetches from the event loop at least ``gather`` bytes, since the server hands the body over 64 KiB at
+    a time and the trips would cost more than the bytes. Call it from a thread started by anyio
+    (``run_in_threadpool``)."""
+    import anyio
+
+    async def next_piece() -> bytes:
+        pieces, size = [], 0
+        while size < gather:
+            try:
+                piece = await stream.__anext__()
+            except StopAsyncIteration:
+                break
+            pieces.append(piece)
+            size += len(piece)
+        return b"".join(pieces)
+
+    while piece := anyio.from_thread.run(next_piece):
+        yield piece

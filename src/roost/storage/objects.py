@@ -29,7 +29,7 @@ import secrets
 import shutil
 import time
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -666,20 +666,7 @@ class ObjectStore:
     def upload_part_copy(
         self, bucket: str, key: str, upload_id: str, number: int, source: ObjectInfo, first: int, last: int
     ) -> PartInfo:
-        with open(source.path, "rb") as f:
-            f.seek(first)
-            remaining = last - first + 1
-
-            def chunks() -> Iterable[bytes]:
-                nonlocal remaining
-                while remaining > 0:
-                    chunk = f.read(min(CHUNK, remaining))
-                    if not chunk:
-                        return
-                    remaining -= len(chunk)
-                    yield chunk
-
-            return self.upload_part(bucket, key, upload_id, number, chunks(), Expected())
+        return self.upload_part(bucket, key, upload_id, number, read_range(source, first, last), Expected())
 
     def _commit_part(self, part: S3Part) -> PartInfo:
         old = None
@@ -813,6 +800,20 @@ class ObjectStore:
             s.execute(delete(S3Upload).where(S3Upload.upload_id == upload_id))
         for b in blobs:
             self._drop_blob(b)
+
+
+def read_range(info: ObjectInfo, first: int = 0, last: int | None = None) -> Iterator[bytes]:
+    """An object's bytes ``first`` to ``last`` (inclusive; the end when None), a mebibyte at a time."""
+    last = info.size - 1 if last is None else last
+    with open(info.path, "rb") as f:
+        f.seek(first)
+        remaining = last - first + 1
+        while remaining > 0:
+            chunk = f.read(min(CHUNK, remaining))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+            yield chunk
 
 
 def etag_matches(condition: str, etag: str) -> bool:

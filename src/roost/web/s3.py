@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from roost.aws import ServiceError
-from roost.storage.objects import CHUNK, Expected, ObjectStore
+from roost.serving.http import blocking_chunks
+from roost.storage.objects import Expected, ObjectStore, read_range
 from roost.web.common import PREFIX, console_of, require_change, require_user
 
 router = APIRouter()
@@ -85,18 +85,13 @@ async def download(request: Request, bucket: str, key: str, user: str = Depends(
     store = _store(request)
     info = await run_in_threadpool(store.head, bucket, key)
 
-    def chunks():
-        with open(info.path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                yield chunk
-
     name = key.rsplit("/", 1)[-1] or "object"
     headers = {
         "Content-Length": str(info.size),
         "ETag": f'"{info.etag}"',
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
     }
-    return StreamingResponse(chunks(), media_type=info.content_type, headers=headers)
+    return StreamingResponse(read_range(info), media_type=info.content_type, headers=headers)
 
 
 @router.post("/s3/{bucket}/delete")
@@ -137,19 +132,8 @@ async def upload_part(
     request: Request, bucket: str, upload_id: str, number: int, key: str, user: str = Depends(require_change)
 ) -> Response:
     store = _store(request)
-    stream = request.stream()
-
-    async def next_piece() -> bytes:
-        try:
-            return await stream.__anext__()
-        except StopAsyncIteration:
-            return b""
-
-    def body():
-        while piece := anyio.from_thread.run(next_piece):
-            yield piece
-
-    info = await run_in_threadpool(store.upload_part, bucket, key, upload_id, number, body(), Expected())
+    body = blocking_chunks(request.stream())  # iterated in the worker thread, fetched from the event loop
+    info = await run_in_threadpool(store.upload_part, bucket, key, upload_id, number, body, Expected())
     return JSONResponse({"etag": info.etag})
 
 
