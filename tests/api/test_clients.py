@@ -2,6 +2,7 @@
 CloudWatch's metrics in both of its wire protocols. Only endpoint URLs and credentials change."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -9,7 +10,7 @@ import time
 import boto3
 import pytest
 
-from helpers import FAST, KEY, SECRET, Server, free_port
+from helpers import FAST, KEY, SECRET, Server
 
 pytestmark = pytest.mark.slow  # trains and serves through real clients
 
@@ -19,38 +20,25 @@ ROLE = "arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-ExecutionRol
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """Roost, moto's S3 on loopback, the animal silhouettes in a bucket, and the environment clients read."""
-    from moto.server import ThreadedMotoServer
-
+    """Roost - the SageMaker API and S3 on one port - the animal silhouettes in a bucket of its own store, and the
+    environment clients read: AWS_ENDPOINT_URL alone points every client at both."""
     from roost.data import im2rec
     from roost.data.samples import ANIMAL_CLASSES, export_animal_shapes
     from roost.formats.lst import write_list
 
     tmp = tmp_path_factory.mktemp("clients")
-    s3_port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
-    moto.start()
-    s3_url = f"http://127.0.0.1:{s3_port}"
-    srv = Server(
-        tmp / "roost",
-        env={
-            "AWS_ENDPOINT_URL_S3": s3_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        },
-    ).start()
+    srv = Server(tmp / "roost").start()
     sdk_config = tmp / "sagemaker.yaml"
     sdk_config.write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n")
     env = {
         "AWS_ENDPOINT_URL": srv.url,
-        "AWS_ENDPOINT_URL_S3": s3_url,
         "AWS_ACCESS_KEY_ID": KEY,
         "AWS_SECRET_ACCESS_KEY": SECRET,
         "AWS_DEFAULT_REGION": "us-east-1",
         "SAGEMAKER_USER_CONFIG_OVERRIDE": str(sdk_config),
     }
     with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("AWS_ENDPOINT_URL_S3", raising=False)
         for k, v in env.items():
             mp.setenv(k, v)
         export_animal_shapes(tmp / "images", 12, list(ANIMAL_CLASSES))
@@ -58,10 +46,30 @@ def stack(tmp_path_factory):
         for name, entries in (("train", split.train), ("val", split.val)):
             write_list(tmp / f"{name}.lst", entries)
             im2rec.pack_list(tmp / f"{name}.lst", tmp / "images")
-        s3 = boto3.client("s3", endpoint_url=s3_url, aws_access_key_id="testing", aws_secret_access_key="testing")
-        s3.create_bucket(Bucket="bucket")
-        s3.upload_file(str(tmp / "train.rec"), "bucket", "ic-fulltraining/train/cifar10_train.rec")
-        s3.upload_file(str(tmp / "val.rec"), "bucket", "ic-fulltraining/validation/cifar10_val.rec")
+        boto3.client("s3").create_bucket(Bucket="bucket")  # AWS_ENDPOINT_URL: Roost's own S3
+        here = os.getcwd()
+        os.chdir(tmp)  # seed 002 uploads files named relative to its folder
+        bucket = "bucket"
+
+        def upload_to_s3(channel, file):  # seed 002's own function, as written
+            s3 = boto3.resource("s3")
+            data = open(file, "rb")
+            key = channel + "/" + file
+            s3.Bucket(bucket).put_object(Key=key, Body=data)
+
+        (tmp / "cifar10_train.rec").write_bytes((tmp / "train.rec").read_bytes())
+        try:
+            upload_to_s3("ic-fulltraining/train", "cifar10_train.rec")
+        finally:
+            os.chdir(here)
+        # the SDK's own upload (v2's Session.upload_data), for the other channel
+        (tmp / "cifar10_val.rec").write_bytes((tmp / "val.rec").read_bytes())
+        import sagemaker
+
+        uri = sagemaker.Session(default_bucket="bucket").upload_data(
+            str(tmp / "cifar10_val.rec"), bucket="bucket", key_prefix="ic-fulltraining/validation"
+        )
+        assert uri == "s3://bucket/ic-fulltraining/validation/cifar10_val.rec"
         yield {
             "server": srv,
             "tmp": tmp,
@@ -70,7 +78,6 @@ def stack(tmp_path_factory):
             "image": next((tmp / "images" / "bird").iterdir()),
         }
     srv.stop()
-    moto.stop()
 
 
 class _ShortWaits:
