@@ -32,8 +32,9 @@ SMALL_PARTS = TransferConfig(
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("s3") / "data").start()
+def server(tmp_path_factory, module_database_url):
+    """One server for the module's tests, on SQLite and on PostgreSQL (the store's metadata lives in either)."""
+    srv = Server(tmp_path_factory.mktemp("s3") / "data", database_url=module_database_url).start()
     yield srv
     srv.stop()
 
