@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import boto3
 import pytest
@@ -304,6 +305,37 @@ def test_the_aws_cli_as_lab_1_uses_it(server, tmp_path):
     assert _aws(server, "s3", "rb", "s3://lab1").returncode == 0
     me = json.loads(_aws(server, "sts", "get-caller-identity").stdout)
     assert me["Account"] == "000000000000" and ":assumed-role/" in me["Arn"]
+
+
+def _sdk3_python() -> Path:
+    """SDK v3's interpreter: ``make test`` builds .venv-sdk3 (v3 and v2 both own the ``sagemaker`` package)."""
+    python = Path(os.environ.get("ROOST_SDK3_PYTHON") or Path(__file__).parents[2] / ".venv-sdk3" / "bin" / "python")
+    if not python.exists():
+        pytest.skip(f"SDK v3 is not installed at {python}: `make test` builds it (or set ROOST_SDK3_PYTHON)")
+    return python
+
+
+def test_sdk_v3_uploads_downloads_and_validates_its_role_with_one_variable(server, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEMAKER_"))}
+    env |= {
+        "AWS_ENDPOINT_URL": server.url,
+        "AWS_ACCESS_KEY_ID": KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    script = Path(__file__).with_name("sdk3_client.py")
+    run = subprocess.run([_sdk3_python(), script, tmp_path], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = json.loads(run.stdout.splitlines()[-1])
+    assert seen["uri"] == "s3://sdk3/train/train.rec" and seen["listed"] == [seen["uri"]] and seen["same"]
+    assert seen["roles"] == [
+        "arn:aws:iam::000000000000:role/service-role/SageMakerRole",
+        "arn:aws:iam::000000000000:role/service-role/RoostExecutionRole",
+    ]
+    assert not seen["unverified"]  # SimulatePrincipalPolicy answered: the check passed, not merely shrugged
+    s3 = _s3(server)
+    head = s3.head_object(Bucket="sdk3", Key="train/train.rec")
+    assert head["ContentLength"] == 9 * 1024 * 1024 and head["ETag"].endswith('-2"')  # went up in parts
 
 
 def test_an_unsigned_trailer_body_as_boto3_sends_it_over_https(server):
