@@ -27,19 +27,13 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import KEY, SECRET, Server  # noqa: E402
+from machine import cpu  # noqa: E402
 from roost.system import free_port  # noqa: E402
 
 #: boto3's defaults (8 MiB parts, 10 threads), as `aws s3 cp` and `upload_file` use them
 TRANSFER = TransferConfig()
-
-
-def cpu() -> str:
-    with open("/proc/cpuinfo") as f:
-        name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
-    flags = open("/proc/cpuinfo").read()
-    kind = "AMX" if "amx_bf16" in flags else "AVX-512 bf16" if "avx512_bf16" in flags else "AVX2"
-    return f"{name} ({os.cpu_count()} vCPUs, {kind})"
 
 
 def client(url: str):
