@@ -5,9 +5,11 @@ with oneDNN's reduced-precision math (``torch.backends.mkldnn`` ``fp32_precision
 products run in bfloat16, as TF32 does on CUDA). Then the kernels oneDNN picks for bfloat16 products and
 channels-last convolutions (from ``ONEDNN_VERBOSE``: ``avx512_core_amx_bf16`` means the AMX tiles,
 ``avx512_core_bf16`` the AVX-512 dot products), and the images per second each ceiling allows for the harness's
-networks, from their counted FLOPs per trained image (forward and backward).
+networks, from their counted FLOPs per trained image (forward and backward). With ``--steps N``, Roost's own
+training step (``step_speed.roost_step``, float32 and bfloat16 autocast) is timed on each network and printed as
+a share of its ceiling: where the headroom is.
 
-    .venv/bin/python benchmarks/bench_ceiling.py [--size 4096] [--threads 2]
+    .venv/bin/python benchmarks/bench_ceiling.py [--size 4096] [--threads 2] [--steps 10] [--networks 0,1,3]
 """
 
 from __future__ import annotations
@@ -28,14 +30,15 @@ from roost.models.resnet import ResNet
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from machine import cpu  # noqa: E402
+from step_speed import roost_step  # noqa: E402
 
-#: the harness's networks (issue 25): name, layers, image shape
+#: the harness's networks (issue 25): name, layers, image shape, the batch its runs use
 NETWORKS = [
-    ("ResNet-20", 20, (1, 28, 28)),
-    ("ResNet-20", 20, (3, 28, 28)),
-    ("ResNet-18", 18, (3, 32, 32)),
-    ("ResNet-18", 18, (3, 224, 224)),
-    ("ResNet-50", 50, (3, 224, 224)),
+    ("ResNet-20", 20, (1, 28, 28), 128),
+    ("ResNet-20", 20, (3, 28, 28), 128),
+    ("ResNet-18", 18, (3, 32, 32), 128),
+    ("ResNet-18", 18, (3, 224, 224), 32),
+    ("ResNet-50", 50, (3, 224, 224), 32),
 ]
 
 
@@ -104,6 +107,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096, help="matrix side")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=0, help="also time Roost's step on each network (0: do not)")
+    parser.add_argument("--networks", default="0,1,2,3,4", help="which rows of NETWORKS, by index")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -128,12 +133,24 @@ def main() -> None:
     header = "".join(f"{name:>20}" for name in ceilings)
     print(f"  {'network':<24}{'GFLOP/img':>10}{header}")
     rows = []
-    for label, layers, shape in NETWORKS:
+    chosen = [NETWORKS[int(i)] for i in args.networks.split(",")]
+    for label, layers, shape, batch in chosen:
         cost = trained_image_gflop(layers, shape)
         allowed = {name: value / cost for name, value in ceilings.items()}
-        rows.append({"network": label, "shape": shape, "gflop_per_image": cost, "images_per_s": allowed})
+        rows.append({"network": label, "shape": shape, "batch": batch, "gflop_per_image": cost, "ceiling": allowed})
         cells = "".join(f"{v:20.1f}" for v in allowed.values())
         print(f"  {label + ' ' + ','.join(map(str, shape)):<24}{cost:10.3f}{cells}")
+
+    if args.steps:
+        print(f"Roost's training step ({args.steps} timed steps), as a share of its ceiling:")
+        for row in rows:
+            label, shape = row["network"], row["shape"]
+            for dtype, ceiling in (("float32", "float32"), ("float16", "bfloat16")):
+                speed = roost_step(int(label.split("-")[1]), shape, row["batch"], args.steps, dtype)
+                share = speed / row["ceiling"][ceiling]
+                row.setdefault("roost", {})[ceiling] = speed
+                name = f"{label} {','.join(map(str, shape))}"
+                print(f"  {name:<24} {ceiling:<9} batch {row['batch']:<4} {speed:8.1f} img/s  {share:6.1%} of ceiling")
     if args.json:
         args.json.write_text(
             json.dumps({"cpu": cpu(), "gflops": ceilings, "kernels": found, "networks": rows}, indent=2)
