@@ -177,16 +177,32 @@ def test_a_body_that_does_not_match_what_was_signed_stores_nothing(server):
     assert not list((server.data_dir / "s3" / "tmp").iterdir())
 
 
-def _signed_put(server, path: str, body: bytes, payload_hash: str, headers: dict | None = None):
-    """A PUT signed with botocore's S3 signer, its payload hash and headers as given (what no client sends)."""
-    req = AWSRequest(method="PUT", url=server.url + path, data=body, headers=dict(headers or {}))
+def test_hostile_xml_bodies_get_malformed_xml_and_the_server_goes_on(server):
+    s3 = _s3(server)
+    s3.create_bucket(Bucket="xml")
+    s3.put_object(Bucket="xml", Key="kept", Body=b"kept")
+    entities = "".join(f'<!ENTITY e{i} "{f"&e{i - 1};" * 10}">' for i in range(1, 10))
+    bomb = (  # a billion laughs: ten to the ninth characters from a few hundred bytes
+        f'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY e0 "xxxxxxxxxx">{entities}]>'
+        "<Delete><Object><Key>&e9;</Key></Object></Delete>"
+    )
+    for body in (bomb.encode(), b"", b"<Delete><Object><Key>kept</Key>"):
+        r = _signed_put(server, "/xml?delete", body, hashlib.sha256(body).hexdigest(), method="POST")
+        assert r.status_code == 400 and b"<Code>MalformedXML</Code>" in r.content, r.content
+    assert s3.get_object(Bucket="xml", Key="kept")["Body"].read() == b"kept"
+
+
+def _signed_put(server, path: str, body: bytes, payload_hash: str, headers: dict | None = None, method: str = "PUT"):
+    """A request (a PUT unless told) signed with botocore's S3 signer, its payload hash and headers as given (what
+    no client sends)."""
+    req = AWSRequest(method=method, url=server.url + path, data=body, headers=dict(headers or {}))
     req.headers["X-Amz-Content-SHA256"] = payload_hash
     signer = S3SigV4Auth(Credentials(KEY, SECRET), "s3", "us-east-1")
     signer._modify_request_before_signing = lambda request: None  # keep the payload hash given  # noqa: SLF001
     req.context["timestamp"] = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     req.headers["X-Amz-Date"] = req.context["timestamp"]
     signer.add_auth(req)
-    return requests.put(server.url + path, data=body, headers=dict(req.headers.items()))
+    return requests.request(method, server.url + path, data=body, headers=dict(req.headers.items()))
 
 
 def _aws_chunked(chunks: list[bytes], seed: str, key: bytes, amz_date: str, scope: str, trailer: str | None) -> bytes:

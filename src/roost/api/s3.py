@@ -777,13 +777,9 @@ class S3App:
         return answer("ListBuckets", result, "ListAllMyBucketsResult")
 
     async def create_bucket(self, req: S3Request) -> Response:
-        body = await _small_body(req)
+        root = await _xml_body(req)
         region = self.region
-        if body.strip():
-            try:
-                root = ET.fromstring(body)
-            except ET.ParseError:
-                raise s3_error("MalformedXML", "The XML you provided was not well-formed.") from None
+        if root is not None:
             constraint = root.find(f"{{{NAMESPACE}}}LocationConstraint")
             if constraint is None:
                 constraint = root.find("LocationConstraint")
@@ -950,11 +946,9 @@ class S3App:
         return info
 
     async def delete_objects(self, req: S3Request) -> Response:
-        body = await _small_body(req)
-        try:
-            root = ET.fromstring(body)
-        except ET.ParseError:
-            raise s3_error("MalformedXML", "The XML you provided was not well-formed.") from None
+        root = await _xml_body(req)
+        if root is None:
+            raise s3_error("MalformedXML", "The XML you provided was not well-formed.")
         objects = [o for o in root.iter() if o.tag.endswith("Object")]
         if len(objects) > LIMITS.delete_keys:
             raise s3_error("MalformedXML", f"A DeleteObjects request names at most {LIMITS.delete_keys} keys.")
@@ -1019,11 +1013,9 @@ class S3App:
         return answer("UploadPartCopy", result, "CopyPartResult")
 
     async def complete(self, req: S3Request) -> Response:
-        body = await _small_body(req)
-        try:
-            root = ET.fromstring(body)
-        except ET.ParseError:
-            raise s3_error("MalformedXML", "The XML you provided was not well-formed.") from None
+        root = await _xml_body(req)
+        if root is None:
+            raise s3_error("MalformedXML", "The XML you provided was not well-formed.")
         parts = []
         for part in (e for e in root if e.tag.endswith("Part")):
             fields = {child.tag.rsplit("}", 1)[-1]: (child.text or "") for child in part}
@@ -1128,6 +1120,17 @@ def _read_token(token: str) -> str:
         return base64.urlsafe_b64decode(token.encode()).decode()
     except (ValueError, UnicodeDecodeError):
         raise s3_error("InvalidArgument", "The continuation token provided is incorrect") from None
+
+
+async def _xml_body(req: S3Request) -> ET.Element | None:
+    """The request's XML document, or None for an empty body. expat refuses entity-expansion bombs itself."""
+    body = await _small_body(req)
+    if not body.strip():
+        return None
+    try:
+        return ET.fromstring(body)
+    except ET.ParseError:
+        raise s3_error("MalformedXML", "The XML you provided was not well-formed.") from None
 
 
 async def _small_body(req: S3Request) -> bytes:
