@@ -24,4 +24,5 @@ def first_step(rank: int, size: int, port: int, out: str) -> None:
     step(images[rank::size], labels[rank::size])
     if rank == 0:
         torch.save({k: v.detach() for k, v in model.state_dict().items()}, out)
+    dist.barrier()  # as roost.algorithm.distributed.leave does: no rank tears down Gloo while another uses it
     dist.destroy_process_group()

@@ -288,6 +288,7 @@ def _train_here(
     confine: bool,
 ) -> int:
     main = world.is_main
+    finished = False
     try:
         if world.distributed:
             rendezvous(world, resources.network_interface_name)
@@ -327,6 +328,7 @@ def _train_here(
             log.info("Training finished after %d epochs; the model is %s", result.epochs_run, result.model_file)
         else:
             host_log.info("%s (rank %d) finished its share of %d epochs", world.host, world.rank, result.epochs_run)
+        finished = True
         return 0
     except CLIENT_ERRORS as err:
         return _client_error(layout, err)
@@ -335,4 +337,4 @@ def _train_here(
         layout.write_failure(f"AlgorithmError: {type(err).__name__}: {err}")
         return 2
     finally:
-        leave(world)
+        leave(world, finished)

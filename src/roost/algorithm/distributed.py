@@ -199,6 +199,14 @@ def rendezvous(world: World, interface: str | None = None, timeout: float = 1800
     return torch.device("cuda", world.local_rank) if cuda else torch.device("cpu")
 
 
-def leave(world: World) -> None:
+def leave(world: World, finished: bool = False) -> None:
+    """Leave the process group. After a finished run every rank first waits for the others: a rank that tore
+    down its Gloo pairs while a peer still used them (rank 0 saving the model) made that peer's Gloo thread
+    abort the process ("terminate called without an active exception"). After a failure nobody waits."""
     if world.distributed and dist.is_initialized():
+        if finished:
+            try:
+                dist.barrier()
+            except RuntimeError as err:
+                host_log.warning("%s (rank %d): the others did not finish with it: %s", world.host, world.rank, err)
         dist.destroy_process_group()
