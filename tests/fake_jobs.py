@@ -59,7 +59,9 @@ class FakeLauncher:
         self.reaped: list[str] = []
         self.default: Script | None = None  # the script of jobs without one of their own (a tuning job's)
 
-    def launch(self, job_dir: Path, root: Path, env: dict[str, str]) -> FakeProcess:
+    stages_data = False
+
+    def launch(self, job_dir: Path, root: Path, env: dict[str, str], fetch=()) -> FakeProcess:
         name = env["TRAINING_JOB_NAME"]
         host = JobLayout(root).read_resources().current_host
         if host == "algo-1":

@@ -60,6 +60,9 @@ class Settings:
     region: str = "us-east-1"
     cluster: str | None = None  # a Ray cluster's address for the hosts of jobs
     cluster_resources: str = ""
+    #: the server's URL as the cluster's nodes reach it: hosts then work in folders of their own node and read
+    #: s3:// channels from the embedded store through it (no shared data folder needed; docs/distributed.md)
+    cluster_server_url: str | None = None
     #: where s3:// locations live: None or "embedded" - this server's own store (unless AWS_ENDPOINT_URL_S3 is set
     #: for the server, as before it had one); "aws" - boto3's configuration; a URL - that S3-compatible store
     s3_endpoint: str | None = None
@@ -109,12 +112,26 @@ class Server:
             self._lock = None
 
 
-def _launcher(settings: Settings) -> Launcher | None:
+def _launcher(settings: Settings, keys: dict[str, str]) -> Launcher | None:
     if not settings.cluster:
+        if settings.cluster_server_url:
+            raise UserError("--cluster-server-url is for hosts on a Ray cluster: give --cluster ADDRESS too")
         return None
-    from roost.training.ray_cluster import RayLauncher, parse_resources
+    from roost.training.ray_cluster import RayLauncher, ServerStore, parse_resources
 
-    return RayLauncher(settings.cluster, parse_resources(settings.cluster_resources))
+    store = None
+    if settings.cluster_server_url:
+        if settings.s3_endpoint not in (None, "embedded") or (
+            settings.s3_endpoint is None and os.environ.get("AWS_ENDPOINT_URL_S3")
+        ):
+            raise UserError(
+                "--cluster-server-url lets the nodes read this server's own S3 store; with another store "
+                "(--s3-endpoint, AWS_ENDPOINT_URL_S3) the runner reads the channels itself into the shared data folder"
+            )
+        key_id, secret = next(iter(keys.items()))
+        url = settings.cluster_server_url.rstrip("/")
+        store = ServerStore(url, key_id, secret, settings.region)
+    return RayLauncher(settings.cluster, parse_resources(settings.cluster_resources), store=store)
 
 
 def _choose_s3(endpoint: str | None, objects: ObjectStore) -> None:
@@ -154,7 +171,7 @@ def build(settings: Settings, *, launcher: Launcher | None = None, console: bool
             max_concurrent=settings.max_concurrent_jobs,
             stop_grace=settings.stop_grace,
             roots=roots,
-            launcher=launcher or _launcher(settings),
+            launcher=launcher or _launcher(settings, keys),
             max_instances=settings.max_running_instances,
             **polling,
         )

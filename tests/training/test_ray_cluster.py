@@ -7,8 +7,9 @@ import re
 import time
 
 import pytest
+from botocore.exceptions import WaiterError
 
-from helpers import training_request, wait_until_ended
+from helpers import FAST, Server, training_request, wait_until_ended
 from roost.storage.database import open_database
 from roost.training.ray_cluster import ClusterError, RayLauncher, parse_resources
 from roost.training.runner import JobRunner
@@ -111,6 +112,54 @@ def test_without_a_checkpoint_a_lost_node_fails_the_job_saying_so(env, recs, tmp
         r"the cluster node running algo-2 was lost \(node [0-9a-f]+\); the job has no CheckpointConfig",
         d["FailureReason"],
     ), d["FailureReason"]
+
+
+def test_hosts_on_nodes_without_the_data_folder_read_the_store_through_the_server_url(cluster, recs, tmp_path):
+    """``--cluster-server-url``: each host makes its /opt/ml folder on its node, downloads its s3:// channels from
+    the embedded store through the server's URL and sends its model and checkpoints back; nothing of the data
+    is put in the server's own job folders."""
+    c, nodes = cluster
+    while len(nodes) < 2:
+        nodes.append(c.add_node(num_cpus=1))
+    c.wait_for_nodes()
+    server = Server(tmp_path / "data", cluster=c.address, cluster_resources="ml.m5.large=1:0")
+    server.flags["cluster_server_url"] = server.url
+    server.start()
+    try:
+        s3, sm = server.client("s3"), server.client()
+        s3.create_bucket(Bucket="lab")
+        train, val, _ = recs
+        s3.upload_file(str(train), "lab", "train/train.rec")
+        s3.upload_file(str(val), "lab", "validation/val.rec")
+        request = _request(recs, tmp_path, "staged", epochs=2, CheckpointConfig={"S3Uri": "s3://lab/checkpoints"})
+        request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = "s3://lab/train/"
+        request["InputDataConfig"][1]["DataSource"]["S3DataSource"]["S3Uri"] = "s3://lab/validation/"
+        request["OutputDataConfig"]["S3OutputPath"] = "s3://lab/output"
+        sm.create_training_job(**request)
+        sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName="staged", WaiterConfig=FAST)
+        d = sm.describe_training_job(TrainingJobName="staged")
+        assert d["TrainingJobStatus"] == "Completed", d.get("FailureReason")
+        s3.head_object(Bucket="lab", Key="output/staged/output/model.tar.gz")
+        assert s3.list_objects_v2(Bucket="lab", Prefix="checkpoints/")["KeyCount"] > 0  # came back, went on to S3
+        job = server.data_dir / "jobs" / "staged"
+        for folder in (job, job / "algo-2"):
+            log = (folder / "training.log").read_text()
+            assert f"[roost] downloading s3://lab/train/ into channel train from the server at {server.url}" in log
+            assert not (folder / "opt_ml" / "input" / "data").exists()  # the server copied nothing
+        log = (job / "training.log").read_text()  # the first host trained in a folder of its node's own
+        assert re.search(r"provided configuration from \S*/roost-host-[^/]+/opt_ml/input/config/", log)
+        assert any((job / "opt_ml" / "model").iterdir())  # the first host's model came back
+        # a path only the server sees cannot reach the nodes: the job fails saying what to do instead
+        local = _request(recs, tmp_path, "staged-local", epochs=1)
+        sm.create_training_job(**local)
+        with pytest.raises(WaiterError, match="Failed"):
+            sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName="staged-local", WaiterConfig=FAST)
+        d = sm.describe_training_job(TrainingJobName="staged-local")
+        assert d["TrainingJobStatus"] == "Failed"
+        assert "is a path on the server, which the cluster's nodes do not see" in d["FailureReason"]
+        assert "aws s3 cp --recursive" in d["FailureReason"]
+    finally:
+        server.stop()
 
 
 def test_resource_specs_and_an_unreachable_cluster_are_explained():

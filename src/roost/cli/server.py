@@ -105,6 +105,13 @@ import click
     help="CPUs:GPUs a host of an instance type asks the cluster for, overriding Roost's table, e.g. "
     "ml.p3.2xlarge=8:1,ml.m5.large=2:0.",
 )
+@click.option(
+    "--cluster-server-url",
+    metavar="URL",
+    help="This server's URL as the cluster's nodes reach it, e.g. http://10.0.0.5:8080. With it the nodes need "
+    "no shared data folder: each host works in a folder of its own node, reads its s3:// channels from this "
+    "server's S3 store through the URL, and sends its model and checkpoints back.",
+)
 def server_cmd(
     host,
     port,
@@ -124,6 +131,7 @@ def server_cmd(
     job_env_allow,
     cluster,
     cluster_resources,
+    cluster_server_url,
 ) -> None:
     """Serve SageMaker's training-job API: boto3 with endpoint_url works against it.
 
@@ -154,6 +162,7 @@ def server_cmd(
             region=region,
             cluster=cluster,
             cluster_resources=cluster_resources,
+            cluster_server_url=cluster_server_url,
             s3_endpoint=s3_endpoint,
             tls=bool(tls_cert),
         )

@@ -146,8 +146,8 @@ def _unreachable(uri: str, doing: str, err: Exception) -> StorageError:
     return StorageError(f"{uri}: cannot {doing} {store} ({err}); {fix}")
 
 
-def _s3_objects(loc: Location) -> list[str]:
-    client = s3_client()
+def _s3_objects(loc: Location, client=None) -> list[str]:
+    client = client or s3_client()
     keys = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.key):
         keys += [o["Key"] for o in page.get("Contents", []) if not o["Key"].endswith("/")]
@@ -173,11 +173,15 @@ def exists(uri: str, roots: DataRoots | None = None) -> bool:
         raise _unreachable(uri, "list objects in", err) from None
 
 
-def download(uri: str, dest: Path, roots: DataRoots | None = None, shard: tuple[int, int] = (0, 1)) -> list[Path]:
+def download(
+    uri: str, dest: Path, roots: DataRoots | None = None, shard: tuple[int, int] = (0, 1), client=None
+) -> list[Path]:
     """Copy what is at ``uri`` into the folder ``dest`` (SageMaker's File mode); returns the files.
 
     ``shard=(i, n)``: only every ``n``-th object from the ``i``-th on, in key order (ShardedByS3Key for host
     ``i`` of ``n``; a host may get none when there are fewer objects than hosts, as on SageMaker).
+    ``client``: the boto3 S3 client that reads ``s3://`` (a host on a cluster node reads the server's store
+    through the server's URL); by default the embedded store, else boto3's configuration.
     """
     index, count = shard
     loc = Location.parse(uri)
@@ -205,10 +209,10 @@ def download(uri: str, dest: Path, roots: DataRoots | None = None, shard: tuple[
         if not out and count == 1:  # as for an S3 prefix without objects
             raise StorageError(f"{uri}: the folder holds no files")
         return out
-    if _embedded is not None:
+    if _embedded is not None and client is None:
         return _embedded_download(_embedded, uri, loc, dest, index, count)
-    client = s3_client()
-    keys = _s3_objects(loc)
+    client = client or s3_client()
+    keys = _s3_objects(loc, client)
     if not keys:
         raise StorageError(f"No S3 objects found under S3 URL '{uri}' given in input data source")
     prefix = loc.key if loc.key.endswith("/") or len(keys) > 1 or keys[0] != loc.key else os.path.dirname(loc.key)

@@ -13,7 +13,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -39,9 +40,23 @@ class JobProcess(Protocol):
         """End the algorithm and everything it started, now."""
 
 
+@dataclass(frozen=True)
+class Fetch:
+    """A channel that a host downloads itself, where it runs: ``shard`` as :func:`roost.storage.uri.download`."""
+
+    channel: str
+    uri: str
+    shard: tuple[int, int] = (0, 1)
+
+
 class Launcher(Protocol):
-    def launch(self, job_dir: Path, root: Path, env: dict[str, str]) -> JobProcess:
-        """Start the algorithm on the ``/opt/ml`` folder ``root``; ``job_dir`` is the job's own folder."""
+    #: True where hosts run without this machine's data folder (Ray nodes with ``--cluster-server-url``): the
+    #: runner then leaves the channels to them (``fetch``) instead of putting them into each host's folder
+    stages_data: bool
+
+    def launch(self, job_dir: Path, root: Path, env: dict[str, str], fetch: Sequence[Fetch] = ()) -> JobProcess:
+        """Start the algorithm on the ``/opt/ml`` folder ``root``; ``job_dir`` is the job's own folder. A launcher
+        that stages data gets the channels to ``fetch`` into the host's own copy of ``root`` first."""
 
     def reap(self, job_dir: Path) -> None:
         """End what a previous server left running for this job (called after a restart)."""
@@ -77,11 +92,12 @@ class LocalProcesses:
     """Each job a process group of this machine, started by ``python -m roost container train``."""
 
     PID_FILE = "pid"
+    stages_data = False  # the hosts are processes of this machine: they read what the runner put in their folder
 
     def capacity(self) -> int:
         return host_capacity()
 
-    def launch(self, job_dir: Path, root: Path, env: dict[str, str]) -> LocalProcess:
+    def launch(self, job_dir: Path, root: Path, env: dict[str, str], fetch: Sequence[Fetch] = ()) -> LocalProcess:
         env = {**env, "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())}
         cmd = [sys.executable, "-m", "roost", "container", "train", "--root", str(root)]
         popen = subprocess.Popen(

@@ -3,29 +3,40 @@
 ``roost server --cluster ray://HOST:PORT`` (or ``auto`` for a cluster this machine belongs to) uses
 :class:`RayLauncher` instead of local processes. Each host asks for the CPUs and GPUs of its instance type
 (:data:`INSTANCE_RESOURCES`, overridable), runs ``python -m roost container train`` there, and streams its
-output back to the runner. The nodes must see the server's data folder at the same path (a shared file
-system), or the channels must come from S3. A host whose node is lost ends with :data:`NODE_LOST`; the
-runner then restarts a job that has a CheckpointConfig from its last checkpoint, on the nodes that remain.
+output back to the runner. Either the nodes see the server's data folder at the same path (a shared file
+system), or, with ``--cluster-server-url``, each host is staged: its ``/opt/ml`` folder is made on its node, its
+``s3://`` channels come through the server's URL from its S3 store, and its model, output and checkpoints come
+back to the server (:class:`ServerStore`). The first host's node is where the others meet it. A host whose node
+is lost ends with :data:`NODE_LOST`; the runner then restarts a job that has a CheckpointConfig from its last
+checkpoint, on the nodes that remain.
 
 Install with ``pip install 'roost[ray]'``.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tarfile
+import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from roost.algorithm.distributed import world_for
 from roost.algorithm.layout import JobLayout
 from roost.errors import UserError
+from roost.paths import walk_files
+from roost.storage.uri import download
 from roost.system import PARENT_PID_ENV, THREADS_ENV
-from roost.training.launcher import NODE_LOST
+from roost.training.launcher import NODE_LOST, Fetch
 
 #: how long a host may wait for a node with its instance type's CPUs and GPUs free
 PLACEMENT_SECONDS = 300.0
@@ -80,15 +91,108 @@ def parse_resources(spec: str) -> dict[str, tuple[float, float]]:
     return out
 
 
+@dataclass(frozen=True)
+class ServerStore:
+    """How hosts on the cluster's nodes reach this server's S3 store (``roost server --cluster-server-url``): the
+    URL as the nodes see it, and the server's own key pair. Only Roost's actor on the node holds the key; the
+    algorithm's process never sees it, as on this machine (``roost.training.runner.PRIVATE_ENV``)."""
+
+    url: str
+    access_key_id: str
+    secret_access_key: str
+    region: str
+
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+            region_name=self.region,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}),
+        )
+
+
+#: what comes back from a host that ran on its own node: its trained model, its output and its checkpoints
+RESULTS = ("model", "output", "checkpoints")
+#: how often a staged host's checkpoints are mirrored back to the server (from there to CheckpointConfig.S3Uri)
+MIRROR_SECONDS = 30.0
+
+Snapshot = dict[str, tuple[int, int]]
+
+
+def _pack(root: Path, folders: tuple[str, ...] | None, known: Snapshot) -> tuple[bytes, Snapshot]:
+    """A tar of the files below ``root`` (only ``folders``, if given) that are not in ``known`` as they are now,
+    and what is there now. Files being written (``*.partial``) and the channels are left out."""
+    now: Snapshot = {}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        if folders is None:  # the whole folder: its empty folders too (an empty checkpoints/ asks for checkpoints)
+            for path in sorted(p for p in root.rglob("*") if p.is_dir() and not p.is_symlink()):
+                rel = path.relative_to(root).as_posix()
+                if rel != "input/data" and not rel.startswith("input/data/"):
+                    tar.add(path, arcname=rel, recursive=False)
+        for base in [root / f for f in folders] if folders is not None else [root]:
+            for path in sorted(walk_files(base)) if base.is_dir() else []:
+                rel = path.relative_to(root).as_posix()
+                if rel.endswith(".partial") or rel.startswith("input/data/"):
+                    continue
+                st = path.stat()
+                now[rel] = (st.st_size, st.st_mtime_ns)
+                if known.get(rel) != now[rel]:
+                    tar.add(path, arcname=rel, recursive=False)
+    return buffer.getvalue(), now
+
+
+def _unpack(data: bytes, root: Path, folders: tuple[str, ...] | None = None, present: Snapshot | None = None) -> None:
+    """Write the files of ``data`` below ``root``, each whole (a reader never sees half a checkpoint); with
+    ``present``, files of ``folders`` that are no longer there are removed."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            member = tarfile.data_filter(member, str(root))  # our own actor made it; checked all the same
+            if member.isdir():
+                (root / member.name).mkdir(parents=True, exist_ok=True)
+            if not member.isfile():
+                continue
+            target = root / member.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            assert source is not None
+            partial = target.with_name(target.name + ".arriving")
+            with open(partial, "wb") as out:
+                shutil.copyfileobj(source, out)
+            os.replace(partial, target)
+    if present is not None and folders is not None:
+        for base in (root / f for f in folders):
+            for path in list(walk_files(base)) if base.is_dir() else []:
+                if path.relative_to(root).as_posix() not in present and not path.name.endswith(".partial"):
+                    path.unlink(missing_ok=True)
+
+
 class _Host:
-    """The Ray actor of one host: the algorithm as its child process, its output kept for the runner to fetch."""
+    """The Ray actor of one host: the algorithm as its child process, its output kept for the runner to fetch.
+
+    A staged host (:class:`ServerStore` given) first makes its own ``/opt/ml`` folder on its node from the files
+    the server sent and downloads its channels through the server's URL; the runner then pulls its results."""
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
         self.lock = threading.Lock()
+        self.rc: int | None = None  # the status of a host that ended before its algorithm started
+        self.aborted = threading.Event()
+        self.root: Path | None = None
 
-    def start(self, cmd: list[str], env: dict[str, str]) -> str:
+    def start(
+        self,
+        cmd: list[str],
+        env: dict[str, str],
+        rendezvous_here: bool = False,
+        staged: tuple[bytes, list[Fetch], ServerStore] | None = None,
+    ) -> tuple[str, str]:
         import ray
 
         # the algorithm dies with this actor (a lost node, a killed actor), as local jobs die with the server
@@ -96,11 +200,52 @@ class _Host:
         env.pop("CUDA_VISIBLE_DEVICES", None)  # the GPUs Ray gave this actor, not the server machine's
         if "CUDA_VISIBLE_DEVICES" in os.environ:
             env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+        address = ray.util.get_node_ip_address()
+        if rendezvous_here:  # the first host: the others meet it on its node, not on the server's loopback
+            env["MASTER_ADDR"] = address
+        if staged is None:
+            self._spawn(cmd, env)
+        else:
+            files, fetch, store = staged
+            self.root = Path(tempfile.mkdtemp(prefix="roost-host-")) / "opt_ml"
+            _unpack(files, self.root)
+            cmd = [*cmd, "--root", str(self.root)]
+            threading.Thread(target=self._stage, args=(cmd, env, fetch, store), daemon=True).start()
+        return ray.get_runtime_context().get_node_id(), address
+
+    def _say(self, text: str) -> None:
+        with self.lock:
+            self.lines.append(f"[roost] {text}\n")
+
+    def _stage(self, cmd: list[str], env: dict[str, str], fetch: list[Fetch], store: ServerStore) -> None:
+        assert self.root is not None
+        layout = JobLayout(self.root)
+        try:
+            client = store.client()
+            for item in fetch:
+                if self.aborted.is_set():
+                    self.rc = -signal.SIGTERM
+                    return
+                self._say(f"downloading {item.uri} into channel {item.channel} from the server at {store.url}")
+                files = download(item.uri, layout.channel(item.channel), shard=item.shard, client=client)
+                size = sum(f.stat().st_size for f in files)
+                self._say(f"channel {item.channel}: {len(files)} file(s), {size / 1e6:.1f} MB")
+        except Exception as err:  # noqa: BLE001 - whatever failed, the job ends saying what and where
+            message = f"channel {item.channel}: cannot download {item.uri} from the server at {store.url}: {err}"
+            self._say(message)
+            layout.write_failure(f"ClientError: {message}")
+            self.rc = 1
+            return
+        if self.aborted.is_set():
+            self.rc = -signal.SIGTERM
+            return
+        self._spawn(cmd, env)
+
+    def _spawn(self, cmd: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
         )
         threading.Thread(target=self._read, daemon=True).start()
-        return ray.get_runtime_context().get_node_id()
 
     def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -110,14 +255,24 @@ class _Host:
 
     def output(self, since: int) -> tuple[list[str], int | None]:
         """Lines from ``since`` on, and the exit status once the process has ended and its output is all read."""
-        assert self.proc is not None
-        rc = self.proc.poll()
-        if rc is not None:
+        rc = self.rc if self.proc is None else self.proc.poll()
+        if rc is not None and self.proc is not None:
             time.sleep(0.05)  # the reader's last lines
         with self.lock:
             return self.lines[since:], rc
 
+    def results(self, folders: tuple[str, ...], known: Snapshot) -> tuple[bytes, Snapshot]:
+        """What changed in ``folders`` of a staged host's ``/opt/ml`` since ``known``, and what is there now."""
+        if self.root is None:
+            return b"", {}
+        return _pack(self.root, folders, known)
+
+    def clean(self) -> None:
+        if self.root is not None:
+            shutil.rmtree(self.root.parent, ignore_errors=True)
+
     def signal(self, sig: int) -> None:
+        self.aborted.set()
         if self.proc is not None and self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, sig) if sig == signal.SIGKILL else self.proc.send_signal(sig)
@@ -126,20 +281,28 @@ class _Host:
 
 
 class RayProcess:
-    """A host running as a Ray actor, seen by the runner as a :class:`roost.training.launcher.JobProcess`."""
+    """A host running as a Ray actor, seen by the runner as a :class:`roost.training.launcher.JobProcess`.
 
-    def __init__(self, actor: Any, node_id: str) -> None:
-        self.actor, self.node_id = actor, node_id
+    For a staged host, ``root`` is the server's copy of its ``/opt/ml`` folder: checkpoints come back into it
+    while the host runs (every :data:`MIRROR_SECONDS`), and the model, output and checkpoints when it ends."""
+
+    def __init__(self, actor: Any, node_id: str, root: Path | None = None) -> None:
+        self.actor, self.node_id, self.root = actor, node_id, root
         self._rc: int | None = None
+        self._known: Snapshot = {}
 
     @property
     def stdout(self) -> Iterator[str]:
         import ray
 
         seen = 0
+        mirrored = time.monotonic()
         while True:
             try:
                 lines, rc = ray.get(self.actor.output.remote(seen), timeout=60)
+                if self.root is not None and (rc is not None or time.monotonic() - mirrored > MIRROR_SECONDS):
+                    self._pull(RESULTS if rc is not None else ("checkpoints",))
+                    mirrored = time.monotonic()
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError, ray.exceptions.RaySystemError):
                 self._rc = NODE_LOST if self._rc is None else self._rc
                 yield f"[roost] the host's Ray node {self.node_id} was lost\n"
@@ -147,10 +310,20 @@ class RayProcess:
             seen += len(lines)
             yield from lines
             if rc is not None and not lines:
+                if self.root is not None:
+                    self.actor.clean.remote()
                 self._rc = rc
                 return
             if not lines:
                 time.sleep(0.2)
+
+    def _pull(self, folders: tuple[str, ...]) -> None:
+        import ray
+
+        assert self.root is not None
+        data, now = ray.get(self.actor.results.remote(folders, self._known), timeout=600)
+        _unpack(data, self.root, folders, now)
+        self._known = now
 
     def poll(self) -> int | None:
         return self._rc
@@ -184,8 +357,12 @@ class RayLauncher:
         address: str,
         resources: Mapping[str, tuple[float, float]] | None = None,
         placement_timeout: float = PLACEMENT_SECONDS,
+        store: ServerStore | None = None,
     ) -> None:
         self.placement_timeout = placement_timeout
+        self.store = store
+        self.stages_data = store is not None
+        self._masters: dict[str, str] = {}  # job name -> the node address of its first host
         try:
             import ray
         except ImportError:
@@ -206,25 +383,37 @@ class RayLauncher:
 
         return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
-    def launch(self, job_dir: Path, root: Path, env: dict[str, str]) -> RayProcess:
+    def launch(self, job_dir: Path, root: Path, env: dict[str, str], fetch: Sequence[Fetch] = ()) -> RayProcess:
         import ray
 
-        instance_type = JobLayout(root).read_resources().current_instance_type
-        cpus, gpus = self.resources_for(instance_type)
+        resources = JobLayout(root).read_resources()
+        cpus, gpus = self.resources_for(resources.current_instance_type)
+        job = env.get("TRAINING_JOB_NAME", str(job_dir))
+        first = world_for(resources.hosts, resources.current_host, 0, 1).rank == 0
+        env = {**env, THREADS_ENV: str(max(1, int(cpus)))}
+        if not first and job in self._masters:  # the runner starts the first host first
+            env["MASTER_ADDR"] = self._masters[job]
         # several calls at once: the runner reads a host's output while it signals it
         actor = self._actor_class.options(num_cpus=cpus, num_gpus=gpus, max_restarts=0, max_concurrency=4).remote()
-        cmd = [sys.executable, "-m", "roost", "container", "train", "--root", str(root)]
-        started = actor.start.remote(cmd, {**env, THREADS_ENV: str(max(1, int(cpus)))})
+        cmd = [sys.executable, "-m", "roost", "container", "train"]
+        if self.store is None:
+            started = actor.start.remote([*cmd, "--root", str(root)], env, first)
+        else:  # the host's own /opt/ml on its node: the config (and checkpoints) sent along, channels fetched
+            files, _ = _pack(root, None, {})
+            started = actor.start.remote(cmd, env, first, (files, list(fetch), self.store))
         try:
-            node = ray.get(started, timeout=self.placement_timeout)
+            node, address = ray.get(started, timeout=self.placement_timeout)
         except ray.exceptions.GetTimeoutError:
             ray.kill(actor)
             raise ClusterError(
-                f"no node of the Ray cluster had {cpus:g} CPUs and {gpus:g} GPUs free for a {instance_type} host "
+                f"no node of the Ray cluster had {cpus:g} CPUs and {gpus:g} GPUs free for a "
+                f"{resources.current_instance_type} host "
                 f"within {self.placement_timeout:.0f} s; add nodes, or map the instance type to what the nodes have "
                 "with --cluster-resources"
             ) from None
-        return RayProcess(actor, node)
+        if first and len(resources.hosts) > 1:
+            self._masters[job] = address
+        return RayProcess(actor, node, root if self.store is not None else None)
 
     def reap(self, job_dir: Path) -> None:
         """Nothing to do: a host's actor belongs to the server's Ray session and ends with it."""

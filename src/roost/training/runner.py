@@ -27,9 +27,9 @@ from roost.cloudwatch.metrics import MetricExtractor, final_metrics
 from roost.formats.artifact import pack_model_dir
 from roost.storage.database import fetch
 from roost.storage.tables import LogEvent, MetricDatum, SecondaryStatus, TrainingJob, TrainingJobStatus
-from roost.storage.uri import DataRoots, StorageError, download, exists, sync_folder, upload
+from roost.storage.uri import DataRoots, Location, StorageError, download, exists, sync_folder, upload
 from roost.system import THREADS_ENV, available_cores, free_port, gpus_for_hosts, visible_gpus
-from roost.training.launcher import NODE_LOST, JobProcess, Launcher, LocalProcesses
+from roost.training.launcher import NODE_LOST, Fetch, JobProcess, Launcher, LocalProcesses
 from roost.training.requests import TrainingRequest
 from roost.training.service import instance_count, metric_definitions, set_status, stored_request
 
@@ -304,7 +304,8 @@ class JobRunner:
         while True:
             for host, device in zip(hosts, devices, strict=True):
                 host_env = env if device is None else {**env, "CUDA_VISIBLE_DEVICES": device}
-                host.proc = self.launcher.launch(host.folder, host.layout.root, host_env)
+                channels = self._fetch(req, host, len(hosts)) if self.launcher.stages_data else []
+                host.proc = self.launcher.launch(host.folder, host.layout.root, host_env, channels)
             done = threading.Event()
             syncer = threading.Thread(target=self._sync_checkpoints, args=(req, hosts[0], done), daemon=True)
             syncer.start()
@@ -360,6 +361,15 @@ class JobRunner:
         if saved and not any(first.checkpoints.iterdir()) and exists(saved, self.roots):
             # what an earlier job (or this one, before a restart elsewhere) left there: the run resumes from it
             download(saved, first.checkpoints, self.roots)
+        if self.launcher.stages_data:  # each host downloads its channels on its own node (see _fetch)
+            for ch in req.channels:
+                if Location.parse(ch.uri).scheme != "s3":
+                    raise StorageError(
+                        f"channel {ch.name}: {ch.uri} is a path on the server, which the cluster's nodes do not "
+                        "see (the server was started with --cluster-server-url); put the data in the server's S3 "
+                        f"store (aws s3 cp --recursive {ch.uri} s3://BUCKET/{ch.name}/) and name that s3:// location"
+                    )
+            return
         if not (resuming and first.data.is_dir()):  # a resumed job has its channels from the first start
             with self.sessions.begin() as s:
                 set_status(s, fetch(s, TrainingJob, req.name), None, Secondary.DOWNLOADING, "Downloading input data")
@@ -374,6 +384,11 @@ class JobRunner:
                 link = host.layout.channel(ch.name)
                 if not ch.sharded and not link.exists():
                     link.symlink_to(first.channel(ch.name).resolve(), target_is_directory=True)
+
+    @staticmethod
+    def _fetch(req: TrainingRequest, host: Host, count: int) -> list[Fetch]:
+        """What a host on a node of its own downloads: every channel whole (FullyReplicated), or its share."""
+        return [Fetch(ch.name, ch.uri, (host.index, count) if ch.sharded else (0, 1)) for ch in req.channels]
 
     def _watch(
         self, name: str, req: TrainingRequest, hosts: list[Host], started: float
