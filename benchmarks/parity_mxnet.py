@@ -6,7 +6,9 @@ im2rec, then for every seed trains once with MXNet 1.9.1 (``benchmarks/mxnet_sid
 interpreter) and once with ``roost train --seed``, alternating the two so both see the same machine. Prints
 the validation accuracy by epoch of both (mean and spread over the seeds), the first-epoch train accuracy,
 and the training images/s of both (from each epoch's ``Time cost``) as a ratio. ``Roost-float16`` is Roost with
-``precision_dtype=float16`` (bfloat16 autocast on a CPU that has it), the same hyperparameters otherwise.
+``precision_dtype=float16`` (bfloat16 autocast on a CPU that has it), the same hyperparameters otherwise;
+``Roost-1proc`` and ``Roost-procs`` force the process plan (one process with every thread, one single-thread
+process per core) where ``Roost`` chooses it.
 
 ``--speed`` times the bare training step instead, on random batches, at every size the issue names (ResNet-20 at
 1,28,28 and 3,28,28, ResNet-18 at 3,32,32 - SageMaker's depth table has no ResNet-20 above 28 pixels - and
@@ -67,7 +69,14 @@ class Run:
     seconds: list[float] = field(default_factory=list)
 
 
-SYSTEMS = ("MXNet", "Roost", "Roost-float16")
+SYSTEMS = ("MXNet", "Roost", "Roost-float16", "Roost-1proc", "Roost-procs")
+#: what each Roost system changes: hyperparameters, and the environment (the process plan, docs/distributed.md)
+ROOST_SYSTEMS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "Roost": ({}, {}),
+    "Roost-float16": ({"precision_dtype": "float16"}, {}),
+    "Roost-1proc": ({}, {"ROOST_PROCESSES_PER_HOST": "1"}),  # one process with every thread
+    "Roost-procs": ({}, {"ROOST_PROCESSES_PER_HOST": "cores"}),  # one single-thread process per core
+}
 
 
 def _pack(images: Path, out: Path, resize: int = 0, color: int = 1) -> int:
@@ -245,7 +254,11 @@ def main() -> None:
     p.add_argument("--per-class", type=int, default=300, help="animal-mnist images per class")
     p.add_argument("--sets", default="mnist,animals,animals32", help="which data sets, comma-separated")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--systems", default="MXNet,Roost", help="which to run: MXNet, Roost, Roost-float16")
+    p.add_argument(
+        "--systems",
+        default="MXNet,Roost",
+        help="which to run: MXNet, Roost (its own process plan), Roost-float16, Roost-1proc, Roost-procs",
+    )
     p.add_argument("--speed", action="store_true", help="time the bare training step at every size instead")
     p.add_argument("--rounds", type=int, default=3, help="--speed: alternating rounds")
     args = p.parse_args()
@@ -275,9 +288,9 @@ def main() -> None:
                     if system == "MXNet":
                         runs[system].append(run_mxnet(python, d, hp, seed, env))  # type: ignore[arg-type]
                     else:
-                        extra = {"precision_dtype": "float16"} if system == "Roost-float16" else {}
+                        extra, extra_env = ROOST_SYSTEMS[system]
                         job = folder / f"job-{d.folder.name}-{system}-{seed}"
-                        runs[system].append(run_roost(d, {**hp, **extra}, seed, env, job))
+                        runs[system].append(run_roost(d, {**hp, **extra}, seed, {**env, **extra_env}, job))
                     r = runs[system][-1]
                     print(f"{d.name} seed {seed} {system}: validation {[round(v, 3) for v in r.validation]}",
                           file=sys.stderr, flush=True)  # fmt: skip

@@ -365,3 +365,33 @@ def test_the_seed_comes_from_the_environment(monkeypatch):
         monkeypatch.setenv(SEED_ENV, bad)
         with pytest.raises(UserError, match="ROOST_SEED"):
             job_seed()
+
+
+def test_the_host_processes_log_lines_and_progress_reach_the_first_process_handlers():
+    """What ``_train_processes`` relays from its processes: log records to this process's handlers (``roost
+    train``'s log file), progress to its hook (the progress bar)."""
+    import logging
+    import queue
+
+    from roost.algorithm.container import _relay
+
+    events: queue.Queue = queue.Queue()
+    record = logging.getLogger("roost.algorithm").makeRecord(
+        "roost.algorithm", logging.INFO, __file__, 1, "Epoch[%d] Validation-accuracy=%f", (0, 0.5), None
+    )
+    events.put(record)
+    events.put(("train", 0, 3, 10))
+    events.put(None)
+    seen, progress = [], []
+
+    class Keep(logging.Handler):
+        def emit(self, r):
+            seen.append(r.getMessage())
+
+    handler = Keep()
+    logging.getLogger("roost").addHandler(handler)
+    try:
+        _relay(events, lambda *a: progress.append(a))
+    finally:
+        logging.getLogger("roost").removeHandler(handler)
+    assert seen == ["Epoch[0] Validation-accuracy=0.500000"] and progress == [("train", 0, 3, 10)]

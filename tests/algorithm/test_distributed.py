@@ -16,7 +16,7 @@ from torch import nn
 
 from distributed_worker import first_step
 from helpers import BASE_HP, free_port, make_rec_split
-from roost.algorithm.distributed import World, world_for
+from roost.algorithm.distributed import PROCS_ENV, DistributedError, ProcessPlan, World, process_plan, world_for
 from roost.algorithm.layout import JobLayout, ResourceConfig, prepare_local_job
 from roost.data.dataset import RoundBatchSampler
 
@@ -58,6 +58,33 @@ def test_two_workers_make_the_update_one_worker_makes_with_their_global_batch(tm
     two = torch.load(tmp_path / "two.pt")
     for name, value in model.state_dict().items():
         torch.testing.assert_close(two[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_the_process_plan_gives_small_images_a_process_per_core_and_says_why():
+    small = process_plan((3, 28, 28), 128, 60_000, cores=2)
+    assert (small.processes, small.threads) == (2, 1)
+    assert str(small).startswith("2 processes x 1 thread: images of 28x28 pixels") and "batch of 64" in str(small)
+    for shape, batch, images, cores, why in (
+        ((3, 224, 224), 32, 60_000, 2, "images of 224x224 pixels keep 2 threads of one process busy"),
+        ((3, 64, 64), 128, 60_000, 2, "64x64"),
+        ((1, 28, 28), 127, 60_000, 2, "mini_batch_size=127 does not split into 2 batches of 16"),
+        ((1, 28, 28), 16, 60_000, 2, "does not split into 2 batches of 16"),  # batch norm on 8 images: no
+        ((1, 28, 28), 128, 1_000, 2, "1000 images in all are too few"),  # not worth starting processes
+        ((1, 28, 28), 128, 60_000, 1, "one core"),
+    ):
+        plan = process_plan(shape, batch, images, cores)
+        assert (plan.processes, plan.threads) == (1, cores) and why in plan.reason, plan
+        assert plan.reason.endswith(f"({PROCS_ENV} overrides)")
+    assert str(process_plan((3, 224, 224), 32, 10, cores=2)).startswith("1 process x 2 threads: ")
+    assert process_plan((3, 224, 224), 32, 10, cores=16, gpus=4) == ProcessPlan(4, 1, "one process per GPU")
+    # the override, bounded by the host: a job's Environment may carry it
+    assert process_plan((3, 224, 224), 32, 10, cores=4, override="2") == ProcessPlan(2, 2, f"set by {PROCS_ENV}")
+    assert process_plan((3, 28, 28), 128, 60_000, cores=4, override="1").processes == 1
+    assert process_plan((3, 224, 224), 32, 10, cores=4, override="cores").processes == 4
+    capped = process_plan((3, 224, 224), 32, 10, cores=2, override="500")
+    assert (capped.processes, capped.threads) == (2, 1) and "to 500, at most one per core of this host" in capped.reason
+    with pytest.raises(DistributedError, match="give a number of processes"):
+        process_plan((3, 28, 28), 128, 60_000, cores=2, override="many")
 
 
 def test_world_reductions_are_identities_on_one_process():

@@ -98,6 +98,28 @@ def test_roost_train_end_to_end(tmp_path, data):
         assert torch.equal(model(x), again(x))
 
 
+def test_a_host_of_two_processes_logs_and_shows_progress_as_one(tmp_path, data):
+    """The process plan's processes send their log lines to ``roost train``'s own process: the log file has the
+    epochs once, and the plan is stated."""
+    import os
+
+    env = {**os.environ, "ROOST_PROCESSES_PER_HOST": "2", "ROOST_THREADS": "2", "COLUMNS": "200"}
+    train, val, n = data
+    args = [sys.executable, "-m", "roost", "train", "--train", str(train), "--validation", str(val)]
+    args += ["--output", str(tmp_path / "job"), "num_classes=3", f"num_training_samples={n}", "mini_batch_size=8"]
+    args += ["num_layers=8", "image_shape=3,16,16", "epochs=2"]
+    r = subprocess.run(args, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr + r.stdout
+    log = (tmp_path / "job" / "training.log").read_text()
+    assert "Process plan: 2 processes x 1 thread: set by ROOST_PROCESSES_PER_HOST" in log
+    assert "algo-1 is rank 0 of 2 (1 host(s) x 2 process(es))" in log
+    assert log.count("Validation-accuracy=") == 2 and r.stdout.count("Validation-accuracy=") == 2
+    assert "Setting number of threads: 1" in log  # each process its share of the cores
+    assert (tmp_path / "job" / "model.tar.gz").is_file()
+    one = _run_cli(tmp_path / "one", data, "epochs=1")  # a short run: one process, and the plan says why
+    assert re.search(r"Process plan: 1 process x \d threads?: .* \(ROOST_PROCESSES_PER_HOST overrides\)", one.stdout)
+
+
 def test_checkpoint_frequency_keeps_every_nth(tmp_path, data):
     r = _run_cli(tmp_path, data, "epochs=4", "checkpoint_frequency=2")
     assert r.returncode == 0, r.stderr

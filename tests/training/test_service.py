@@ -99,6 +99,10 @@ def test_environment_is_an_allow_list(database_url, recs):
         with pytest.raises(ServiceError, match=f"Environment variable {name} not allowed"):
             service.create_training_job(request(recs, "env", Environment={name: "x"}))
     service.create_training_job(request(recs, "env", Environment={"CUDA_VISIBLE_DEVICES": "0", "SM_HOSTS": "[]"}))
+    service.create_training_job(request(recs, "plan", Environment={"ROOST_PROCESSES_PER_HOST": "cores"}))
+    for plan in ("0", "many", "99999"):
+        with pytest.raises(ServiceError, match="ROOST_PROCESSES_PER_HOST=.*give a number of processes per host"):
+            service.create_training_job(request(recs, "plan2", Environment={"ROOST_PROCESSES_PER_HOST": plan}))
     extended = TrainingJobService(
         open_database(database_url), environment=EnvironmentPolicy((*DEFAULT_JOB_ENV_ALLOW, "MY_APP_*"))
     )

@@ -11,19 +11,25 @@ error ``output/failure``, whose text becomes the job's ``FailureReason``:
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import multiprocessing
 import os
 import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
+import torch
+
 from roost.algorithm.distributed import (
+    PROCS_ENV,
     SINGLE,
+    ProcessPlan,
     World,
     host_log,
     leave,
-    processes_per_host,
+    process_plan,
     rendezvous,
     world_for,
 )
@@ -44,7 +50,7 @@ from roost.data.channels import (
 )
 from roost.errors import UserError
 from roost.formats.manifest import find_manifest, guess_attribute_names
-from roost.system import STOP_REQUESTED, die_with_parent, stop_on_sigterm
+from roost.system import STOP_REQUESTED, THREADS_ENV, cpu_budget, die_with_parent, free_port, stop_on_sigterm
 
 log = logging.getLogger("roost.algorithm")
 
@@ -200,8 +206,10 @@ def run_training(
     """Train on the job folder ``root``; returns the exit status (0 success, 1 client error, 2 algorithm error).
 
     ``confine`` keeps every list and manifest entry inside its channel; ``roost train`` on the user's own files
-    turns it off (and warns instead). With several hosts in ``resourceconfig.json``, or several GPUs, this host
-    joins the job's process group (``roost.algorithm.distributed``): one process per GPU, one on a CPU host.
+    turns it off (and warns instead). The host trains as its process plan says
+    (:func:`roost.algorithm.distributed.process_plan`): one process per GPU; on CPUs one process, or one
+    single-thread process per core for small images. With several hosts in ``resourceconfig.json``, or several
+    processes, it joins the job's process group (``roost.algorithm.distributed``).
     """
     layout = JobLayout(root)
     setup_logging()
@@ -213,30 +221,55 @@ def run_training(
     layout.failure.unlink(missing_ok=True)
     try:
         resources = layout.read_resources()
-        procs = processes_per_host()
+        plan = _process_plan(layout)
     except CLIENT_ERRORS as err:
         return _client_error(layout, err)
-    if len(resources.hosts) == 1 and procs == 1:
-        return _train_here(layout, SINGLE, resources, on_batch, workers, cpu_bf16, confine)
-    if procs == 1:
+    if len(resources.hosts) == 1 and plan.processes == 1:
+        return _train_here(layout, SINGLE, resources, on_batch, workers, cpu_bf16, confine, plan)
+    if plan.processes == 1:
         world = world_for(resources.hosts, resources.current_host, 0, 1)
-        return _train_here(layout, world, resources, on_batch, workers, cpu_bf16, confine)
-    return _train_processes(layout, resources, procs, workers, cpu_bf16, confine)
+        return _train_here(layout, world, resources, on_batch, workers, cpu_bf16, confine, plan)
+    return _train_processes(layout, resources, plan, on_batch, workers, cpu_bf16, confine)
+
+
+def _process_plan(layout: JobLayout) -> ProcessPlan:
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    try:
+        hp = parse_hyperparameters(layout.read_hyperparameters())
+        shape, batch, images = hp.image_shape, hp.mini_batch_size, hp.num_training_samples * hp.epochs
+    except CLIENT_ERRORS:  # reported where training starts, after SageMaker's configuration lines
+        shape, batch, images = (3, 224, 224), 1, 0
+    return process_plan(shape, batch, images, cpu_budget(), gpus, os.environ.get(PROCS_ENV))
 
 
 def _train_processes(
-    layout: JobLayout, resources: ResourceConfig, procs: int, workers: int | None, cpu_bf16, confine: bool
+    layout: JobLayout,
+    resources: ResourceConfig,
+    plan: ProcessPlan,
+    on_batch: BatchHook | None,
+    workers: int | None,
+    cpu_bf16,
+    confine: bool,
 ) -> int:
-    """One process per GPU of this host; the host's status is the first failure among them, else success."""
+    """The host's processes (one per GPU, or one per core); the host's status is the first failure among them,
+    else success. Their log records and the first one's progress come back here, to this process's handlers (a
+    ``roost train`` log file, its progress bar) as if they had trained here."""
     context = multiprocessing.get_context("spawn")  # CUDA cannot be forked into
+    if len(resources.hosts) == 1 and not os.environ.get("MASTER_ADDR"):  # alone: its processes meet on loopback
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    events = context.Queue()
+    threads = None if torch.cuda.is_available() else plan.threads
     children = [
         context.Process(
             target=_host_process,
-            args=(str(layout.root), resources, rank, procs, workers, cpu_bf16, confine, os.getpid()),
+            args=(str(layout.root), resources, rank, plan, threads, workers, cpu_bf16, confine),
+            kwargs={"parent": os.getpid(), "events": events, "progress": on_batch is not None and rank == 0},
             name=f"roost-{resources.current_host}-{rank}",
         )
-        for rank in range(procs)
+        for rank in range(plan.processes)
     ]
+    relay = threading.Thread(target=_relay, args=(events, on_batch), daemon=True)
+    relay.start()
     for child in children:
         child.start()
     forwarded = False
@@ -259,16 +292,49 @@ def _train_processes(
             if c.is_alive():
                 c.kill()
                 c.join()
+        events.put(None)
+        relay.join(timeout=10)
     codes = [c.exitcode or 0 for c in children]
     return next((code for code in codes if code not in (0, -signal.SIGTERM)), 0)
 
 
-def _host_process(root: str, resources, local_rank, procs, workers, cpu_bf16, confine, parent: int) -> None:
+def _relay(events, on_batch: BatchHook | None) -> None:
+    """Log records and progress from the host's processes, handed to this process's loggers and hook."""
+    while (event := events.get()) is not None:
+        if isinstance(event, logging.LogRecord):
+            logging.getLogger(event.name).handle(event)
+        elif on_batch is not None:
+            on_batch(*event)
+
+
+def _host_process(
+    root: str,
+    resources,
+    local_rank,
+    plan: ProcessPlan,
+    threads: int | None,
+    workers,
+    cpu_bf16,
+    confine,
+    *,
+    parent: int,
+    events,
+    progress: bool,
+) -> None:
     die_with_parent(parent)
     stop_on_sigterm()
-    setup_logging()
-    world = world_for(resources.hosts, resources.current_host, local_rank, procs)
-    sys.exit(_train_here(JobLayout(Path(root)), world, resources, None, workers, cpu_bf16, confine))
+    if threads is not None:  # this process's share of the host's cores (its loader workers too)
+        os.environ[THREADS_ENV] = str(threads)
+    logger = logging.getLogger("roost")
+    logger.handlers = [logging.handlers.QueueHandler(events)]
+    logger.setLevel(logging.INFO)
+    world = world_for(resources.hosts, resources.current_host, local_rank, plan.processes)
+
+    def on_batch(phase: str, epoch: int, done: int, total: int) -> None:
+        events.put((phase, epoch, done, total))
+
+    hook = on_batch if progress else None
+    sys.exit(_train_here(JobLayout(Path(root)), world, resources, hook, workers, cpu_bf16, confine, plan))
 
 
 def _client_error(layout: JobLayout, err: Exception) -> int:
@@ -286,6 +352,7 @@ def _train_here(
     workers: int | None,
     cpu_bf16: bool | None,
     confine: bool,
+    plan: ProcessPlan,
 ) -> int:
     main = world.is_main
     finished = False
@@ -299,6 +366,7 @@ def _train_here(
         log.info("Merging with provided configuration from %s: %s", layout.hyperparameters_file, provided)
         hp = parse_hyperparameters(provided)
         log.info("Final configuration: %s", {**_defaults(), **hp.to_strings()})
+        log.info("Process plan: %s", plan)
         channels = layout.read_channels()
         train_data = resolve_channel(layout, "train", channels.get("train", ChannelConfig()), hp, confine)
         validation_data = resolve_channel(

@@ -36,7 +36,7 @@ host_log = logging.getLogger("roost.host")
 DEFAULT_PORT = 7777
 #: how long a host waits for the others' names to resolve (SageMaker's containers wait up to 15 minutes)
 DNS_WAIT_SECONDS = 15 * 60
-#: overrides the processes per host (one per GPU, else one): lets CPU machines exercise the multi-process path
+#: overrides the process plan (:func:`process_plan`): a number of processes per host, or "cores"
 PROCS_ENV = "ROOST_PROCESSES_PER_HOST"
 
 
@@ -116,11 +116,83 @@ def _all_reduce(t: torch.Tensor, op: Any) -> torch.Tensor:
     return t.cpu()
 
 
-def processes_per_host() -> int:
-    """One per GPU, or one on a CPU host; ``ROOST_PROCESSES_PER_HOST`` overrides."""
-    if os.environ.get(PROCS_ENV):
-        return max(1, int(os.environ[PROCS_ENV]))
-    return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+#: the process plan's rule on CPUs (docs/distributed.md, measured by benchmarks/bench_distributed.py --plan):
+#: images of at most this many pixels (32 x 32) train faster as one single-thread process per core ...
+PLAN_MAX_PIXELS = 32 * 32
+#: ... when each process still gets a batch of this many images (batch norm is per process, as on MXNet's
+#: multi-device hosts) ...
+PLAN_MIN_PROCESS_BATCH = 16
+#: ... and the run is long enough to pay for starting the processes and their process group (a few seconds)
+PLAN_MIN_IMAGES = 20_000
+
+
+@dataclass(frozen=True)
+class ProcessPlan:
+    """How a host trains: ``processes`` processes of ``threads`` threads each, and why."""
+
+    processes: int
+    threads: int
+    reason: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.processes} process{'es' if self.processes > 1 else ''} x {self.threads} "
+            f"thread{'s' if self.threads > 1 else ''}: {self.reason}"
+        )
+
+
+def process_plan(
+    image_shape: tuple[int, ...],
+    mini_batch_size: int,
+    images: int,
+    cores: int,
+    gpus: int = 0,
+    override: str | None = None,
+) -> ProcessPlan:
+    """One process per GPU; on a CPU host one process with every core, or one single-thread process per core
+    where small images leave threads idle (the rule of :data:`PLAN_MAX_PIXELS` and the two after it).
+    ``images`` is what the run trains on in all (samples x epochs). ``override`` is ``ROOST_PROCESSES_PER_HOST``:
+    a number, or ``cores``."""
+    how = f"set by {PROCS_ENV}"
+    if override:
+        if override.strip().lower() == "cores":
+            count = cores
+        else:
+            try:
+                count = int(override)
+            except ValueError:
+                count = 0
+            if count < 1:
+                raise DistributedError(f"{PROCS_ENV}={override!r}: give a number of processes (1 or more) or cores")
+        most = gpus or cores  # a job's Environment may set it: it never starts more processes than the host has
+        if count > most:
+            how += f" to {count}, at most one per {'GPU' if gpus else 'core'} of this host"
+            count = most
+        if gpus:
+            return ProcessPlan(count, 1, how)
+        return ProcessPlan(count, max(1, cores // count), how)
+    if gpus:
+        return ProcessPlan(gpus, 1, "one process per GPU")
+    pixels = image_shape[-1] * image_shape[-2]
+    why_not = None
+    if cores < 2:
+        why_not = "one core"
+    elif pixels > PLAN_MAX_PIXELS:
+        why_not = f"images of {image_shape[-2]}x{image_shape[-1]} pixels keep {cores} threads of one process busy"
+    elif mini_batch_size % cores or mini_batch_size // cores < PLAN_MIN_PROCESS_BATCH:
+        why_not = (
+            f"mini_batch_size={mini_batch_size} does not split into {cores} batches of {PLAN_MIN_PROCESS_BATCH} or more"
+        )
+    elif images < PLAN_MIN_IMAGES:
+        why_not = f"{images} images in all are too few to pay for starting {cores} processes"
+    if why_not:
+        return ProcessPlan(1, cores, why_not + f" ({PROCS_ENV} overrides)")
+    return ProcessPlan(
+        cores,
+        1,
+        f"images of {image_shape[-2]}x{image_shape[-1]} pixels train faster on one single-thread process per core, "
+        f"each with a batch of {mini_batch_size // cores} ({PROCS_ENV} overrides)",
+    )
 
 
 def world_for(hosts: list[str], host: str, local_rank: int, local_size: int) -> World:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from roost.algorithm.distributed import PROCS_ENV
 from roost.algorithm.hyperparameters import HyperparameterError, parse_hyperparameters
 from roost.algorithm.layout import SEED_ENV
 from roost.algorithm.metrics import METRIC_VALUE
@@ -161,6 +162,7 @@ DEFAULT_JOB_ENV_ALLOW = (
     "SM_*",
     "SAGEMAKER_*",
     SEED_ENV,  # the run's random seed
+    PROCS_ENV,  # the process plan (docs/distributed.md); never more processes than the host has cores
 )
 
 
@@ -179,6 +181,12 @@ class EnvironmentPolicy:
                 "training jobs as processes of its host, so variables that could change how the interpreter, the "
                 f"loader or a library behave are refused. Allowed: {', '.join(self.allow)} (the operator adds more "
                 "with roost server --job-env-allow)."
+            )
+        plan = str(environment.get(PROCS_ENV, "1")).strip().lower()
+        if plan != "cores" and not (plan.isdigit() and 1 <= int(plan) <= 1024):
+            raise validation(
+                f"Environment variable {PROCS_ENV}={environment[PROCS_ENV]!r}: give a number of processes per host "
+                "(1 or more; never more than the host's cores are started) or cores (one per core)"
             )
 
 
