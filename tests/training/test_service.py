@@ -100,6 +100,9 @@ def test_environment_is_an_allow_list(database_url, recs):
             service.create_training_job(request(recs, "env", Environment={name: "x"}))
     service.create_training_job(request(recs, "env", Environment={"CUDA_VISIBLE_DEVICES": "0", "SM_HOSTS": "[]"}))
     service.create_training_job(request(recs, "plan", Environment={"ROOST_PROCESSES_PER_HOST": "cores"}))
+    service.create_training_job(request(recs, "math", Environment={"ROOST_FLOAT32_MATH": "bf16"}))
+    with pytest.raises(ServiceError, match="ROOST_FLOAT32_MATH='fast': give one of ieee, bf16"):
+        service.create_training_job(request(recs, "math2", Environment={"ROOST_FLOAT32_MATH": "fast"}))
     for plan in ("0", "many", "99999"):
         with pytest.raises(ServiceError, match="ROOST_PROCESSES_PER_HOST=.*give a number of processes per host"):
             service.create_training_job(request(recs, "plan2", Environment={"ROOST_PROCESSES_PER_HOST": plan}))

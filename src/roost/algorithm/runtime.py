@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import torch
+
+from roost.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +36,36 @@ class Precision:
         return "float16" if self.autocast_dtype is not None else "float32"
 
 
+#: opt-in reduced-precision float32 math (never the default, as TF32 on GPUs): ``bf16`` lets oneDNN compute
+#: float32 convolutions and matrix products with bfloat16 multiplies (float32 sums) on CPUs with native bfloat16
+FLOAT32_MATH_ENV = "ROOST_FLOAT32_MATH"
+FLOAT32_MATH = ("ieee", "bf16")
+
+
+class PrecisionError(UserError):
+    """A precision setting that is not one of its values."""
+
+
+def float32_math(device: torch.device, cpu_bf16: bool | None = None) -> str:
+    """Set oneDNN's float32 math as ``ROOST_FLOAT32_MATH`` asks (``ieee``, the default, or ``bf16``); says what
+    it did, for the log."""
+    wanted = os.environ.get(FLOAT32_MATH_ENV, "ieee").strip().lower() or "ieee"
+    if wanted not in FLOAT32_MATH:
+        raise PrecisionError(f"{FLOAT32_MATH_ENV}={wanted!r}: give one of {', '.join(FLOAT32_MATH)}")
+    if wanted == "ieee" or device.type != "cpu":
+        torch.backends.mkldnn.fp32_precision = "ieee"
+        return "float32" if wanted == "ieee" else f"float32 ({FLOAT32_MATH_ENV}=bf16 applies to CPUs only)"
+    if not (cpu_has_native_bf16() if cpu_bf16 is None else cpu_bf16):
+        torch.backends.mkldnn.fp32_precision = "ieee"
+        return f"float32 ({FLOAT32_MATH_ENV}=bf16 ignored: this CPU has no native bfloat16)"
+    torch.backends.mkldnn.fp32_precision = "bf16"
+    return f"float32 with bfloat16 math in oneDNN's convolutions and matrix products ({FLOAT32_MATH_ENV}=bf16)"
+
+
 def precision_plan(requested: str, device: torch.device, cpu_bf16: bool | None = None) -> Precision:
     """What ``precision_dtype`` becomes on this device; the log states the outcome."""
     if requested != "float16":
-        return Precision("float32")
+        return Precision(float32_math(device, cpu_bf16))
     if device.type == "cuda":
         return Precision(
             "mixed precision: float16 autocast with dynamic loss scaling (CUDA)",

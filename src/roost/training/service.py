@@ -19,6 +19,7 @@ from roost.algorithm.distributed import PROCS_ENV
 from roost.algorithm.hyperparameters import HyperparameterError, parse_hyperparameters
 from roost.algorithm.layout import SEED_ENV
 from roost.algorithm.metrics import METRIC_VALUE
+from roost.algorithm.runtime import FLOAT32_MATH, FLOAT32_MATH_ENV
 from roost.aws import (
     Account,
     Service,
@@ -163,6 +164,7 @@ DEFAULT_JOB_ENV_ALLOW = (
     "SAGEMAKER_*",
     SEED_ENV,  # the run's random seed
     PROCS_ENV,  # the process plan (docs/distributed.md); never more processes than the host has cores
+    FLOAT32_MATH_ENV,  # opt-in bfloat16 math for float32 on CPUs (docs/hyperparameters.md)
 )
 
 
@@ -181,6 +183,12 @@ class EnvironmentPolicy:
                 "training jobs as processes of its host, so variables that could change how the interpreter, the "
                 f"loader or a library behave are refused. Allowed: {', '.join(self.allow)} (the operator adds more "
                 "with roost server --job-env-allow)."
+            )
+        math = str(environment.get(FLOAT32_MATH_ENV, "ieee")).strip().lower()
+        if math not in FLOAT32_MATH:
+            raise validation(
+                f"Environment variable {FLOAT32_MATH_ENV}={environment[FLOAT32_MATH_ENV]!r}: give one of "
+                f"{', '.join(FLOAT32_MATH)}"
             )
         plan = str(environment.get(PROCS_ENV, "1")).strip().lower()
         if plan != "cores" and not (plan.isdigit() and 1 <= int(plan) <= 1024):
