@@ -7,11 +7,15 @@ Measures, in one run, training steps of Roost's ``TrainStep`` on random uint8 ba
   (``roost.algorithm.distributed``), each with half the batch.
 Prints images/s of both and their ratio, for ResNet-20 at 3,28,28 and ResNet-18 at 3,224,224.
 
+``--plan`` measures the same two ways over a grid of networks and image sizes (:data:`PLAN_CASES`) and prints
+the process plan's choice beside each (``roost.algorithm.distributed.process_plan``; docs/distributed.md).
+
 Then a whole 2-instance training job (ResNet-20, 3,28,28, real loaders and checkpoints) through the job runner,
 on local processes (baseline) and on a Ray cluster of two one-CPU nodes started on this machine: the
 algorithm's images/s over the epochs after the first, and their ratio (Ray's scaling against the local backend).
 
     .venv/bin/python benchmarks/bench_distributed.py [--steps 30] [--epochs 4]
+    .venv/bin/python benchmarks/bench_distributed.py --plan [--steps 20]
 """
 
 from __future__ import annotations
@@ -37,10 +41,21 @@ from roost.algorithm.train import TrainStep  # noqa: E402
 from roost.models.resnet import ResNet  # noqa: E402
 from roost.system import free_port  # noqa: E402
 
-# the tests' tiny data sets and job requests (tests/helpers.py)
+# the tests' tiny data sets and job requests (tests/helpers.py), and this folder's machine.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 CASES = [("ResNet-20, 3,28,28", 20, (3, 28, 28), 128), ("ResNet-18, 3,224,224", 18, (3, 224, 224), 16)]
+#: --plan: the sizes the process plan's rule is drawn from (roost.algorithm.distributed.process_plan)
+PLAN_CASES = [
+    ("ResNet-20, 1,28,28", 20, (1, 28, 28), 128),
+    ("ResNet-20, 3,28,28", 20, (3, 28, 28), 128),
+    ("ResNet-18, 3,32,32", 18, (3, 32, 32), 128),
+    ("ResNet-18, 3,64,64", 18, (3, 64, 64), 64),
+    ("ResNet-50, 3,64,64", 50, (3, 64, 64), 32),
+    ("ResNet-18, 3,112,112", 18, (3, 112, 112), 32),
+    ("ResNet-18, 3,224,224", 18, (3, 224, 224), 16),
+]
 
 
 def _step(layers: int, shape: tuple[int, int, int], threads: int) -> TrainStep:
@@ -80,6 +95,7 @@ def _worker(rank: int, port: int, layers: int, shape, batch: int, steps: int, ou
     seconds = _time(step, batch // 2, shape, steps)
     if rank == 0:
         Path(out).write_text(str(seconds))
+    dist.barrier()  # no rank tears down Gloo while another still uses it (roost.algorithm.distributed.leave)
     dist.destroy_process_group()
 
 
@@ -146,21 +162,47 @@ def compare_backends(epochs: int) -> None:
     print(f"  Ray, 2 nodes         {on_ray:8.1f} img/s  ratio {on_ray / local:.2f}x")
 
 
+def _both_ways(layers: int, shape, batch: int, steps: int) -> tuple[float, float]:
+    """Images/s of one process with 2 threads, and of 2 single-thread processes, on the same global batch."""
+    one = _time(_step(layers, shape, threads=2), batch, shape, steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = str(Path(tmp) / "seconds")
+        mp.start_processes(
+            _worker, args=(free_port(), layers, shape, batch, steps, out), nprocs=2, start_method="spawn"
+        )
+        two = float(Path(out).read_text())
+    return batch * steps / one, batch * steps / two
+
+
+def plan_grid(steps: int) -> None:
+    """The process plan's rule against the measurement, size by size."""
+    from machine import cpu
+    from roost.algorithm.distributed import process_plan
+
+    print(f"CPU: {cpu()}; float32 training steps, 1 process x 2 threads against 2 processes x 1 thread")
+    print("| network, input, batch | 1 x 2 img/s | 2 x 1 img/s | ratio | the rule's plan |")
+    print("| --- | --- | --- | --- | --- |")
+    for title, layers, shape, batch in PLAN_CASES:
+        n = steps if shape[1] <= 32 else max(3, steps // (4 if shape[1] <= 64 else 8))
+        a, b = _both_ways(layers, shape, batch, n)
+        plan = process_plan(shape, batch, 10**6, cores=2)
+        print(
+            f"| {title}, {batch} | {a:.1f} | {b:.1f} | {b / a:.2f}x | {plan.processes} x {plan.threads} |", flush=True
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--plan", action="store_true", help="the process plan's grid of sizes instead")
     args = ap.parse_args()
+    if args.plan:
+        plan_grid(args.steps)
+        return
     for title, layers, shape, batch in CASES:
         steps = args.steps if shape[1] < 100 else max(5, args.steps // 6)
-        one = _time(_step(layers, shape, threads=2), batch, shape, steps)
-        with tempfile.TemporaryDirectory() as tmp:
-            out = str(Path(tmp) / "seconds")
-            mp.start_processes(
-                _worker, args=(free_port(), layers, shape, batch, steps, out), nprocs=2, start_method="spawn"
-            )
-            two = float(Path(out).read_text())
-        a, b = batch * steps / one, batch * steps / two
+        a, b = _both_ways(layers, shape, batch, steps)
         print(f"{title}, global batch {batch}, {steps} steps:")
         print(f"  1 host x 2 threads   {a:8.1f} img/s (baseline)")
         print(f"  2 hosts x 1 thread   {b:8.1f} img/s  ratio {b / a:.2f}x")
