@@ -123,7 +123,7 @@ PLAN_MAX_PIXELS = 32 * 32
 #: multi-device hosts) ...
 PLAN_MIN_PROCESS_BATCH = 16
 #: ... and the run is long enough to pay for starting the processes and their process group (a few seconds)
-PLAN_MIN_IMAGES = 20_000
+PLAN_MIN_IMAGES = 25_000
 
 
 @dataclass(frozen=True)
