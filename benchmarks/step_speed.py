@@ -73,10 +73,14 @@ def roost_step(layers: int, shape: tuple[int, int, int], batch: int, steps: int,
     return batch * steps / timed(lambda: step(images, labels), steps)
 
 
-def mxnet_step(python: str, layers: int, shape: tuple[int, int, int], batch: int, steps: int, threads: int) -> float:
-    """Images/s of MXNet 1.9.1's ``Module.forward_backward`` + ``update`` on SageMaker's network, float32."""
+def mxnet_step(
+    python: str, layers: int, shape: tuple[int, int, int], batch: int, steps: int, threads: int, dtype="float32"
+) -> float:
+    """Images/s of MXNet 1.9.1's ``Module.forward_backward`` + ``update`` on SageMaker's network, float32; or
+    with ``dtype="bfloat16"`` its own AMP under Gluon (Module cannot bind it; see ``mxnet_side.py``)."""
     args = [python, str(HERE / "mxnet_side.py"), "step", "--layers", str(layers), "--shape", ",".join(map(str, shape))]
     args += ["--batch", str(batch), "--steps", str(steps), "--classes", "10", "--warmup", str(WARMUP_STEPS)]
+    args += ["--dtype", dtype]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
     r = subprocess.run(args, capture_output=True, text=True, env=env)
     if r.returncode != 0:
