@@ -37,6 +37,9 @@ def test_ranks_follow_sagemakers_sorted_hosts():
     w = world_for(hosts, "algo-2", local_rank=1, local_size=2)
     assert (w.rank, w.size, w.host_count, w.hosts[0]) == (3, 6, 3, "algo-1") and not w.is_main
     assert world_for(hosts, "algo-1", 0, 1).is_main
+    for host in hosts:  # the launchers find the rendezvous host by the same order
+        config = ResourceConfig(current_host=host, hosts=hosts)
+        assert config.is_rendezvous == (world_for(hosts, host, 0, 1).rank == 0)
     with pytest.raises(ValueError, match="not one of the hosts"):
         world_for(hosts, "algo-9", 0, 1)
 

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from roost.algorithm.layout import PROCS_ENV
 from roost.errors import UserError
 
 log = logging.getLogger("roost.algorithm")
@@ -36,8 +37,6 @@ host_log = logging.getLogger("roost.host")
 DEFAULT_PORT = 7777
 #: how long a host waits for the others' names to resolve (SageMaker's containers wait up to 15 minutes)
 DNS_WAIT_SECONDS = 15 * 60
-#: overrides the process plan (:func:`process_plan`): a number of processes per host, or "cores"
-PROCS_ENV = "ROOST_PROCESSES_PER_HOST"
 
 
 class DistributedError(UserError):

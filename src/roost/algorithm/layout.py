@@ -33,6 +33,12 @@ AUGMENTED_MANIFEST = "AugmentedManifestFile"
 #: the random seed of a run (weights, shuffling, augmentation). SageMaker has no such hyperparameter, so it is
 #: not one: ``roost train --seed N`` sets it, and a server's job takes it from its Environment. Default 0.
 SEED_ENV = "ROOST_SEED"
+#: the process plan's override (roost.algorithm.distributed.process_plan): a number of processes per host, or
+#: "cores"; and the opt-in bfloat16 math for float32 (roost.algorithm.runtime.float32_math). Like the seed, they
+#: change how a run trains, not what: settings of the environment, which a job's Environment may carry
+PROCS_ENV = "ROOST_PROCESSES_PER_HOST"
+FLOAT32_MATH_ENV = "ROOST_FLOAT32_MATH"
+FLOAT32_MATH = ("ieee", "bf16")
 #: the characters of a FailureReason SageMaker keeps (of ``output/failure``, and of every reason Roost writes)
 FAILURE_LIMIT = 1024
 
@@ -51,6 +57,12 @@ class ResourceConfig:
     current_instance_type: str = "local"
     current_group_name: str = "homogeneousCluster"
     instance_groups: list[dict] = field(default_factory=list)
+
+    @property
+    def is_rendezvous(self) -> bool:
+        """Whether this is the first of the sorted hosts: rank 0, where the others meet (as SageMaker's containers
+        do; roost.algorithm.distributed.world_for ranks them in the same order)."""
+        return self.current_host == min(self.hosts, default=self.current_host)
 
     @classmethod
     def for_host(cls, index: int, count: int, instance_type: str = "local") -> ResourceConfig:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from roost.algorithm.layout import FLOAT32_MATH, FLOAT32_MATH_ENV
 from roost.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -36,18 +37,14 @@ class Precision:
         return "float16" if self.autocast_dtype is not None else "float32"
 
 
-#: opt-in reduced-precision float32 math (never the default, as TF32 on GPUs): ``bf16`` lets oneDNN compute
-#: float32 convolutions and matrix products with bfloat16 multiplies (float32 sums) on CPUs with native bfloat16
-FLOAT32_MATH_ENV = "ROOST_FLOAT32_MATH"
-FLOAT32_MATH = ("ieee", "bf16")
-
-
 class PrecisionError(UserError):
     """A precision setting that is not one of its values."""
 
 
 def float32_math(device: torch.device, cpu_bf16: bool | None = None) -> str:
-    """Set oneDNN's float32 math as ``ROOST_FLOAT32_MATH`` asks (``ieee``, the default, or ``bf16``); says what
+    """Opt-in reduced-precision float32 math (never the default, as TF32 on GPUs): ``bf16`` lets oneDNN compute
+    float32 convolutions and matrix products with bfloat16 multiplies (float32 sums) on CPUs with native
+    bfloat16. Set oneDNN's float32 math as ``ROOST_FLOAT32_MATH`` asks (``ieee``, the default, or ``bf16``); says what
     it did, for the log."""
     wanted = os.environ.get(FLOAT32_MATH_ENV, "ieee").strip().lower() or "ieee"
     if wanted not in FLOAT32_MATH:

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roost.algorithm.distributed import world_for
 from roost.algorithm.layout import JobLayout
 from roost.errors import UserError
 from roost.paths import walk_files
@@ -389,7 +388,7 @@ class RayLauncher:
         resources = JobLayout(root).read_resources()
         cpus, gpus = self.resources_for(resources.current_instance_type)
         job = env.get("TRAINING_JOB_NAME", str(job_dir))
-        first = world_for(resources.hosts, resources.current_host, 0, 1).rank == 0
+        first = resources.is_rendezvous
         env = {**env, THREADS_ENV: str(max(1, int(cpus)))}
         if not first and job in self._masters:  # the runner starts the first host first
             env["MASTER_ADDR"] = self._masters[job]

@@ -15,11 +15,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from roost.algorithm.distributed import PROCS_ENV
 from roost.algorithm.hyperparameters import HyperparameterError, parse_hyperparameters
-from roost.algorithm.layout import SEED_ENV
+from roost.algorithm.layout import FLOAT32_MATH, FLOAT32_MATH_ENV, PROCS_ENV, SEED_ENV
 from roost.algorithm.metrics import METRIC_VALUE
-from roost.algorithm.runtime import FLOAT32_MATH, FLOAT32_MATH_ENV
 from roost.aws import (
     Account,
     Service,
