@@ -98,9 +98,10 @@ class Page:
         body = self.driver.find_element("tag name", "body").text[:3000]
         raise AssertionError(f"timed out waiting for {what} (last error: {last!r}); the page said:\n{body}")
 
-    def click(self, css: str, what: str = "") -> None:
-        """Click ``css``, again if a live update replaced the element between finding and clicking it."""
-        self.wait(lambda: self.find(css).click() or True, what or f"a click on {css}", timeout=10)
+    def click(self, css: str, what: str = "", timeout: float = 10.0) -> None:
+        """Click ``css`` once it is there, again if a live update replaced the element between finding and
+        clicking it."""
+        self.wait(lambda: self.find(css).click() or True, what or f"a click on {css}", timeout=timeout)
 
     def fill(self, element_id: str, value: str) -> None:
         field = self.by_id(element_id)

@@ -37,6 +37,8 @@ def world(tmp_path_factory):
 
 def _sign_in(page: Page) -> None:
     page.open("/")
+    page.driver.delete_all_cookies()  # a fresh session, even after a test that stopped before signing out
+    page.open("/")
     page.wait(lambda: "/console/login" in page.driver.current_url, "the sign-in page")
     page.fill("access_key_id", KEY)
     page.fill("secret_access_key", "not-the-secret")
@@ -143,7 +145,7 @@ def test_labs_in_the_browser(world):
 
     # ------------------------------------------------------------------ model, endpoint, try it
     page.open("/console/jobs/console-a")
-    page.wait(lambda: page.by_id("create-model"), "Create model").click()
+    page.click("#create-model", "Create model")  # again if the live page replaced it
     page.wait(lambda: page.find('#models-list tr[data-name="console-a"]'), "the model in the list")
     page.open("/console/endpoint-configs")
     page.fill("endpointConfigName", "console-config")
@@ -152,7 +154,7 @@ def test_labs_in_the_browser(world):
     page.open("/console/endpoints")
     page.fill("endpointName", "console-endpoint")
     page.by_id("create-endpoint-submit").click()
-    page.wait(lambda: page.find('#endpoints-list tr[data-name="console-endpoint"] a'), "the endpoint").click()
+    page.click('#endpoints-list tr[data-name="console-endpoint"] a', "the endpoint", timeout=60)
     page.wait(lambda: page.by_id("endpoint-status").text == "InService", "InService, live", timeout=120)
     image = tmp / "red.png"
     pixels = np.full((20, 24, 3), 40, np.uint8)
