@@ -109,6 +109,16 @@ def resnet(classes: int, layers: int, shape: tuple[int, int, int]):
 SGD = dict(optimizer="sgd", initializer=mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
 
 
+def report_steps(one, args: argparse.Namespace) -> None:
+    """Runs ``one`` step ``args.warmup`` times untimed, then ``args.steps`` times; prints images/s as JSON."""
+    for _ in range(args.warmup):
+        one()
+    t = time.perf_counter()
+    for _ in range(args.steps):
+        one()
+    print(json.dumps({"images_per_s": args.batch * args.steps / (time.perf_counter() - t)}))
+
+
 def step(args: argparse.Namespace, shape: tuple[int, ...]) -> None:
     mod = mx.mod.Module(resnet(args.classes, args.layers, shape), context=mx.cpu())
     mod.bind(data_shapes=[("data", (args.batch, *shape))], label_shapes=[("softmax_label", (args.batch,))])
@@ -124,12 +134,7 @@ def step(args: argparse.Namespace, shape: tuple[int, ...]) -> None:
         mod.update()
         mx.nd.waitall()  # MXNet is asynchronous: the step ends when its results exist
 
-    for _ in range(args.warmup):
-        one()
-    t = time.perf_counter()
-    for _ in range(args.steps):
-        one()
-    print(json.dumps({"images_per_s": args.batch * args.steps / (time.perf_counter() - t)}))
+    report_steps(one, args)
 
 
 def gluon_bf16_step(args: argparse.Namespace, shape: tuple[int, ...]) -> None:
@@ -162,12 +167,7 @@ def gluon_bf16_step(args: argparse.Namespace, shape: tuple[int, ...]) -> None:
         trainer.step(args.batch)
         mx.nd.waitall()
 
-    for _ in range(args.warmup):
-        one()
-    t = time.perf_counter()
-    for _ in range(args.steps):
-        one()
-    print(json.dumps({"images_per_s": args.batch * args.steps / (time.perf_counter() - t)}))
+    report_steps(one, args)
 
 
 def main() -> None:
