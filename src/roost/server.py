@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlparse
 
 from starlette.types import ASGIApp
 
@@ -128,8 +129,14 @@ def _launcher(settings: Settings, keys: dict[str, str]) -> Launcher | None:
                 "--cluster-server-url lets the nodes read this server's own S3 store; with another store "
                 "(--s3-endpoint, AWS_ENDPOINT_URL_S3) the runner reads the channels itself into the shared data folder"
             )
-        key_id, secret = next(iter(keys.items()))
         url = settings.cluster_server_url.rstrip("/")
+        parts = urlparse(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+            raise UserError(
+                f"--cluster-server-url {settings.cluster_server_url!r}: give this server's address as the nodes "
+                "reach it, e.g. http://10.0.0.5:8080"
+            )
+        key_id, secret = next(iter(keys.items()))
         store = ServerStore(url, key_id, secret, settings.region)
     return RayLauncher(settings.cluster, parse_resources(settings.cluster_resources), store=store)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import WaiterError
@@ -166,3 +167,15 @@ def test_resource_specs_and_an_unreachable_cluster_are_explained():
     assert parse_resources("ml.p3.2xlarge=8:1, ml.m5.large=2") == {"ml.p3.2xlarge": (8, 1), "ml.m5.large": (2, 0)}
     with pytest.raises(ClusterError, match="INSTANCE_TYPE=CPUS:GPUS"):
         parse_resources("ml.p3.2xlarge")
+
+
+def test_a_cluster_server_url_that_nodes_could_not_use_is_refused_at_start():
+    from roost.errors import UserError
+    from roost.server import Settings, _launcher
+
+    keys = {"AKID": "secret"}
+    for url in ("10.0.0.5:8080", "ftp://10.0.0.5", "http://", "http://10.0.0.5:8080/console"):
+        with pytest.raises(UserError, match="give this server's address as the nodes reach it"):
+            _launcher(Settings(data_dir=Path("."), cluster="auto", cluster_server_url=url), keys)
+    with pytest.raises(UserError, match="give --cluster ADDRESS too"):
+        _launcher(Settings(data_dir=Path("."), cluster_server_url="http://10.0.0.5:8080"), keys)

@@ -219,9 +219,11 @@ class _Host:
     def _stage(self, cmd: list[str], env: dict[str, str], fetch: list[Fetch], store: ServerStore) -> None:
         assert self.root is not None
         layout = JobLayout(self.root)
+        doing = f"cannot reach the server's S3 store at {store.url}"
         try:
             client = store.client()
             for item in fetch:
+                doing = f"channel {item.channel}: cannot download {item.uri} from the server at {store.url}"
                 if self.aborted.is_set():
                     self.rc = -signal.SIGTERM
                     return
@@ -230,7 +232,7 @@ class _Host:
                 size = sum(f.stat().st_size for f in files)
                 self._say(f"channel {item.channel}: {len(files)} file(s), {size / 1e6:.1f} MB")
         except Exception as err:  # noqa: BLE001 - whatever failed, the job ends saying what and where
-            message = f"channel {item.channel}: cannot download {item.uri} from the server at {store.url}: {err}"
+            message = f"{doing}: {err}"
             self._say(message)
             layout.write_failure(f"ClientError: {message}")
             self.rc = 1
