@@ -59,3 +59,16 @@ def test_cli(birds, tmp_path):
     empty.mkdir()
     r = subprocess.run([sys.executable, "-m", "roost", "explore", str(empty)], capture_output=True, text=True)
     assert r.returncode == 1 and "no images found" in r.stderr
+
+
+def test_explore_through_a_pipe_prints_whole_rows(tmp_path):
+    """Piped (not a terminal), explore's class table keeps every name and count whole instead of cutting it
+    at 80 columns (issue 26)."""
+    long = {f"{'a-very-long-class-name-' * 3}{k}": 2 for k in range(3)}
+    folder = make_class_tree(tmp_path / "imgs", long)
+    r = subprocess.run([sys.executable, "-m", "roost", "explore", str(folder)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "…" not in r.stdout
+    for name in long:
+        row = next(line for line in r.stdout.splitlines() if name in line)
+        assert " 2 " in f"{row} ", row

@@ -8,6 +8,7 @@ job, sign out. The pages it passes through are photographed (``ROOST_SCREENSHOTS
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -109,6 +110,9 @@ def test_labs_in_the_browser(world):
     assert len(seen_points) >= 2, f"the chart never gained points while the page was open: {seen_points}"
     page.wait(lambda: page.all("#per-class tbody tr"), "the per-class table")
     assert len(page.all("#confusion tbody tr")) == 3
+    # the channels are .rec files: the classes.json beside them travelled into the job, so the table names classes
+    names = json.loads((train.parent / "classes.json").read_text())
+    assert [row.text.split()[1] for row in page.all("#per-class table.compact tbody tr")] == names
     page.wait(lambda: len(page.all("#log .line")) > 10, "the log")
     page.screenshot("training-job")
 
