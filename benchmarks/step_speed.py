@@ -49,9 +49,11 @@ def mxnet_python(given: str | None) -> str | None:
     return python
 
 
-def roost_step(layers: int, shape: tuple[int, int, int], batch: int, steps: int, dtype: str = "float32") -> float:
-    """Images/s of Roost's training step with ``precision_dtype=dtype`` (SageMaker's sgd, momentum and weight
-    decay), after ``WARMUP_STEPS`` untimed steps."""
+def roost_train_step(
+    layers: int, shape: tuple[int, int, int], batch: int, dtype: str = "float32"
+) -> tuple[TrainStep, torch.Tensor, torch.Tensor]:
+    """Roost's training step with ``precision_dtype=dtype`` (SageMaker's sgd, momentum and weight decay) and a
+    random uint8 batch for it, set up as ``roost train`` sets them up."""
     device = pick_device()  # Roost's process settings, as ``roost train`` has them
     precision = precision_plan(dtype, device)
     if dtype == "float16" and precision.autocast_dtype is None:
@@ -70,6 +72,12 @@ def roost_step(layers: int, shape: tuple[int, int, int], batch: int, steps: int,
     step = TrainStep(model, make_optimizer(model, hp), device, precision=precision)
     images = torch.randint(0, 256, (batch, *shape), dtype=torch.uint8)
     labels = torch.randint(0, 10, (batch,))
+    return step, images, labels
+
+
+def roost_step(layers: int, shape: tuple[int, int, int], batch: int, steps: int, dtype: str = "float32") -> float:
+    """Images/s of Roost's training step (``roost_train_step``), after ``WARMUP_STEPS`` untimed steps."""
+    step, images, labels = roost_train_step(layers, shape, batch, dtype)
     return batch * steps / timed(lambda: step(images, labels), steps)
 
 
