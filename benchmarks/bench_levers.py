@@ -9,7 +9,9 @@ ships:
 - ``foreach``: the optimizer's multi-tensor path (``SGD(foreach=True)``); PyTorch takes it by default on GPUs only;
 - ``fused``: the fused SGD kernel (``SGD(fused=True)``), one pass over each parameter for decay, momentum and step;
 - ``bf16-weights``: the whole network's parameters in bfloat16, no autocast: nothing converts between bfloat16
-  and float32 inside the step (float16 only; no float32 master weights, so it is a speed probe, not a recipe).
+  and float32 inside the step (float16 only; no float32 master weights, so it is a speed probe, not a recipe);
+- ``compiled``: the network through ``torch.compile`` (Inductor), which fuses batch norm, ReLU and adds into
+  generated loops; its compilation is done in the warm-up steps and printed, not timed.
 
 ``--profile`` adds a ``torch.profiler`` table of one variant's step: self CPU time grouped into convolutions,
 batch norm, ReLU, adds, pooling, the optimizer, dtype conversions and the rest, as shares of the step.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu  # noqa: E402
 from step_speed import WARMUP_STEPS, roost_train_step, timed  # noqa: E402
 
-VARIANTS = ("roost", "foreach", "fused", "bf16-weights")
+VARIANTS = ("roost", "foreach", "fused", "bf16-weights", "compiled")
 
 #: profiler op names, by the part of the step they belong to (first match wins)
 GROUPS = (
@@ -61,6 +64,11 @@ def variant(name: str, net: tuple[int, tuple[int, int, int], int], dtype: str) -
         step.optimizer = _sgd(step, foreach=True)
     elif name == "fused":
         step.optimizer = _sgd(step, fused=True)
+    elif name == "compiled":
+        step.model = torch.compile(step.model)
+        started = time.perf_counter()
+        step(images, labels)
+        print(f"  (compiled in {time.perf_counter() - started:.0f} s)", flush=True)
     elif name == "bf16-weights":
         model, optimizer = step.model.to(torch.bfloat16), step.optimizer
 
@@ -107,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nets", default="20:1,28,28:128;20:3,28,28:128;18:3,224,224:32;50:3,224,224:32")
     parser.add_argument("--dtype", default="float16", choices=("float32", "float16"))
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS[:-1]), help=f"of {', '.join(VARIANTS)}")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--profile", action="store_true", help="also profile the roost variant's step")
@@ -124,8 +132,8 @@ def main() -> None:
         base = statistics.median(speeds["roost"])
         print(f"\nResNet-{net[0]} {','.join(map(str, net[1]))} batch {net[2]} (img/s, median of {args.rounds})")
         for name in names:
-            s = speeds[name]
-            print(f"  {name:<13} {statistics.median(s):8.1f} [{min(s):.1f}-{max(s):.1f}]  {statistics.median(s) / base:.2f}x")
+            s, median = speeds[name], statistics.median(speeds[name])
+            print(f"  {name:<13} {median:8.1f} [{min(s):.1f}-{max(s):.1f}]  {median / base:.2f}x")
         if args.profile:
             for name in ("roost", "bf16-weights") if "bf16-weights" in names else ("roost",):
                 totals = profile_step(steps[name], args.steps)

@@ -8,8 +8,8 @@ the validation accuracy by epoch of both (mean and spread over the seeds), the f
 and the training images/s of both (from each epoch's ``Time cost``) as a ratio. ``Roost-float16`` is Roost with
 ``precision_dtype=float16`` (bfloat16 autocast on a CPU that has it), the same hyperparameters otherwise;
 ``Roost-1proc`` and ``Roost-procs`` force the process plan (one process with every thread, one single-thread
-process per core) where ``Roost`` chooses it; ``Roost-fp32bf16`` is float32 with oneDNN's bfloat16 math
-(``ROOST_FLOAT32_MATH=bf16``, opt-in).
+process per core) where ``Roost`` chooses it, and ``Roost-float16-procs`` is bfloat16 in one process per core;
+``Roost-fp32bf16`` is float32 with oneDNN's bfloat16 math (``ROOST_FLOAT32_MATH=bf16``, opt-in).
 
 ``--speed`` times the bare training step instead, on random batches, at every size the issue names (ResNet-20 at
 1,28,28 and 3,28,28, ResNet-18 at 3,32,32 - SageMaker's depth table has no ResNet-20 above 28 pixels - and
@@ -71,11 +71,13 @@ class Run:
     seconds: list[float] = field(default_factory=list)
 
 
-SYSTEMS = ("MXNet", "Roost", "Roost-float16", "Roost-1proc", "Roost-procs", "Roost-fp32bf16")
+SYSTEMS = ("MXNet", "Roost", "Roost-float16", "Roost-float16-procs", "Roost-1proc", "Roost-procs", "Roost-fp32bf16")
 #: what each Roost system changes: hyperparameters, and the environment (the process plan, docs/distributed.md)
 ROOST_SYSTEMS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "Roost": ({}, {}),
     "Roost-float16": ({"precision_dtype": "float16"}, {}),
+    # both levers of issue 25 at once: bfloat16 autocast in one single-thread process per core
+    "Roost-float16-procs": ({"precision_dtype": "float16"}, {"ROOST_PROCESSES_PER_HOST": "cores"}),
     "Roost-1proc": ({}, {"ROOST_PROCESSES_PER_HOST": "1"}),  # one process with every thread
     "Roost-procs": ({}, {"ROOST_PROCESSES_PER_HOST": "cores"}),  # one single-thread process per core
     "Roost-fp32bf16": ({}, {"ROOST_FLOAT32_MATH": "bf16"}),  # float32 with oneDNN's bfloat16 math (opt-in)
@@ -271,8 +273,8 @@ def main() -> None:
     p.add_argument(
         "--systems",
         default="MXNet,Roost",
-        help="which to run: MXNet, Roost (its own process plan), Roost-float16, Roost-1proc, Roost-procs, "
-        "Roost-fp32bf16",
+        help="which to run: MXNet, Roost (its own process plan), Roost-float16, Roost-float16-procs, Roost-1proc, "
+        "Roost-procs, Roost-fp32bf16",
     )
     p.add_argument("--speed", action="store_true", help="time the bare training step at every size instead")
     p.add_argument("--rounds", type=int, default=3, help="--speed: alternating rounds")
