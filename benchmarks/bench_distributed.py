@@ -37,6 +37,7 @@ from torch import nn  # noqa: E402
 
 from roost.algorithm.hyperparameters import parse_hyperparameters  # noqa: E402
 from roost.algorithm.optim import make_optimizer  # noqa: E402
+from roost.algorithm.runtime import precision_plan  # noqa: E402
 from roost.algorithm.train import TrainStep  # noqa: E402
 from roost.models.resnet import ResNet  # noqa: E402
 from roost.system import free_port  # noqa: E402
@@ -58,7 +59,7 @@ PLAN_CASES = [
 ]
 
 
-def _step(layers: int, shape: tuple[int, int, int], threads: int) -> TrainStep:
+def _step(layers: int, shape: tuple[int, int, int], threads: int, dtype: str = "float32") -> TrainStep:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     hp = parse_hyperparameters(
@@ -71,7 +72,8 @@ def _step(layers: int, shape: tuple[int, int, int], threads: int) -> TrainStep:
         }
     )
     model = ResNet(10, layers, shape).to(memory_format=torch.channels_last)
-    return TrainStep(model, make_optimizer(model, hp), torch.device("cpu"))
+    cpu = torch.device("cpu")
+    return TrainStep(model, make_optimizer(model, hp), cpu, precision=precision_plan(dtype, cpu))
 
 
 def _time(step: TrainStep, batch: int, shape, steps: int, warmup: int = 3) -> float:
@@ -88,11 +90,11 @@ def _time(step: TrainStep, batch: int, shape, steps: int, warmup: int = 3) -> fl
     return time.perf_counter() - tic
 
 
-def _worker(rank: int, port: int, layers: int, shape, batch: int, steps: int, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    step = _step(layers, shape, threads=1)
+def _worker(rank: int, port: int, layers: int, shape, batch: int, steps: int, out: str, procs: int, dtype: str) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=procs)
+    step = _step(layers, shape, threads=1, dtype=dtype)
     step.model = nn.parallel.DistributedDataParallel(step.model)
-    seconds = _time(step, batch // 2, shape, steps)
+    seconds = _time(step, batch // procs, shape, steps)
     if rank == 0:
         Path(out).write_text(str(seconds))
     dist.barrier()  # no rank tears down Gloo while another still uses it (roost.algorithm.distributed.leave)
@@ -162,16 +164,28 @@ def compare_backends(epochs: int) -> None:
     print(f"  Ray, 2 nodes         {on_ray:8.1f} img/s  ratio {on_ray / local:.2f}x")
 
 
-def _both_ways(layers: int, shape, batch: int, steps: int) -> tuple[float, float]:
-    """Images/s of one process with 2 threads, and of 2 single-thread processes, on the same global batch."""
-    one = _time(_step(layers, shape, threads=2), batch, shape, steps)
+def one_process(layers: int, shape, batch: int, steps: int, threads: int = 2, dtype: str = "float32") -> float:
+    """Images/s of one process with ``threads`` threads (``precision_dtype=dtype``)."""
+    return batch * steps / _time(_step(layers, shape, threads, dtype), batch, shape, steps)
+
+
+def processes(layers: int, shape, batch: int, steps: int, procs: int = 2, dtype: str = "float32") -> float:
+    """Images/s of ``procs`` single-thread processes joined by Gloo and DDP, splitting the global ``batch``, as
+    the process plan runs a host (``precision_dtype=dtype``)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "seconds")
         mp.start_processes(
-            _worker, args=(free_port(), layers, shape, batch, steps, out), nprocs=2, start_method="spawn"
+            _worker,
+            args=(free_port(), layers, shape, batch, steps, out, procs, dtype),
+            nprocs=procs,
+            start_method="spawn",
         )
-        two = float(Path(out).read_text())
-    return batch * steps / one, batch * steps / two
+        return batch * steps / float(Path(out).read_text())
+
+
+def both_ways(layers: int, shape, batch: int, steps: int) -> tuple[float, float]:
+    """Images/s of one process with 2 threads, and of 2 single-thread processes, on the same global batch."""
+    return one_process(layers, shape, batch, steps), processes(layers, shape, batch, steps)
 
 
 def plan_grid(steps: int) -> None:
@@ -184,7 +198,7 @@ def plan_grid(steps: int) -> None:
     print("| --- | --- | --- | --- | --- |")
     for title, layers, shape, batch in PLAN_CASES:
         n = steps if shape[1] <= 32 else max(3, steps // (4 if shape[1] <= 64 else 8))
-        a, b = _both_ways(layers, shape, batch, n)
+        a, b = both_ways(layers, shape, batch, n)
         plan = process_plan(shape, batch, 10**6, cores=2)
         print(
             f"| {title}, {batch} | {a:.1f} | {b:.1f} | {b / a:.2f}x | {plan.processes} x {plan.threads} |", flush=True
@@ -202,7 +216,7 @@ def main() -> None:
         return
     for title, layers, shape, batch in CASES:
         steps = args.steps if shape[1] < 100 else max(5, args.steps // 6)
-        a, b = _both_ways(layers, shape, batch, steps)
+        a, b = both_ways(layers, shape, batch, steps)
         print(f"{title}, global batch {batch}, {steps} steps:")
         print(f"  1 host x 2 threads   {a:8.1f} img/s (baseline)")
         print(f"  2 hosts x 1 thread   {b:8.1f} img/s  ratio {b / a:.2f}x")

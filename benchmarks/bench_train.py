@@ -5,10 +5,13 @@ For ResNet-18 at 3,224,224 (batch 32) and ResNet-20 at 3,28,28 (batch 128):
 * baseline - a plain eager loop, NCHW float input, same network and optimizer
   (SGD, momentum 0.9, weight decay 1e-4), the way a PyTorch tutorial writes it;
 * roost step - ``roost.algorithm.train.TrainStep`` on uint8 batches (what the
-  loader delivers), i.e. Roost's own step;
+  loader delivers), i.e. Roost's own step, in float32 and, on CPUs with native
+  bfloat16, with ``precision_dtype=float16`` (bfloat16 autocast);
 * pipeline alone - decoding + augmentation from a .rec through Roost's loader,
   no training, to show it outruns what training consumes;
-* whole pipeline - loader + step together, as ``roost train`` runs.
+* whole pipeline - loader + step together, as ``roost train`` runs;
+* the process plan's way - the same step as one single-thread process per core
+  joined by Gloo (``bench_distributed.processes``), the batch split between them.
 
 All in one process, so the ratios compare like with like. Where MXNet 1.9.1's
 interpreter is at hand (``--mxnet PATH`` or ``$MXNET_PYTHON``; ``../shared/peers/mxnet/setup.sh
@@ -34,8 +37,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from bench_distributed import processes  # noqa: E402
 from roost.algorithm.hyperparameters import parse_hyperparameters  # noqa: E402
 from roost.algorithm.optim import make_optimizer  # noqa: E402
+from roost.algorithm.runtime import cpu_has_native_bf16, precision_plan  # noqa: E402
 from roost.algorithm.train import TrainStep, load_channel, pick_device  # noqa: E402
 from roost.data.dataset import make_loader  # noqa: E402
 from roost.formats import recordio  # noqa: E402
@@ -90,12 +95,18 @@ def baseline(layers: int, hw: int, batch: int, steps: int) -> float:
 def roost(layers: int, hw: int, batch: int, steps: int, rec: Path, workers: int) -> dict[str, float]:
     hp = _hp(layers, hw, batch)
     device = pick_device()  # also applies Roost's process settings
-    torch.manual_seed(0)
-    model = ResNet(10, layers, (3, hw, hw)).to(device, memory_format=torch.channels_last).train()
-    step = TrainStep(model, make_optimizer(model, hp), device)
     labels = torch.randint(0, 10, (batch,))
     images_u8 = torch.randint(0, 256, (batch, 3, hw, hw), dtype=torch.uint8)
-    results = {"roost step": batch * steps / timed(lambda: step(images_u8, labels), steps)}
+    # precision_dtype=float16 is bfloat16 autocast on CPUs with native bfloat16, and nothing new elsewhere
+    dtypes = {"float32": "float32", "bfloat16": "float16"} if cpu_has_native_bf16() else {"float32": "float32"}
+    train_steps = {}
+    results = {}
+    for name, dtype in dtypes.items():
+        torch.manual_seed(0)
+        model = ResNet(10, layers, (3, hw, hw)).to(device, memory_format=torch.channels_last).train()
+        step = TrainStep(model, make_optimizer(model, hp), device, precision=precision_plan(dtype, device))
+        train_steps[name] = step
+        results[f"roost step, {name}"] = batch * steps / timed(lambda step=step: step(images_u8, labels), steps)
 
     dataset = load_channel([rec], hp, train=True)
     loader = make_loader(dataset, batch, train=True, workers=workers)
@@ -114,12 +125,20 @@ def roost(layers: int, hw: int, batch: int, steps: int, rec: Path, workers: int)
         next(stream)
     results["pipeline alone"] = batch * n_batches / (time.perf_counter() - t)
 
-    def whole():
-        images, y = next(stream)
-        step(images, y)
+    for name, step in train_steps.items():
 
-    results["whole pipeline (roost train)"] = batch * steps / timed(whole, steps)
+        def whole(step=step):
+            images, y = next(stream)
+            step(images, y)
+
+        results[f"whole pipeline, {name}"] = batch * steps / timed(whole, steps)
     stream.close()  # ends the loader iteration and lets its workers go
+
+    cores = available_cores()
+    if cores > 1:  # the process plan's way: one single-thread process per core, the batch split between them
+        for name, dtype in dtypes.items():
+            rate = processes(layers, (3, hw, hw), batch, steps, procs=cores, dtype=dtype)
+            results[f"roost step, {name}, {cores} proc x 1 thread"] = rate
     return results
 
 
@@ -152,10 +171,11 @@ def main() -> None:
             res = {"baseline (eager, NCHW)": base[layers], **roost(layers, hw, batch, steps, rec, args.workers)}
             print(f"\nResNet-{layers} at 3,{hw},{hw}, batch {batch}:")
             if layers in mxnet:
-                print(f"  {'MXNet 1.9.1 step (this run)':<30} {mxnet[layers]:8.1f} img/s")
+                label = "MXNet 1.9.1 step (this run)"
+                print(f"  {label:<40} {mxnet[layers]:8.1f} img/s")
             for name, rate in res.items():
                 against = f"   {rate / mxnet[layers]:5.2f}x MXNet" if layers in mxnet else ""
-                print(f"  {name:<30} {rate:8.1f} img/s   {rate / base[layers]:5.2f}x baseline{against}")
+                print(f"  {name:<40} {rate:8.1f} img/s   {rate / base[layers]:5.2f}x baseline{against}")
 
 
 if __name__ == "__main__":
