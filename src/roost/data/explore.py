@@ -148,6 +148,76 @@ def _init_measure_worker() -> None:
 # --------------------------------------------------------------------------- the report
 
 
+@dataclass
+class _Source:
+    """What a folder, an .lst or a .rec gives to explore: its items, their count where known, the class names
+    found beside it, notes about skipped entries, and the reader to close (a .rec)."""
+
+    kind: str
+    items: Iterator[_Item]
+    total: int | None
+    names: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+    reader: recordio.RecordReader | None = None
+
+
+def _open_source(source: Path, root: Path | None, exts, refuse_outside: bool) -> _Source:
+    if source.is_dir():
+        items, names, notes = _folder_items(source, exts, refuse_outside)
+        if not items:
+            raise im2rec.DatasetLayoutError(
+                f"{source}: no images found in class sub-folders (looked for {', '.join(exts)})"
+            )
+        return _Source("folder", iter(items), len(items), names, notes)
+    if source.suffix == ".lst":
+        listed, listed_names, notes = _lst_items(source, root or source.parent, refuse_outside)
+        return _Source("lst", iter(listed), len(listed), listed_names, notes)
+    if source.suffix == ".rec":
+        records, total, reader = _rec_items(source)
+        # im2rec leaves the .lst it packed beside the .rec: its paths name the classes
+        sibling = source.with_suffix(".lst")
+        packed = names_file.read(names_file.beside(source)) or (
+            class_names_from_list(iter_list(sibling, errors=[])) if sibling.is_file() else None
+        )
+        return _Source("rec", records, total, packed, reader=reader)
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such file or folder")
+    raise ValueError(f"{source}: expected a folder of class folders, an .lst file or a .rec file")
+
+
+def _measure_all(
+    src: _Source, num_workers: int, on_progress: Callable[[int, int | None], None] | None
+) -> tuple[list[_Item], list[tuple[int, int] | str]]:
+    """Every item with its (width, height) or the reason it cannot be decoded, in ``num_workers`` processes."""
+    seen: list[_Item] = []
+    results: list[tuple[int, int] | str] = []
+
+    def tracked() -> Iterator[_Item]:
+        for it in src.items:
+            seen.append(it)
+            yield it
+
+    pool = None
+    measured: Iterator[tuple[int, int] | str]
+    try:
+        if num_workers > 1:
+            pool = process_pool(num_workers, initializer=_init_measure_worker)
+            measured = pool.imap(_measure, tracked(), chunksize=8)
+        else:
+            measured = map(_measure, tracked())
+        for done, res in enumerate(measured, 1):
+            results.append(res)
+            if on_progress:
+                on_progress(done, src.total)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        if src.reader is not None:
+            src.reader.close()
+    return seen, results
+
+
 def explore(
     source: str | os.PathLike,
     *,
@@ -166,61 +236,8 @@ def explore(
     with ``refuse_outside`` (the console of a shared server, which reads only what a job could).
     """
     source = Path(source)
-    notes: list[str] = []
-    reader = None
-    names: list[str] | None = None
-    total: int | None
-    if source.is_dir():
-        kind = "folder"
-        items_list, names, notes = _folder_items(source, exts, refuse_outside)
-        if not items_list:
-            raise im2rec.DatasetLayoutError(
-                f"{source}: no images found in class sub-folders (looked for {', '.join(exts)})"
-            )
-        items, total = iter(items_list), len(items_list)
-    elif source.suffix == ".lst":
-        kind = "lst"
-        items_list, names, notes = _lst_items(source, Path(root) if root else source.parent, refuse_outside)
-        items, total = iter(items_list), len(items_list)
-    elif source.suffix == ".rec":
-        kind = "rec"
-        items, total, reader = _rec_items(source)
-        # im2rec leaves the .lst it packed beside the .rec: its paths name the classes
-        sibling = source.with_suffix(".lst")
-        names = names_file.read(names_file.beside(source)) or (
-            class_names_from_list(iter_list(sibling, errors=[])) if sibling.is_file() else None
-        )
-    elif not source.exists():
-        raise FileNotFoundError(f"{source}: no such file or folder")
-    else:
-        raise ValueError(f"{source}: expected a folder of class folders, an .lst file or a .rec file")
-
-    seen: list[_Item] = []
-    results: list[tuple[int, int] | str] = []
-
-    def tracked() -> Iterator[_Item]:
-        for it in items:
-            seen.append(it)
-            yield it
-
-    pool = None
-    measured: Iterator[tuple[int, int] | str]
-    try:
-        if num_workers > 1:
-            pool = process_pool(num_workers, initializer=_init_measure_worker)
-            measured = pool.imap(_measure, tracked(), chunksize=8)
-        else:
-            measured = map(_measure, tracked())
-        for done, res in enumerate(measured, 1):
-            results.append(res)
-            if on_progress:
-                on_progress(done, total)
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
-        if reader is not None:
-            reader.close()
+    src = _open_source(source, Path(root) if root else None, exts, refuse_outside)
+    seen, results = _measure_all(src, num_workers, on_progress)
 
     multi_label = any(len(it.labels) > 1 for it in seen)
     counts: Counter[int] = Counter()
@@ -240,16 +257,17 @@ def explore(
             sizes.append(res)
             for cid in ids:
                 samples.setdefault(cid, []).append(it)
-    if reader is not None:
-        for err in reader.errors:
+    if src.reader is not None:
+        for err in src.reader.errors:
             unreadable.append((f"byte {err.offset}", err.reason))
 
+    names = src.names
     n_classes = max(len(names or []), (max(counts) + 1) if counts else 0)
     classes = [
         ClassStats(i, names[i] if names and i < len(names) else f"class {i}", counts.get(i, 0), bad_counts.get(i, 0))
         for i in range(n_classes)
     ]
-    warnings = list(notes)
+    warnings = list(src.notes)
     warnings += _class_warnings(classes, min_per_class, imbalance_ratio, names, multi_label)
     if unreadable:
         warnings.append(
@@ -270,7 +288,7 @@ def explore(
     picks = {cid: rng.sample(its, min(len(its), 8)) for cid, its in samples.items()}
     report = Report(
         source=str(source),
-        kind=kind,
+        kind=src.kind,
         images=len(seen),
         classes=classes,
         sizes=size_stats(sizes),
