@@ -92,78 +92,14 @@ class TuningPlan:
         static = {k: v for k, v in static.items() if k not in space.by_name}  # a tuned value wins over a static one
         limits = config["ResourceLimits"]
         early = config.get("TrainingJobEarlyStoppingType") or "Off"
-        max_jobs = limits.get("MaxNumberOfTrainingJobs")
-        min_resource, max_resource = 1, 0
-        if strategy == "Grid":
-            if not space.categorical_only:
-                raise validation(
-                    "The Grid strategy searches categorical ranges only: give every hyperparameter as "
-                    "CategoricalParameterRanges values",
-                    {"hyperParameterTuningJobConfig.strategy": "Grid takes categorical ranges only"},
-                )
-            combinations = space.grid_size
-            if combinations > MAX_JOBS:
-                message = (
-                    f"The Grid strategy would train {combinations} jobs, one for each combination of the categorical "
-                    f"values; a tuning job runs at most {MAX_JOBS}. Give fewer values, or use the Bayesian or "
-                    "Random strategy."
-                )
-                raise ServiceError(
-                    "ResourceLimitExceeded",
-                    message,
-                    fields={"hyperParameterTuningJobConfig.parameterRanges.categoricalParameterRanges": message},
-                )
-            if max_jobs is not None and max_jobs != combinations:
-                message = (
-                    f"For the Grid strategy MaxNumberOfTrainingJobs must be left out or equal the number of "
-                    f"combinations of the categorical values, {combinations} (got {max_jobs})"
-                )
-                raise validation(
-                    message, {"hyperParameterTuningJobConfig.resourceLimits.maxNumberOfTrainingJobs": message}
-                )
-            max_jobs = combinations
-        elif max_jobs is None:
-            raise validation(
-                f"ResourceLimits.MaxNumberOfTrainingJobs is required for the {strategy} strategy",
-                {"hyperParameterTuningJobConfig.resourceLimits.maxNumberOfTrainingJobs": "required"},
-            )
-        if strategy == "Hyperband":
-            if early != "Off":
-                raise validation(
-                    "TrainingJobEarlyStoppingType must be Off for the Hyperband strategy: Hyperband stops "
-                    "under-performing jobs itself"
-                )
-            try:
-                min_resource, max_resource = hyperband_resources(config.get("StrategyConfig"), static)
-            except RangeError as err:
-                raise validation(str(err), {err.field: str(err)} if err.field else None) from None
-        elif config.get("StrategyConfig"):
-            raise validation("StrategyConfig is for the Hyperband strategy only")
-        cap = MAX_RANDOM_JOBS if strategy == "Random" else MAX_JOBS
-        if max_jobs > cap:
-            raise ServiceError(
-                "ResourceLimitExceeded",
-                f"MaxNumberOfTrainingJobs is {max_jobs}; a tuning job of strategy {strategy} runs at most {cap}.",
-            )
-        if limits["MaxParallelTrainingJobs"] > MAX_PARALLEL_JOBS:
-            raise ServiceError(
-                "ResourceLimitExceeded",
-                f"MaxParallelTrainingJobs is {limits['MaxParallelTrainingJobs']}; the limit is {MAX_PARALLEL_JOBS}.",
-            )
+        max_jobs = _max_jobs(strategy, space, limits)
+        min_resource, max_resource = _hyperband_resources(strategy, config, early, static)
         if len(static) + len(space.ranges) + 1 > MAX_HYPERPARAMETERS:
             raise validation(
                 f"A tuning job has at most {MAX_HYPERPARAMETERS} hyperparameters, static and tuned together "
                 f"(and {OBJECTIVE_HYPERPARAMETER}); this one has {len(static) + len(space.ranges) + 1}"
             )
-        names = {
-            d["Name"] for d in metric_definitions({"AlgorithmSpecification": definition["AlgorithmSpecification"]})
-        }
-        if objective["MetricName"] not in names:
-            message = (
-                f"The objective metric {objective['MetricName']} is not one the training jobs emit: choose one of "
-                f"{', '.join(sorted(names))} (or add it to AlgorithmSpecification.MetricDefinitions)"
-            )
-            raise validation(message, {"hyperParameterTuningJobConfig.hyperParameterTuningJobObjective": message})
+        _check_objective_metric(objective, definition)
         criteria = config.get("TuningJobCompletionCriteria") or {}
         warm = req.get("WarmStartConfig") or {}
         return cls(
@@ -201,6 +137,85 @@ class TuningPlan:
     def first_point(self) -> dict[str, str]:
         """Hyperparameters of a job the plan could launch (each range's lower end), to check the definition."""
         return {r.name: r.extremes[0] for r in self.space.ranges}
+
+
+def _max_jobs(strategy: str, space: SearchSpace, limits: Mapping[str, Any]) -> int:
+    """How many training jobs a tuning job may start, counted before anything is made: a Grid's combinations
+    are the product of its value counts, never the grid itself."""
+    max_jobs = limits.get("MaxNumberOfTrainingJobs")
+    if strategy == "Grid":
+        if not space.categorical_only:
+            raise validation(
+                "The Grid strategy searches categorical ranges only: give every hyperparameter as "
+                "CategoricalParameterRanges values",
+                {"hyperParameterTuningJobConfig.strategy": "Grid takes categorical ranges only"},
+            )
+        combinations = space.grid_size
+        if combinations > MAX_JOBS:
+            message = (
+                f"The Grid strategy would train {combinations} jobs, one for each combination of the categorical "
+                f"values; a tuning job runs at most {MAX_JOBS}. Give fewer values, or use the Bayesian or "
+                "Random strategy."
+            )
+            raise ServiceError(
+                "ResourceLimitExceeded",
+                message,
+                fields={"hyperParameterTuningJobConfig.parameterRanges.categoricalParameterRanges": message},
+            )
+        if max_jobs is not None and max_jobs != combinations:
+            message = (
+                f"For the Grid strategy MaxNumberOfTrainingJobs must be left out or equal the number of "
+                f"combinations of the categorical values, {combinations} (got {max_jobs})"
+            )
+            raise validation(message, {"hyperParameterTuningJobConfig.resourceLimits.maxNumberOfTrainingJobs": message})
+        max_jobs = combinations
+    elif max_jobs is None:
+        raise validation(
+            f"ResourceLimits.MaxNumberOfTrainingJobs is required for the {strategy} strategy",
+            {"hyperParameterTuningJobConfig.resourceLimits.maxNumberOfTrainingJobs": "required"},
+        )
+    cap = MAX_RANDOM_JOBS if strategy == "Random" else MAX_JOBS
+    if max_jobs > cap:
+        raise ServiceError(
+            "ResourceLimitExceeded",
+            f"MaxNumberOfTrainingJobs is {max_jobs}; a tuning job of strategy {strategy} runs at most {cap}.",
+        )
+    if limits["MaxParallelTrainingJobs"] > MAX_PARALLEL_JOBS:
+        raise ServiceError(
+            "ResourceLimitExceeded",
+            f"MaxParallelTrainingJobs is {limits['MaxParallelTrainingJobs']}; the limit is {MAX_PARALLEL_JOBS}.",
+        )
+    return max_jobs
+
+
+def _hyperband_resources(
+    strategy: str, config: Mapping[str, Any], early: str, static: Mapping[str, str]
+) -> tuple[int, int]:
+    """Hyperband's (MinResource, MaxResource) in epochs; (1, 0) for the other strategies, which take no
+    StrategyConfig."""
+    if strategy != "Hyperband":
+        if config.get("StrategyConfig"):
+            raise validation("StrategyConfig is for the Hyperband strategy only")
+        return 1, 0
+    if early != "Off":
+        raise validation(
+            "TrainingJobEarlyStoppingType must be Off for the Hyperband strategy: Hyperband stops "
+            "under-performing jobs itself"
+        )
+    try:
+        return hyperband_resources(config.get("StrategyConfig"), static)
+    except RangeError as err:
+        raise validation(str(err), {err.field: str(err)} if err.field else None) from None
+
+
+def _check_objective_metric(objective: Mapping[str, Any], definition: Mapping[str, Any]) -> None:
+    names = {d["Name"] for d in metric_definitions({"AlgorithmSpecification": definition["AlgorithmSpecification"]})}
+    if objective["MetricName"] not in names:
+        message = (
+            f"The objective metric {objective['MetricName']} is not one the training jobs emit: choose one of "
+            f"{', '.join(sorted(names))} (or add it to AlgorithmSpecification.MetricDefinitions)"
+        )
+        raise validation(message, {"hyperParameterTuningJobConfig.hyperParameterTuningJobObjective": message})
 
 
 def _definition(req: Mapping[str, Any]) -> dict[str, Any]:
