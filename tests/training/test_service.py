@@ -1,14 +1,17 @@
 """The training-job service without HTTP: validation, listing, limits, stop, metrics."""
 
 import threading
+import time
 
 import pytest
+from sqlalchemy import select, text
 
 from helpers import Api, make_rec_split
 from roost.aws import ServiceError
 from roost.storage.database import open_database
+from roost.storage.tables import SecondaryStatus, StatusTransition, TrainingJob
 from roost.storage.uri import DataRoots
-from roost.training.service import DEFAULT_JOB_ENV_ALLOW, EnvironmentPolicy, TrainingJobService
+from roost.training.service import DEFAULT_JOB_ENV_ALLOW, EnvironmentPolicy, TrainingJobService, set_status
 
 
 @pytest.fixture()
@@ -155,3 +158,54 @@ def test_two_creates_of_one_name_at_once_answer_resource_in_use(database_url, re
             t.join()
     codes = [r for r in results if isinstance(r, str)]
     assert len(results) == 20 and len(codes) == 19 and set(codes) == {"ResourceInUse"}
+
+
+def _scalar(sessions, query):
+    with sessions() as s:
+        return s.execute(query).scalar()
+
+
+def test_a_status_change_takes_the_jobs_row_before_its_transitions(database_url, recs):
+    """One lock order for a job's rows, the job's first: the runner's change of step and a stop (a tuning job
+    ending its trials) took them in opposite orders, and PostgreSQL broke the deadlock by failing one of them,
+    which failed the tuning job."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no row locks: a writer holds the whole database")
+    sessions = open_database(database_url)
+    TrainingJobService(sessions, max_active_jobs=10).create_training_job(request(recs, "locked"))
+    with sessions.begin() as s:
+        set_status(s, s.get(TrainingJob, "locked"), None, SecondaryStatus.STARTING, "Starting the training job")
+    holder = sessions()
+    holder.execute(select(TrainingJob).where(TrainingJob.name == "locked").with_for_update())  # as a stop holds it
+    done = threading.Event()
+
+    def change_step() -> None:  # as the runner does
+        with sessions.begin() as s:
+            set_status(s, s.get(TrainingJob, "locked"), None, SecondaryStatus.TRAINING, "Training")
+        done.set()
+
+    worker = threading.Thread(target=change_step)
+    worker.start()
+    try:
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        deadline = time.monotonic() + 30
+        while _scalar(sessions, text(waiting)) == 0:  # a new transaction each time: the view is a snapshot
+            assert time.monotonic() < deadline and not done.is_set(), "the step change never waited for the job's row"
+            time.sleep(0.05)
+        # it waits for the job's row holding none of the job's transitions, so the holder can still change them
+        probe = sessions()
+        try:
+            rows = probe.execute(
+                select(StatusTransition).where(StatusTransition.job_name == "locked").with_for_update(nowait=True)
+            ).all()
+            assert rows
+        finally:
+            probe.rollback()
+            probe.close()
+    finally:
+        holder.rollback()
+        holder.close()
+        worker.join(30)
+    assert done.is_set()

@@ -201,6 +201,26 @@ def test_a_random_search_runs_its_jobs_and_names_the_best(env):
     ] == [("tune", "Random", 4)]
 
 
+def test_a_step_the_database_refuses_is_retried_not_a_failed_tuning_job(env, monkeypatch):
+    """PostgreSQL breaks a deadlock by failing one transaction; the tuner's step was rolled back whole, so the
+    next tick takes it up again instead of failing the tuning job."""
+    from sqlalchemy.exc import OperationalError
+
+    advance, refused = env.tuner.advance, []
+
+    def refuse_twice(name):
+        if len(refused) < 2:
+            refused.append(name)
+            raise OperationalError("UPDATE status_transitions", {}, Exception("deadlock detected"))
+        return advance(name)
+
+    monkeypatch.setattr(env.tuner, "advance", refuse_twice)
+    env.api("CreateHyperParameterTuningJob", request(env.tmp))
+    d = env.wait("tune")
+    assert refused == ["tune", "tune"]
+    assert d["HyperParameterTuningJobStatus"] == "Completed", d.get("FailureReason")
+
+
 def test_the_same_seed_draws_the_same_points(env):
     for name in ("seeded-a", "seeded-b"):
         req = request(env.tmp, name, max_jobs=3, parallel=1, RandomSeed=7)

@@ -380,6 +380,10 @@ def set_status(
     training job", then "Preparing the instances for training", in one ``Starting`` step; the SDK prints each
     message as it changes): a status appears once in ``SecondaryStatusTransitions``, its latest message with it.
     """
+    # The job's row first, its transitions after, in every writer: the runner's change of step and a stop (the
+    # API's, or a tuning job ending its trials) otherwise locked them in opposite orders and PostgreSQL broke the
+    # deadlock by failing one of them (SQLite has no row locks and leaves out FOR UPDATE).
+    s.execute(select(TrainingJob.name).where(TrainingJob.name == job.name).with_for_update())
     now = time.time()
     last = s.scalars(
         select(StatusTransition)

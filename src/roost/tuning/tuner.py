@@ -28,6 +28,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from roost.algorithm.layout import FAILURE_LIMIT
@@ -113,6 +114,10 @@ class Tuner:
             try:
                 with self._lock:
                     self.advance(name)
+            except OperationalError as err:
+                # the database refused one transaction (PostgreSQL breaking a deadlock, a lost connection): it was
+                # rolled back whole, so the next tick takes this tuning job up again from what is stored
+                log.warning("tuning job %s: the database refused a step, to be retried: %s", name, err.orig or err)
             except Exception as err:  # noqa: BLE001 - one broken tuning job must not stall the others
                 log.exception("tuning job %s failed in the tuner", name)
                 self._end(name, TuningJobStatus.FAILED, f"InternalServerError: {err}")
