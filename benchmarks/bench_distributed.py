@@ -35,12 +35,9 @@ import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 from torch import nn  # noqa: E402
 
-from roost.algorithm.hyperparameters import parse_hyperparameters  # noqa: E402
-from roost.algorithm.optim import make_optimizer  # noqa: E402
-from roost.algorithm.runtime import precision_plan  # noqa: E402
 from roost.algorithm.train import TrainStep  # noqa: E402
-from roost.models.resnet import ResNet  # noqa: E402
 from roost.system import free_port  # noqa: E402
+from step_speed import roost_train_step  # noqa: E402
 
 # the tests' tiny data sets and job requests (tests/helpers.py), and this folder's machine.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -60,20 +57,10 @@ PLAN_CASES = [
 
 
 def _step(layers: int, shape: tuple[int, int, int], threads: int, dtype: str = "float32") -> TrainStep:
+    """Roost's training step as ``roost train`` sets it up (``step_speed.roost_train_step``), on ``threads``."""
+    step, _, _ = roost_train_step(layers, shape, 8, dtype)
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    hp = parse_hyperparameters(
-        {
-            "num_classes": "10",
-            "num_training_samples": "1000",
-            "num_layers": str(layers),
-            "mini_batch_size": "8",
-            "image_shape": ",".join(map(str, shape)),
-        }
-    )
-    model = ResNet(10, layers, shape).to(memory_format=torch.channels_last)
-    cpu = torch.device("cpu")
-    return TrainStep(model, make_optimizer(model, hp), cpu, precision=precision_plan(dtype, cpu))
+    return step
 
 
 def _time(step: TrainStep, batch: int, shape, steps: int, warmup: int = 3) -> float:

@@ -2,7 +2,18 @@
 
 import json
 
-from roost.algorithm.layout import ChannelConfig, JobLayout, ResourceConfig, describe_local_channel, prepare_local_job
+import pytest
+
+from roost.algorithm.layout import (
+    MAX_PROCESSES,
+    ChannelConfig,
+    JobLayout,
+    ResourceConfig,
+    describe_local_channel,
+    parse_float32_math,
+    parse_processes,
+    prepare_local_job,
+)
 
 
 def test_config_files_round_trip_in_sagemakers_shapes(tmp_path):
@@ -91,3 +102,15 @@ def test_a_local_job_links_its_channels_and_clears_stale_state(tmp_path):
     (layout.checkpoints / "state").write_text("x")
     prepare_local_job(job, {"train": rec}, {"epochs": "1"}, keep_state=True)
     assert (layout.checkpoints / "state").is_file()
+
+
+def test_the_environment_settings_are_read_by_one_rule():
+    """The server checks a job's Environment and the container reads it with the same two functions."""
+    assert parse_processes("cores") is None and parse_processes(" 2 ") == 2
+    assert parse_processes(str(MAX_PROCESSES)) == MAX_PROCESSES
+    for bad in ("0", "-1", "+2", "1.5", "many", str(MAX_PROCESSES + 1), ""):
+        with pytest.raises(ValueError, match="give a number of processes per host"):
+            parse_processes(bad)
+    assert parse_float32_math(" BF16 ") == "bf16" and parse_float32_math("") == "ieee"
+    with pytest.raises(ValueError, match="ROOST_FLOAT32_MATH='tf32': give one of ieee, bf16"):
+        parse_float32_math("tf32")

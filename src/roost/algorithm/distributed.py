@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from roost.algorithm.layout import PROCS_ENV
+from roost.algorithm.layout import PROCS_ENV, parse_processes
 from roost.errors import UserError
 
 log = logging.getLogger("roost.algorithm")
@@ -154,15 +154,10 @@ def process_plan(
     a number, or ``cores``."""
     how = f"set by {PROCS_ENV}"
     if override:
-        if override.strip().lower() == "cores":
-            count = cores
-        else:
-            try:
-                count = int(override)
-            except ValueError:
-                count = 0
-            if count < 1:
-                raise DistributedError(f"{PROCS_ENV}={override!r}: give a number of processes (1 or more) or cores")
+        try:
+            count = parse_processes(override) or cores
+        except ValueError as err:
+            raise DistributedError(str(err)) from None
         most = gpus or cores  # a job's Environment may set it: it never starts more processes than the host has
         if count > most:
             how += f" to {count}, at most one per {'GPU' if gpus else 'core'} of this host"

@@ -39,6 +39,32 @@ SEED_ENV = "ROOST_SEED"
 PROCS_ENV = "ROOST_PROCESSES_PER_HOST"
 FLOAT32_MATH_ENV = "ROOST_FLOAT32_MATH"
 FLOAT32_MATH = ("ieee", "bf16")
+#: the largest number PROCS_ENV may give (a host starts at most one process per core or GPU whatever it says)
+MAX_PROCESSES = 1024
+
+
+def parse_processes(value: str) -> int | None:
+    """PROCS_ENV's value: a number of processes per host, or None for ``cores`` (one per core). The server checks
+    a job's Environment with it, and the container reads it with it; a ValueError says what it takes."""
+    text = value.strip().lower()
+    if text == "cores":
+        return None
+    if text.isdigit() and 1 <= int(text) <= MAX_PROCESSES:
+        return int(text)
+    raise ValueError(
+        f"{PROCS_ENV}={value!r}: give a number of processes per host (1 to {MAX_PROCESSES}; never more than the "
+        "host's cores or GPUs are started) or cores (one per core)"
+    )
+
+
+def parse_float32_math(value: str) -> str:
+    """FLOAT32_MATH_ENV's value, one of FLOAT32_MATH (empty is ``ieee``); a ValueError says what it takes."""
+    text = value.strip().lower() or "ieee"
+    if text not in FLOAT32_MATH:
+        raise ValueError(f"{FLOAT32_MATH_ENV}={value!r}: give one of {', '.join(FLOAT32_MATH)}")
+    return text
+
+
 #: the characters of a FailureReason SageMaker keeps (of ``output/failure``, and of every reason Roost writes)
 FAILURE_LIMIT = 1024
 

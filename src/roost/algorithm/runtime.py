@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from roost.algorithm.layout import FLOAT32_MATH, FLOAT32_MATH_ENV
+from roost.algorithm.layout import FLOAT32_MATH_ENV, parse_float32_math
 from roost.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -46,9 +46,10 @@ def float32_math(device: torch.device, cpu_bf16: bool | None = None) -> str:
     float32 convolutions and matrix products with bfloat16 multiplies (float32 sums) on CPUs with native
     bfloat16. Set oneDNN's float32 math as ``ROOST_FLOAT32_MATH`` asks (``ieee``, the default, or ``bf16``); says what
     it did, for the log."""
-    wanted = os.environ.get(FLOAT32_MATH_ENV, "ieee").strip().lower() or "ieee"
-    if wanted not in FLOAT32_MATH:
-        raise PrecisionError(f"{FLOAT32_MATH_ENV}={wanted!r}: give one of {', '.join(FLOAT32_MATH)}")
+    try:
+        wanted = parse_float32_math(os.environ.get(FLOAT32_MATH_ENV, "ieee"))
+    except ValueError as err:
+        raise PrecisionError(str(err)) from None
     if wanted == "ieee" or device.type != "cpu":
         torch.backends.mkldnn.fp32_precision = "ieee"
         return "float32" if wanted == "ieee" else f"float32 ({FLOAT32_MATH_ENV}=bf16 applies to CPUs only)"

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from roost.algorithm.hyperparameters import HyperparameterError, parse_hyperparameters
-from roost.algorithm.layout import FLOAT32_MATH, FLOAT32_MATH_ENV, PROCS_ENV, SEED_ENV
+from roost.algorithm.layout import FLOAT32_MATH_ENV, PROCS_ENV, SEED_ENV, parse_float32_math, parse_processes
 from roost.algorithm.metrics import METRIC_VALUE
 from roost.aws import (
     Account,
@@ -182,18 +182,12 @@ class EnvironmentPolicy:
                 f"loader or a library behave are refused. Allowed: {', '.join(self.allow)} (the operator adds more "
                 "with roost server --job-env-allow)."
             )
-        math = str(environment.get(FLOAT32_MATH_ENV, "ieee")).strip().lower()
-        if math not in FLOAT32_MATH:
-            raise validation(
-                f"Environment variable {FLOAT32_MATH_ENV}={environment[FLOAT32_MATH_ENV]!r}: give one of "
-                f"{', '.join(FLOAT32_MATH)}"
-            )
-        plan = str(environment.get(PROCS_ENV, "1")).strip().lower()
-        if plan != "cores" and not (plan.isdigit() and 1 <= int(plan) <= 1024):
-            raise validation(
-                f"Environment variable {PROCS_ENV}={environment[PROCS_ENV]!r}: give a number of processes per host "
-                "(1 or more; never more than the host's cores are started) or cores (one per core)"
-            )
+        for name, parse in ((FLOAT32_MATH_ENV, parse_float32_math), (PROCS_ENV, parse_processes)):
+            if name in environment:  # the container reads them with the same functions
+                try:
+                    parse(str(environment[name]))
+                except ValueError as err:
+                    raise validation(f"Environment variable {err}") from None
 
 
 class TrainingJobService(Service):
