@@ -108,7 +108,7 @@ def test_the_environment_settings_are_read_by_one_rule():
     """The server checks a job's Environment and the container reads it with the same two functions."""
     assert parse_processes("cores") is None and parse_processes(" 2 ") == 2
     assert parse_processes(str(MAX_PROCESSES)) == MAX_PROCESSES
-    for bad in ("0", "-1", "+2", "1.5", "many", str(MAX_PROCESSES + 1), ""):
+    for bad in ("0", "-1", "+2", "1.5", "many", str(MAX_PROCESSES + 1), "", "²", "٣"):
         with pytest.raises(ValueError, match="give a number of processes per host"):
             parse_processes(bad)
     assert parse_float32_math(" BF16 ") == "bf16" and parse_float32_math("") == "ieee"

@@ -49,7 +49,7 @@ def parse_processes(value: str) -> int | None:
     text = value.strip().lower()
     if text == "cores":
         return None
-    if text.isdigit() and 1 <= int(text) <= MAX_PROCESSES:
+    if text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_PROCESSES:
         return int(text)
     raise ValueError(
         f"{PROCS_ENV}={value!r}: give a number of processes per host (1 to {MAX_PROCESSES}; never more than the "
